@@ -1,0 +1,1 @@
+"""Temporal activities and the plain functions they wrap."""

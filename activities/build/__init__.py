@@ -1,0 +1,1 @@
+"""Image builders: plain functions that turn a spec into LXD image files."""

@@ -1,0 +1,372 @@
+"""Build a tiny LXD container image (split format) from Debian's busybox-static .deb.
+
+A plain function, no Temporal: the activity that wraps it runs it in a thread.
+The rootfs holds the static busybox binary, an inittab whose init stops cleanly
+on the SIGPWR that `lxc stop` sends, and an rcS that brings up lo and eth0 with
+udhcpc. Output is two files in out_dir: `lxd.tar.xz` (metadata.yaml plus
+templates) and `rootfs.squashfs`. With SOURCE_DATE_EPOCH set, the same inputs
+give byte-identical files.
+"""
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from activities.build.errors import BuildError
+from core.arch import LxdArch, to_debian
+from core.models import BuiltFile, FileType, ImageSpec, Serial
+
+METADATA_NAME = "lxd.tar.xz"
+ROOTFS_NAME = "rootfs.squashfs"
+# gzip: every squashfs-tools and kernel reads it, and on a 2 MB tree the
+# compressor makes no measurable difference to build or unpack time.
+SQUASHFS_COMP = ("-comp", "gzip")
+
+# Applets linked at build time so `lxc exec` works before rcS has run;
+# rcS adds the rest with `busybox --install -s` (the binary may not run on the build host).
+_APPLETS = [
+    "[",
+    "[[",
+    "ash",
+    "awk",
+    "basename",
+    "cat",
+    "chmod",
+    "chown",
+    "cp",
+    "cut",
+    "date",
+    "dd",
+    "df",
+    "dirname",
+    "du",
+    "echo",
+    "env",
+    "false",
+    "find",
+    "free",
+    "grep",
+    "gunzip",
+    "gzip",
+    "halt",
+    "head",
+    "hostname",
+    "id",
+    "ifconfig",
+    "ip",
+    "kill",
+    "killall",
+    "ln",
+    "ls",
+    "mkdir",
+    "mktemp",
+    "more",
+    "mount",
+    "mountpoint",
+    "mv",
+    "nc",
+    "netstat",
+    "nslookup",
+    "ping",
+    "poweroff",
+    "printf",
+    "ps",
+    "pwd",
+    "readlink",
+    "reboot",
+    "rm",
+    "rmdir",
+    "route",
+    "sed",
+    "seq",
+    "sh",
+    "sleep",
+    "sort",
+    "stat",
+    "sync",
+    "tail",
+    "tar",
+    "tee",
+    "test",
+    "timeout",
+    "touch",
+    "tr",
+    "true",
+    "udhcpc",
+    "umount",
+    "uname",
+    "uptime",
+    "vi",
+    "wc",
+    "wget",
+    "which",
+    "xargs",
+]
+
+_INITTAB = """\
+# busybox init. `lxc stop` sends SIGPWR, which busybox init treats as halt:
+# it runs the shutdown actions, signals every process and exits.
+::sysinit:/etc/init.d/rcS
+::ctrlaltdel:/bin/busybox reboot
+::shutdown:/etc/init.d/rcK
+::restart:/sbin/init
+"""
+
+_RCS = """\
+#!/bin/sh
+# Boot: applet links, kernel filesystems, hostname, lo, DHCP on eth0.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+/bin/busybox --install -s 2>/dev/null
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mkdir -p /run /tmp /var/run
+[ -s /etc/hostname ] && hostname -F /etc/hostname
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set eth0 up
+    # -b: go to the background if no lease at once, keep renewing; -R: release on exit.
+    udhcpc -b -R -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid \\
+        -T 1 -t 5 -A 3 -x hostname:"$(hostname)" >/dev/null 2>&1
+fi
+"""
+
+_RCK = """\
+#!/bin/sh
+# Shutdown: release the DHCP lease; init then signals everything and exits.
+[ -s /run/udhcpc.eth0.pid ] && kill "$(cat /run/udhcpc.eth0.pid)" 2>/dev/null
+sync
+"""
+
+_UDHCPC = """\
+#!/bin/sh
+# udhcpc event script: address, default route and resolv.conf for $interface.
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip -4 addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    if [ -n "$router" ]; then
+        ip -4 route del default 2>/dev/null
+        for r in $router; do
+            ip -4 route add default via "$r" dev "$interface" && break
+        done
+    fi
+    {
+        [ -n "$domain" ] && echo "search $domain"
+        for d in $dns; do echo "nameserver $d"; done
+    } >/etc/resolv.conf.new && mv /etc/resolv.conf.new /etc/resolv.conf
+    ;;
+esac
+exit 0
+"""
+
+
+def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess[str]:
+    """Run cmd; turn any failure into a one-line BuildError with the stderr tail."""
+    try:
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    except FileNotFoundError:
+        raise BuildError(f"{what}: {cmd[0]} is not installed; run deploy/setup-host") from None
+    except subprocess.CalledProcessError as e:
+        tail = " | ".join(line for line in (e.stderr or e.stdout or "").strip().splitlines()[-3:])
+        raise BuildError(f"{what} failed (exit {e.returncode}): {tail or 'no output'}") from None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_deb(deb_dir: Path, debian_arch: str) -> Path:
+    """The newest busybox-static .deb for a Debian arch in deb_dir."""
+    debs = sorted(Path(deb_dir).glob(f"busybox-static_*_{debian_arch}.deb"))
+    if not debs:
+        raise BuildError(
+            f"no busybox-static_*_{debian_arch}.deb in {deb_dir}: "
+            "run deploy/setup-host (as root) to download it"
+        )
+    return debs[-1]
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _make_rootfs(root: Path, busybox: Path, hostname: str) -> None:
+    for d, mode in [
+        ("bin", 0o755),
+        ("sbin", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("etc/init.d", 0o755),
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("run", 0o755),
+        ("var/run", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+    ]:
+        (root / d).mkdir(parents=True, exist_ok=True)
+        (root / d).chmod(mode)
+    (root / "usr").chmod(0o755)
+    (root / "var").chmod(0o755)
+    (root / "etc").chmod(0o755)
+
+    target = root / "bin" / "busybox"
+    target.write_bytes(busybox.read_bytes())
+    target.chmod(0o755)
+    for applet in _APPLETS:
+        (root / "bin" / applet).symlink_to("/bin/busybox")
+    (root / "sbin" / "init").symlink_to("/bin/busybox")
+
+    etc = root / "etc"
+    _write(etc / "inittab", _INITTAB)
+    _write(etc / "init.d" / "rcS", _RCS, 0o755)
+    _write(etc / "init.d" / "rcK", _RCK, 0o755)
+    _write(etc / "udhcpc.script", _UDHCPC, 0o755)
+    _write(etc / "hostname", hostname + "\n")
+    _write(etc / "hosts", f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
+    _write(etc / "passwd", "root:x:0:0:root:/root:/bin/sh\n")
+    _write(etc / "group", "root:x:0:\n")
+    _write(etc / "shadow", "root:*:0:0:99999:7:::\n", 0o600)
+    _write(etc / "resolv.conf", "")
+
+
+def _metadata_tar(path: Path, metadata: dict, templates: dict[str, str], mtime: int) -> None:
+    """Write an xz tarball of metadata.yaml and templates/, with fixed owners and mtimes."""
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
+        info = tarfile.TarInfo(name)
+        info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "root", "root"
+        if data is None:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        else:
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+    text = yaml.safe_dump(metadata, sort_keys=False, default_flow_style=False)
+    with tarfile.open(path, "w:xz", format=tarfile.GNU_FORMAT) as tar:
+        add(tar, "metadata.yaml", text.encode())
+        add(tar, "templates", None)
+        for name in sorted(templates):
+            add(tar, f"templates/{name}", templates[name].encode())
+
+
+def build_busybox(
+    image: ImageSpec,
+    arch: LxdArch,
+    serial: str,
+    deb_dir: Path,
+    out_dir: Path,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[tuple[BuiltFile, Path]]:
+    """Build `lxd.tar.xz` and `rootfs.squashfs` for one arch into out_dir.
+
+    out_dir should be per arch: the file names are the same for every arch and an
+    existing file is replaced. Returns (BuiltFile, path) for the metadata tarball,
+    then the rootfs. Raises BuildError with a one-line message on any failure.
+    """
+    try:
+        TypeAdapter(Serial).validate_python(serial)
+    except ValidationError as e:
+        raise BuildError(f"bad serial {serial!r}: {e.errors()[0]['msg']}") from None
+    debian_arch = to_debian(arch)
+    deb = find_deb(Path(deb_dir), debian_arch)
+    created = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=".build-busybox-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        progress(f"{arch}: extracting {deb.name}")
+        _run(["dpkg-deb", "-x", str(deb), str(work / "deb")], f"extracting {deb.name}")
+        busybox = work / "deb" / "bin" / "busybox"
+        if not busybox.is_file():
+            raise BuildError(f"{deb.name} has no bin/busybox: is it really busybox-static?")
+
+        progress(f"{arch}: assembling rootfs")
+        root = work / "rootfs"
+        root.mkdir(mode=0o755)
+        root.chmod(0o755)
+        _make_rootfs(root, busybox, hostname=image.os)
+
+        progress(f"{arch}: writing {METADATA_NAME}")
+        title = image.release_title or f"{image.os} {image.release}"
+        metadata = {
+            "architecture": arch,
+            "creation_date": created,
+            "properties": {
+                "os": image.os,
+                "release": image.release,
+                "variant": image.variant,
+                "architecture": debian_arch,
+                "description": f"{title} {debian_arch} ({image.variant}) ({serial})",
+                "serial": serial,
+            },
+            "templates": {
+                "/etc/hostname": {"when": ["create", "copy"], "template": "hostname.tpl"},
+                "/etc/hosts": {"when": ["create", "copy"], "template": "hosts.tpl"},
+            },
+        }
+        templates = {
+            "hostname.tpl": "{{ container.name }}\n",
+            "hosts.tpl": "127.0.0.1 localhost\n127.0.1.1 {{ container.name }}\n",
+        }
+        meta_tmp = work / METADATA_NAME
+        _metadata_tar(meta_tmp, metadata, templates, created)
+
+        progress(f"{arch}: writing {ROOTFS_NAME}")
+        root_tmp = work / ROOTFS_NAME
+        _run(
+            [
+                "mksquashfs",
+                str(root),
+                str(root_tmp),
+                "-noappend",
+                "-all-root",
+                "-quiet",
+                "-no-progress",
+                "-no-xattrs",
+                *SQUASHFS_COMP,
+                "-all-time",
+                str(created),
+                "-mkfs-time",
+                str(created),
+            ],
+            "mksquashfs",
+            # mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time/-mkfs-time.
+            env={k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"},
+        )
+
+        results: list[tuple[BuiltFile, Path]] = []
+        for ftype, name, src in [
+            (FileType.metadata, METADATA_NAME, meta_tmp),
+            (FileType.squashfs, ROOTFS_NAME, root_tmp),
+        ]:
+            dest = out_dir / name
+            os.replace(src, dest)
+            dest.chmod(0o644)
+            built = BuiltFile(
+                ftype=ftype, name=name, sha256=_sha256(dest), size=dest.stat().st_size
+            )
+            results.append((built, dest))
+    progress(f"{arch}: built {', '.join(f'{b.name} ({b.size} B)' for b, _ in results)}")
+    return results

@@ -1,0 +1,1 @@
+"""LXD test runner (plain functions) and the test activity."""

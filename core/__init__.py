@@ -1,0 +1,1 @@
+"""Names, settings and boundary models shared by the server, the workflows and the workers."""

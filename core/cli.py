@@ -1,0 +1,164 @@
+"""`icefloe`: run the image server or a worker, create tokens, trigger pipelines, run the stack."""
+
+import argparse
+import asyncio
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from core.arch import UnknownArchError, to_lxd
+from core.config import REPO_DIR, Settings
+from core.images import ImageDefinitionError, load_image
+from core.lxd import ArchNotSupported, LxdUnavailable, connect_lxd
+from core.temporal import TemporalUnavailable, connect
+from core.trigger import follow, new_serial, start_pipeline
+
+# Errors whose message already says what to do: shown as one line, never a traceback.
+FRIENDLY = (
+    ArchNotSupported,
+    LxdUnavailable,
+    TemporalUnavailable,
+    UnknownArchError,
+    ImageDefinitionError,
+)
+
+
+def cmd_server(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server_api.config import ServerSettings
+    from server_api.main import create_app
+    from server_api.tls import ensure_self_signed
+
+    settings = ServerSettings()
+    if ensure_self_signed(settings.cert_path, settings.key_path, settings.host):
+        print(f"made a self-signed certificate: {settings.cert_path}")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=settings.cert_path,
+        ssl_keyfile=settings.key_path,
+        log_level="warning",
+    )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from sqlmodel import Session
+
+    from server_api.config import ServerSettings
+    from server_api.db import make_engine
+    from server_api.tokens import create_token
+
+    with Session(make_engine(ServerSettings().db_url)) as session:
+        print(create_token(session, args.name, args.scope))
+    return 0
+
+
+async def _run_worker(args: argparse.Namespace) -> int:
+    from core.catalog_client import CatalogClient
+    from workers.arch import arch_worker
+    from workers.control import control_worker
+
+    settings = Settings()
+    client = await connect(settings)
+    catalog = CatalogClient(settings)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        if args.kind == "control":
+            worker = control_worker(client, catalog, executor)
+        else:
+            worker = arch_worker(
+                client, args.arch, catalog, lambda: connect_lxd(settings), settings, executor
+            )
+        print(f"icefloe {args.kind} worker polling {worker.task_queue}", flush=True)
+        await worker.run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.kind == "arch" and not args.arch:
+        raise UnknownArchError("(none given)")
+    return asyncio.run(_run_worker(args))
+
+
+async def _trigger(args: argparse.Namespace) -> int:
+    settings = Settings()
+    image = load_image(args.image)
+    if args.arch:
+        image = image.model_copy(update={"arches": [to_lxd(a) for a in args.arch]})
+    serial = args.serial or new_serial()
+    client = await connect(settings)
+    handle = await start_pipeline(client, image, serial)
+    print(f"pipeline {handle.id}\n  {settings.workflow_ui_link(handle.id)}", flush=True)
+    if not args.wait:
+        return 0
+    result = await follow(handle, lambda line: print(f"  {line}", flush=True))
+    for test in result.tests:
+        for check in test.checks:
+            note = " (passed earlier)" if check.skipped else f" in {check.duration_s:.2f}s"
+            print(f"  {test.arch} on {test.host}: {check.check} {check.state}{note}")
+    print(f"{result.image} {result.serial}: {result.state} ({result.message})")
+    return 0 if result.state == "active" else 1
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    return asyncio.run(_trigger(args))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from deploy.stack import StackError, run_stack
+
+    try:
+        return run_stack(Settings(), once=args.once)
+    except StackError as exc:
+        print(f"icefloe: {exc}", file=sys.stderr)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="icefloe", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("server", help="run the image server (HTTPS)").set_defaults(fn=cmd_server)
+
+    t = sub.add_parser("token", help="create an API token (printed once, stored hashed)")
+    t.add_argument("--name", required=True)
+    t.add_argument("--scope", choices=["publisher", "operator"], default="publisher")
+    t.set_defaults(fn=cmd_token)
+
+    w = sub.add_parser("worker", help="run a worker")
+    w.add_argument("kind", choices=["control", "arch"])
+    w.add_argument("arch", nargs="?", help="for an arch worker: x86_64, i686, aarch64, ...")
+    w.set_defaults(fn=cmd_worker)
+
+    tr = sub.add_parser("trigger", help="start a pipeline, or attach to the running one")
+    tr.add_argument("--image", type=Path, default=REPO_DIR / "images" / "busybox.yaml")
+    tr.add_argument("--serial", help="default: the current UTC time, YYYYMMDD-HHMMSS")
+    tr.add_argument("--arch", action="append", help="override the definition's arches")
+    tr.add_argument("--wait", action="store_true", help="follow until the outcome")
+    tr.set_defaults(fn=cmd_trigger)
+
+    u = sub.add_parser("up", help="run the whole stack on this machine and the sample image")
+    u.add_argument("--once", action="store_true", help="stop after the sample pipeline")
+    u.set_defaults(fn=cmd_up)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.fn(args)
+    except FRIENDLY as exc:
+        print(f"icefloe: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # sdk-python#300: avoid a PyGILState_Release abort at interpreter exit
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Settings for clients of Temporal, the image server and LXD (workers, CLI).
+
+Everything comes from ICEFLOE_* environment variables; the defaults describe the
+one-machine stack that `deploy/run-local` starts, so the same processes run
+unchanged against a Temporal cluster, a remote image server or remote LXD hosts.
+"""
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ICEFLOE_", extra="ignore")
+
+    state_dir: Path = REPO_DIR / ".state"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    server_url: str = "https://127.0.0.1:8443"
+    # PEM of the image server's certificate: pinned by LXD and trusted by httpx.
+    # Unset: the local stack's self-signed certificate, else the system CAs.
+    server_ca: Path | None = None
+    publisher_token: SecretStr | None = None
+
+    # Unset: the local LXD unix socket. Remote hosts: https://host:8443 plus a trusted client cert.
+    lxd_endpoint: str | None = None
+    lxd_cert: Path | None = None
+    lxd_key: Path | None = None
+    lxd_server_cert: Path | None = None  # a remote LXD's self-signed certificate
+    lxd_project: str = "default"
+    # Busybox-static .debs and build scratch space on arch hosts.
+    deb_dir: Path | None = None
+    build_dir: Path | None = None
+
+    @property
+    def server_ca_path(self) -> Path | None:
+        if self.server_ca:
+            return self.server_ca
+        local = self.state_dir / "tls" / "server.crt"
+        return local if local.exists() else None
+
+    @property
+    def publisher_token_value(self) -> str | None:
+        if self.publisher_token:
+            return self.publisher_token.get_secret_value()
+        local = self.state_dir / "publisher.token"
+        return local.read_text().strip() if local.exists() else None
+
+    def workflow_ui_link(self, workflow_id: str) -> str:
+        return (
+            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+        )

@@ -1,0 +1,1 @@
+"""Everything that starts Icefloe: host set-up, the one-machine stack, CI examples."""

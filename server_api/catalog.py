@@ -1,0 +1,282 @@
+"""Catalog rules: publishing, the version state machine, the promotion gate, assessments.
+
+Routes stay thin; every rule that decides what an image's state may become lives here,
+so the server (not the client) is the one that decides.
+"""
+
+from sqlmodel import Session, col, select
+
+from core.models import (
+    ArchView,
+    AssessmentReport,
+    AssessmentState,
+    BuiltFile,
+    FileType,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+    VersionView,
+)
+from core.models import Assessment as AssessmentView
+from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
+from server_api.store import FileStore
+
+ALLOWED: dict[VersionState, set[VersionState]] = {
+    VersionState.created: {VersionState.testing},
+    VersionState.testing: {VersionState.testing, VersionState.active, VersionState.inactive},
+    VersionState.active: {VersionState.inactive},
+    VersionState.inactive: {VersionState.testing},
+}
+
+
+class CatalogError(Exception):
+    """A request the catalog refuses; carries the HTTP status and a message that says why."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def get_version(session: Session, image: str, serial: str) -> Version:
+    version = session.exec(
+        select(Version).where(Version.image == image, Version.serial == serial)
+    ).first()
+    if version is None:
+        raise CatalogError(404, f"no version {serial} of image {image}")
+    return version
+
+
+def view(session: Session, version: Version) -> VersionView:
+    arches = session.exec(
+        select(VersionArch).where(VersionArch.version_id == version.id).order_by(VersionArch.arch)
+    ).all()
+    assessments = session.exec(
+        select(Assessment).where(Assessment.version_id == version.id).order_by(col(Assessment.id))
+    ).all()
+    return VersionView(
+        image=version.image,
+        serial=version.serial,
+        state=version.state,
+        arches=[
+            ArchView(
+                arch=a.arch,
+                fingerprint=a.fingerprint,
+                files=[
+                    BuiltFile(
+                        ftype=FileType.metadata,
+                        name="lxd.tar.xz",
+                        sha256=a.metadata_sha256,
+                        size=a.metadata_size,
+                    ),
+                    BuiltFile(
+                        ftype=FileType.squashfs,
+                        name="rootfs.squashfs",
+                        sha256=a.rootfs_sha256,
+                        size=a.rootfs_size,
+                    ),
+                ],
+            )
+            for a in arches
+        ],
+        assessments=[AssessmentView.model_validate(a, from_attributes=True) for a in assessments],
+        created_at=version.created_at,
+        state_changed_at=version.state_changed_at,
+    )
+
+
+def _pair(session: Session, arch_files) -> tuple[BuiltFile, BuiltFile]:
+    by_type = {f.ftype: f for f in arch_files.files}
+    if len(by_type) != 2 or len(arch_files.files) != 2:
+        raise CatalogError(
+            422, f"arch {arch_files.arch}: give exactly one lxd.tar.xz and one squashfs file"
+        )
+    for f in arch_files.files:
+        blob = session.get(Blob, f.sha256)
+        if blob is None:
+            raise CatalogError(409, f"file {f.name} ({f.sha256}) is not uploaded yet")
+        if blob.size != f.size:
+            raise CatalogError(409, f"file {f.name} is {blob.size} bytes, not {f.size}")
+    return by_type[FileType.metadata], by_type[FileType.squashfs]
+
+
+def publish(
+    session: Session, store: FileStore, req: VersionCreate, actor: str
+) -> tuple[Version, bool]:
+    """Create a version from uploaded files. The same request again is a no-op (False)."""
+    spec = req.image
+    pairs = {a.arch: _pair(session, a) for a in req.arches}
+    if len(pairs) != len(req.arches):
+        raise CatalogError(422, "each arch may appear once")
+
+    existing = session.exec(
+        select(Version).where(Version.image == spec.name, Version.serial == req.serial)
+    ).first()
+    if existing is not None:
+        stored = {
+            a.arch: (a.metadata_sha256, a.rootfs_sha256)
+            for a in session.exec(select(VersionArch).where(VersionArch.version_id == existing.id))
+        }
+        wanted = {arch: (m.sha256, r.sha256) for arch, (m, r) in pairs.items()}
+        if stored != wanted:
+            raise CatalogError(
+                409,
+                f"version {req.serial} of {spec.name} exists with other files; "
+                "publish a new serial instead",
+            )
+        return existing, False
+
+    image = session.get(Image, spec.name) or Image(name=spec.name)
+    image.sqlmodel_update(
+        spec.model_dump(include={"os", "release", "variant", "release_title", "aliases"})
+        | {"requirements": spec.requirements}
+    )
+    session.add(image)
+    version = Version(image=spec.name, serial=req.serial, required_checks=spec.checks)
+    session.add(version)
+    session.flush()
+    for arch, (meta, root) in pairs.items():
+        fingerprint = store.combined_sha256(meta.sha256, root.sha256)
+        clash = session.exec(
+            select(VersionArch).where(VersionArch.fingerprint == fingerprint)
+        ).first()
+        if clash is not None:
+            raise CatalogError(
+                409, f"arch {arch}: these files are already published as another version"
+            )
+        session.add(
+            VersionArch(
+                version_id=version.id,
+                arch=arch,
+                fingerprint=fingerprint,
+                metadata_sha256=meta.sha256,
+                metadata_size=meta.size,
+                rootfs_sha256=root.sha256,
+                rootfs_size=root.size,
+            )
+        )
+    session.add(
+        Event(
+            version_id=version.id,
+            actor=actor,
+            from_state=None,
+            to_state=VersionState.created,
+            reason="published",
+            workflow_id=req.workflow_id,
+        )
+    )
+    session.commit()
+    return version, True
+
+
+def missing_checks(session: Session, version: Version) -> dict[str, list[str]]:
+    """Per arch, the required checks that have no passed assessment yet."""
+    arches = session.exec(select(VersionArch.arch).where(VersionArch.version_id == version.id))
+    passed = {
+        (a.arch, a.check)
+        for a in session.exec(
+            select(Assessment).where(
+                Assessment.version_id == version.id, Assessment.state == AssessmentState.passed
+            )
+        )
+    }
+    return {
+        arch: [c for c in version.required_checks if (arch, c) not in passed] for arch in arches
+    }
+
+
+def transition(
+    session: Session, version: Version, req: TransitionRequest, actor: str, keep_active: int
+) -> Version:
+    if req.to not in ALLOWED[version.state]:
+        raise CatalogError(
+            409,
+            f"{version.image} {version.serial} is {version.state}; it cannot go to {req.to} "
+            f"(allowed: {', '.join(sorted(ALLOWED[version.state])) or 'none'})",
+        )
+    if req.to == VersionState.active:
+        missing = {a: c for a, c in missing_checks(session, version).items() if c}
+        if missing or not version.required_checks:
+            detail = "; ".join(f"{a}: {', '.join(c)}" for a, c in sorted(missing.items()))
+            raise CatalogError(
+                409, f"not every required check passed, still needed: {detail or 'all'}"
+            )
+    _move(session, version, req.to, actor, req.reason, req.workflow_id)
+    if req.to == VersionState.active:
+        _retire_older(session, version, actor, keep_active)
+    session.commit()
+    return version
+
+
+def _move(
+    session: Session,
+    version: Version,
+    to: VersionState,
+    actor: str,
+    reason: str,
+    workflow_id: str | None,
+) -> None:
+    session.add(
+        Event(
+            version_id=version.id,
+            actor=actor,
+            from_state=version.state,
+            to_state=to,
+            reason=reason,
+            workflow_id=workflow_id,
+        )
+    )
+    version.state = to
+    version.state_changed_at = utcnow()
+    session.add(version)
+
+
+def _retire_older(session: Session, version: Version, actor: str, keep_active: int) -> None:
+    """Keep the newest `keep_active` active versions of the image; older ones go inactive."""
+    active = session.exec(
+        select(Version)
+        .where(Version.image == version.image, Version.state == VersionState.active)
+        .order_by(col(Version.serial).desc())
+    ).all()
+    for old in active[keep_active:]:
+        _move(
+            session,
+            old,
+            VersionState.inactive,
+            actor,
+            f"retention: {version.serial} activated, keeping {keep_active} active",
+            None,
+        )
+
+
+def record_assessment(session: Session, version: Version, report: AssessmentReport) -> Assessment:
+    """Upsert one result; a passed result is final and never overwritten."""
+    row = session.exec(
+        select(Assessment).where(
+            Assessment.version_id == version.id,
+            Assessment.arch == report.arch,
+            Assessment.check == report.check,
+            Assessment.instance_type == report.instance_type,
+            Assessment.host == report.host,
+        )
+    ).first()
+    if row is not None and row.state == AssessmentState.passed:
+        if report.state == AssessmentState.passed:
+            return row
+        raise CatalogError(409, f"check {report.check} on {report.arch} already passed")
+    known = session.exec(
+        select(VersionArch).where(
+            VersionArch.version_id == version.id, VersionArch.arch == report.arch
+        )
+    ).first()
+    if known is None:
+        raise CatalogError(422, f"version {version.serial} has no arch {report.arch}")
+    row = row or Assessment(
+        version_id=version.id,
+        **report.model_dump(include={"arch", "check", "instance_type", "host"}),
+    )
+    row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s"}))
+    row.updated_at = utcnow()
+    session.add(row)
+    session.commit()
+    return row

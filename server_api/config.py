@@ -1,0 +1,37 @@
+"""Image server settings (ICEFLOE_SERVER_*): SQLite and a local file store by default."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.config import REPO_DIR
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ICEFLOE_SERVER_", extra="ignore")
+
+    state_dir: Path = REPO_DIR / ".state"
+    database_url: str | None = None  # default: SQLite under state_dir; postgresql+psycopg://...
+    store_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: Path | None = None  # default: a self-signed certificate made once under state_dir
+    tls_key: Path | None = None
+    max_upload_bytes: int = 8 * 1024**3
+    keep_active: int = 3  # active versions kept per image; older ones go inactive
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'catalog.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.store_dir or self.state_dir / "files"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls_cert or self.state_dir / "tls" / "server.crt"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls_key or self.state_dir / "tls" / "server.key"

@@ -1,0 +1,113 @@
+"""simplestreams feeds, one base URL per channel: `<server>/channels/<channel>/`.
+
+LXD reads `streams/v1/index.json`, then `streams/v1/images.json`, then fetches each
+item at `<base>/<path>`. A feed is rendered once per catalog change (every change
+writes an Event, so the newest event id is the feed's generation) and served from
+memory with an ETag until the next change.
+"""
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from core.arch import to_debian
+from core.models import Channel, VersionState
+from server_api.models import Event, Image, Version, VersionArch
+
+
+@dataclass(frozen=True)
+class Feed:
+    generation: int
+    index: bytes
+    images: bytes
+    etag: str
+    files: frozenset[str]  # sha256 of every file the feed lists: what the channel may serve
+
+
+def _product(image: Image, arch: str) -> dict:
+    return {
+        "aliases": ",".join(image.aliases),
+        "arch": to_debian(arch),
+        "os": image.os,
+        "release": image.release,
+        "release_title": image.release_title or image.release,
+        "variant": image.variant,
+        "requirements": image.requirements,
+        "versions": {},
+    }
+
+
+def render(session: Session, channel: Channel, generation: int) -> Feed:
+    rows = session.exec(
+        select(Version, VersionArch, Image)
+        .join(VersionArch, VersionArch.version_id == Version.id)
+        .join(Image, Image.name == Version.image)
+        .where(Version.state == VersionState(channel.value))
+    ).all()
+    products: dict[str, dict] = {}
+    files: set[str] = set()
+    for version, varch, image in rows:
+        pid = f"{image.os}:{image.release}:{to_debian(varch.arch)}:{image.variant}"
+        product = products.setdefault(pid, _product(image, varch.arch))
+        meta = {
+            "ftype": "lxd.tar.xz",
+            "path": f"files/{varch.metadata_sha256}",
+            "sha256": varch.metadata_sha256,
+            "size": varch.metadata_size,
+            "combined_squashfs_sha256": varch.fingerprint,
+        }
+        product["versions"][version.serial] = {
+            "items": {
+                "lxd.tar.xz": meta,
+                "incus.tar.xz": meta | {"ftype": "incus.tar.xz"},
+                "root.squashfs": {
+                    "ftype": "squashfs",
+                    "path": f"files/{varch.rootfs_sha256}",
+                    "sha256": varch.rootfs_sha256,
+                    "size": varch.rootfs_size,
+                },
+            }
+        }
+        files.update((varch.metadata_sha256, varch.rootfs_sha256))
+    images = {
+        "content_id": f"icefloe:{channel.value}",
+        "datatype": "image-downloads",
+        "format": "products:1.0",
+        "products": dict(sorted(products.items())),
+    }
+    index = {
+        "format": "index:1.0",
+        "index": {
+            "images": {
+                "datatype": "image-downloads",
+                "path": "streams/v1/images.json",
+                "format": "products:1.0",
+                "products": sorted(products),
+            }
+        },
+    }
+    images_bytes = json.dumps(images, indent=1).encode()
+    index_bytes = json.dumps(index, indent=1).encode()
+    etag = hashlib.sha256(index_bytes + images_bytes).hexdigest()[:32]
+    return Feed(generation, index_bytes, images_bytes, f'"{etag}"', frozenset(files))
+
+
+class FeedCache:
+    """Rendered feeds per channel, re-rendered only when the catalog generation moves."""
+
+    def __init__(self) -> None:
+        self._feeds: dict[Channel, Feed] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, channel: Channel) -> Feed:
+        generation = session.exec(select(func.max(Event.id))).one() or 0
+        feed = self._feeds.get(channel)
+        if feed is None or feed.generation != generation:
+            with self._lock:
+                feed = render(session, channel, generation)
+                self._feeds[channel] = feed
+        return feed

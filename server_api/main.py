@@ -1,0 +1,37 @@
+"""The FastAPI application."""
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from server_api.catalog import CatalogError
+from server_api.config import ServerSettings
+from server_api.db import make_engine
+from server_api.feeds import FeedCache
+from server_api.routes import feeds, files, versions
+from server_api.store import FileStore
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    app = FastAPI(
+        title="Icefloe image server",
+        summary="Catalog, verified file store and simplestreams channel feeds for LXD and Incus.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.db_url)
+    app.state.store = FileStore(settings.files_dir)
+    app.state.feeds = FeedCache()
+
+    @app.exception_handler(CatalogError)
+    async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict:
+        return {"ok": True}
+
+    for module in (files, versions, feeds):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,97 @@
+"""Catalog tables. An image (os:release:variant) has versions (serials); a version has
+one file pair per arch; feeds show one simplestreams product per (image, arch)."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.models import AssessmentState, VersionState
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Image(SQLModel, table=True):
+    name: str = Field(primary_key=True)
+    os: str
+    release: str
+    variant: str
+    release_title: str = ""
+    aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    requirements: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Version(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("image", "serial"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    image: str = Field(foreign_key="image.name", index=True)
+    serial: str
+    state: VersionState = Field(default=VersionState.created, index=True)
+    required_checks: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    state_changed_at: datetime = Field(default_factory=utcnow)
+
+
+class VersionArch(SQLModel, table=True):
+    """The files of one arch of a version and the fingerprint the server computed."""
+
+    __table_args__ = (UniqueConstraint("version_id", "arch"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    arch: str
+    fingerprint: str = Field(index=True)
+    metadata_sha256: str
+    metadata_size: int
+    rootfs_sha256: str
+    rootfs_size: int
+
+
+class Blob(SQLModel, table=True):
+    """A stored file, by content; uploaded once, shared by any versions that list it."""
+
+    sha256: str = Field(primary_key=True)
+    size: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Every state transition, kept forever: who, from, to, why, from which workflow."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    actor: str
+    from_state: VersionState | None
+    to_state: VersionState
+    reason: str
+    workflow_id: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Assessment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("version_id", "arch", "check", "instance_type", "host"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    arch: str
+    check: str
+    instance_type: str
+    host: str
+    state: AssessmentState
+    evidence: str = ""
+    duration_s: float = 0.0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Token(SQLModel, table=True):
+    """An API token; only its sha256 is stored, the token itself is shown once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    scope: str  # publisher | operator
+    token_sha256: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None

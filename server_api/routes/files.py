@@ -1,0 +1,51 @@
+"""File uploads by content: PUT streams to disk and is verified before it becomes visible."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from sqlmodel import Session
+
+from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep
+from server_api.models import Blob
+from server_api.store import UploadRejected
+
+router = APIRouter(prefix="/api/v1/files", tags=["files"])
+Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the content")]
+
+
+def _known(session: Session, sha256: str) -> Blob | None:
+    return session.get(Blob, sha256)
+
+
+@router.head("/{sha256}", summary="Is this content already stored?")
+def file_exists(sha256: Sha256, session: SessionDep, _: Publisher) -> Response:
+    blob = _known(session, sha256)
+    if blob is None:
+        return Response(status_code=404)
+    return Response(headers={"X-Icefloe-Size": str(blob.size)})
+
+
+@router.put("/{sha256}", status_code=201, summary="Upload a file (streamed, verified)")
+async def upload_file(
+    sha256: Sha256,
+    size: Annotated[int, Query(ge=0, description="exact size in bytes")],
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    _: Publisher,
+) -> dict:
+    if size > settings.max_upload_bytes:
+        raise HTTPException(413, f"{size} bytes is over the limit of {settings.max_upload_bytes}")
+    blob = _known(session, sha256)
+    if blob is not None and store.exists(sha256):
+        if blob.size != size:
+            raise HTTPException(409, f"this content is stored with size {blob.size}, not {size}")
+        return {"sha256": sha256, "size": size, "stored": False}
+    try:
+        await store.put(sha256, size, request.stream())
+    except UploadRejected as exc:
+        raise HTTPException(422, f"upload rejected, nothing stored: {exc}") from None
+    session.merge(Blob(sha256=sha256, size=size))
+    session.commit()
+    return {"sha256": sha256, "size": size, "stored": True}

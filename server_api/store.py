@@ -1,0 +1,60 @@
+"""Local file store addressed by sha256.
+
+Uploads stream into a temporary file in the same directory, are checked against the
+declared sha256 and size, and only then renamed into place: a reader never sees a
+partial file and a failed upload leaves nothing behind.
+"""
+
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+
+class UploadRejected(ValueError):
+    """The bytes did not match what the client declared."""
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    async def put(self, sha256: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+        target = self.path(sha256)
+        target.parent.mkdir(exist_ok=True)
+        digest = hashlib.sha256()
+        received = 0
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    received += len(chunk)
+                    if received > size:
+                        raise UploadRejected(f"more than the declared {size} bytes arrived")
+                    digest.update(chunk)
+                    out.write(chunk)
+            if received != size:
+                raise UploadRejected(f"declared {size} bytes, received {received}")
+            if digest.hexdigest() != sha256:
+                raise UploadRejected(f"content has sha256 {digest.hexdigest()}, not {sha256}")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def combined_sha256(self, *sha256s: str) -> str:
+        """LXD's fingerprint of a split image: sha256 of metadata bytes then rootfs bytes."""
+        digest = hashlib.sha256()
+        for sha in sha256s:
+            with self.path(sha).open("rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        return digest.hexdigest()

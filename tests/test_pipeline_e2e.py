@@ -1,0 +1,34 @@
+"""The real pipeline, end to end: build, publish to testing, test in LXD on every local
+arch (by fingerprint, certificate pinned), promote to active."""
+
+from core.catalog_client import CatalogClient
+from core.config import REPO_DIR
+from core.images import load_image
+from core.lxd import connect_lxd
+from core.trigger import new_serial, start_pipeline
+
+
+async def test_sample_image_reaches_active_on_every_local_arch(
+    temporal, workers, catalog: CatalogClient, settings
+) -> None:
+    assert {"x86_64", "i686"} <= set(workers), f"this host runs only {workers}"
+    image = load_image(REPO_DIR / "images" / "busybox.yaml")
+    image = image.model_copy(update={"arches": ["x86_64", "i686"]})
+    serial = new_serial()
+
+    handle = await start_pipeline(temporal, image, serial)
+    result = await handle.result()
+
+    assert result.state == "active", result.message
+    version = catalog.version(image.name, serial)
+    assert version.state == "active"
+    recorded = {(a.arch, a.check, a.state) for a in version.assessments}
+    assert recorded == {("x86_64", "boots", "passed"), ("i686", "boots", "passed")}
+    assert all(a.host for a in version.assessments)
+    assert catalog.missing_checks(image.name, serial) == {"x86_64": [], "i686": []}
+    leftovers = [
+        i.name
+        for i in connect_lxd(settings).instances.all()
+        if i.config.get("user.icefloe.serial") == serial
+    ]
+    assert leftovers == []

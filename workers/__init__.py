@@ -1,0 +1,1 @@
+"""Worker processes: one control worker, one arch worker per LXD host and arch."""

@@ -1,0 +1,22 @@
+"""The control worker: runs the workflows and the catalog activities. Any host will do."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.catalog import CatalogActivities
+from core.arch import CONTROL_TASK_QUEUE
+from core.catalog_client import CatalogClient
+from workflows.pipeline import ImagePipeline
+
+
+def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolExecutor) -> Worker:
+    acts = CatalogActivities(catalog)
+    return Worker(
+        client,
+        task_queue=CONTROL_TASK_QUEUE,
+        workflows=[ImagePipeline],
+        activities=[acts.publish_version, acts.promote_version],
+        activity_executor=executor,
+    )

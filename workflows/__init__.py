@@ -1,0 +1,1 @@
+"""Deterministic workflows: no I/O here, only orchestration of activities."""
