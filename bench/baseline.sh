@@ -209,7 +209,7 @@ for arch in "${ARCHES[@]}"; do
     t_built=$(since "$T_ARCH")
     fp="$(write_feed "$base" "$arch" "$deb_arch" "$serial" "$rel")"
 
-    name="baseline-$arch-$$"
+    name="baseline-${arch//_/-}-$$"
     body="$(python3 -c '
 import json, sys
 name, server, fp, certfile = sys.argv[1:]
@@ -218,7 +218,7 @@ print(json.dumps({"name": name, "source": {"type": "image", "mode": "pull", "ser
 ' "$name" "https://127.0.0.1:$PORT/$RUN/$arch" "$fp" "$WORK/cert.pem")"
     INSTANCES+=("$name"); IMAGES+=("$fp")
     lxc query -X POST --wait -d "$body" /1.0/instances >/dev/null
-    lxc start "$name"
+    lxc start -q "$name"
     lxc exec "$name" -- true
     got="$(lxc config get "$name" volatile.base_image)"
     [ "$got" = "$fp" ] || die "$name runs image $got, expected $fp"

@@ -1,0 +1,34 @@
+"""Small builders of test input shared by several test modules."""
+
+import hashlib
+import os
+from pathlib import Path
+
+from core.catalog_client import CatalogClient
+from core.models import ArchFiles, BuiltFile, FileType, ImageSpec, VersionCreate
+
+
+def fake_files(tmp: Path, arch: str = "x86_64") -> list[tuple[BuiltFile, Path]]:
+    """Two small random files declared as an image's metadata and rootfs (API tests only)."""
+    out = []
+    for ftype, name in ((FileType.metadata, "lxd.tar.xz"), (FileType.squashfs, "rootfs.squashfs")):
+        data = os.urandom(4096)
+        path = tmp / f"{arch}-{name}"
+        path.write_bytes(data)
+        out.append(
+            (BuiltFile(ftype=ftype, name=name, sha256=hashlib.sha256(data).hexdigest(),
+                       size=len(data)), path)
+        )  # fmt: skip
+    return out
+
+
+def publish_fake(catalog: CatalogClient, tmp: Path, image: ImageSpec, serial: str) -> VersionCreate:
+    arches = []
+    for arch in image.arches:
+        files = fake_files(tmp, arch)
+        for file, path in files:
+            catalog.upload(path, file)
+        arches.append(ArchFiles(arch=arch, files=[f for f, _ in files]))
+    req = VersionCreate(image=image, serial=serial, arches=arches)
+    catalog.publish(req)
+    return req
