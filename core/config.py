@@ -6,6 +6,7 @@ unchanged against a Temporal cluster, a remote image server or remote LXD hosts.
 """
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,5 +59,6 @@ class Settings(BaseSettings):
 
     def workflow_ui_link(self, workflow_id: str) -> str:
         return (
-            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+            f"{self.temporal_ui_url}/namespaces/{quote(self.temporal_namespace, safe='')}"
+            f"/workflows/{quote(workflow_id, safe='')}"
         )

@@ -28,6 +28,7 @@ from core.search_attributes import dev_server_flags
 from core.temporal import TemporalUnavailable, connect
 from core.trigger import follow, new_serial, start_pipeline
 from server_api.config import ServerSettings
+from server_api.tls import ensure_self_signed
 
 READY_TIMEOUT_S = 60
 
@@ -144,6 +145,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
     ensure_port_free(t_host, 8233, "Temporal UI", "nothing: free the port")
     ensure_port_free(server.host, server.port, "image server", "ICEFLOE_SERVER_PORT")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_self_signed(server.cert_path, server.key_path, server.host)
     _ensure_publisher_token(settings, server)
 
     procs = Processes(settings.state_dir / "logs")

@@ -22,7 +22,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from activities.build.errors import BuildError
-from core.arch import LxdArch, to_debian
+from core.arch import LxdArch, UnknownArchError, to_debian
 from core.models import BuiltFile, FileType, ImageSpec, Serial
 
 METADATA_NAME = "lxd.tar.xz"
@@ -288,7 +288,10 @@ def build_busybox(
         TypeAdapter(Serial).validate_python(serial)
     except ValidationError as e:
         raise BuildError(f"bad serial {serial!r}: {e.errors()[0]['msg']}") from None
-    debian_arch = to_debian(arch)
+    try:
+        debian_arch = to_debian(arch)
+    except UnknownArchError as e:
+        raise BuildError(str(e)) from None
     deb = find_deb(Path(deb_dir), debian_arch)
     created = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
     out_dir = Path(out_dir)
