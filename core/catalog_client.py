@@ -47,9 +47,10 @@ class CatalogClient:
             timeout=timeout,
         )
 
-    def channel_url(self, channel: str) -> str:
-        """Base URL of a channel feed, as LXD hosts use it."""
-        return f"{self.base_url}/channels/{channel}"
+    def channel_url(self, channel: str, fresh: str | None = None) -> str:
+        """Base URL of a channel feed, as LXD hosts use it; `fresh` bypasses LXD's cache."""
+        url = f"{self.base_url}/channels/{channel}"
+        return f"{url}/fresh/{fresh}" if fresh else url
 
     def close(self) -> None:
         self._http.close()

@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,8 +74,12 @@ async def _run_worker(args: argparse.Namespace) -> int:
             worker = arch_worker(
                 client, args.arch, catalog, lambda: connect_lxd(settings), settings, executor
             )
-        print(f"icefloe {args.kind} worker polling {worker.task_queue}", flush=True)
-        await worker.run()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with worker:  # leaving the block shuts the worker down gracefully
+            print(f"icefloe {args.kind} worker polling {worker.task_queue}", flush=True)
+            await stop.wait()
     return 0
 
 
@@ -153,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         level=os.environ.get("ICEFLOE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code = args.fn(args)
     except FRIENDLY as exc:

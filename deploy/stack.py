@@ -90,7 +90,7 @@ class Processes:
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.terminate()
         deadline = time.monotonic() + 15
         for _, proc in reversed(self.procs):
             try:
@@ -148,6 +148,10 @@ def run_stack(settings: Settings, once: bool = False) -> int:
     ensure_self_signed(server.cert_path, server.key_path, server.host)
     _ensure_publisher_token(settings, server)
 
+    # Ctrl-C and SIGTERM both stop the stack, even when started from a script
+    # (background jobs inherit an ignored SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     procs = Processes(settings.state_dir / "logs")
     me = [sys.executable, "-m", "core.cli"]
     try:

@@ -32,6 +32,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"ok": True}
 
-    for module in (files, versions, feeds):
-        app.include_router(module.router)
+    app.include_router(files.router)
+    app.include_router(versions.router)
+    for prefix, dependencies in feeds.MOUNTS:
+        app.include_router(feeds.router, prefix=prefix, dependencies=dependencies)
     return app

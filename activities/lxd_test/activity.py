@@ -72,7 +72,7 @@ class TestActivities:
 
         spec = LaunchSpec(
             name=instance_name(inp.image.name, inp.serial, inp.arch),
-            server_url=self.catalog.channel_url(Channel.testing),
+            server_url=self.catalog.channel_url(Channel.testing, fresh=inp.fingerprint[:16]),
             fingerprint=inp.fingerprint,
             certificate=self.certificate,
             labels={

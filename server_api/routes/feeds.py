@@ -1,13 +1,28 @@
-"""Channel feeds and the files they list. LXD pulls from here."""
+"""Channel feeds and the files they list. LXD pulls from here.
 
-from fastapi import APIRouter, HTTPException, Request, Response
+Each channel answers at `/channels/<channel>/` and, identically, at
+`/channels/<channel>/fresh/<tag>/`. LXD caches a feed per base URL for an hour, so
+a test that must see a version published seconds ago uses a base URL of its own.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from core.models import Channel
 from server_api.deps import FeedsDep, SessionDep, StoreDep
 from server_api.feeds import Feed
 
-router = APIRouter(prefix="/channels/{channel}", tags=["feeds"])
+router = APIRouter(tags=["feeds"])
+
+
+def _fresh_tag(tag: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]) -> None:
+    """Any short tag will do; it only makes the URL new to LXD's cache."""
+
+
+# (prefix, dependencies) under which the router is mounted.
+MOUNTS = (("/channels/{channel}", []), ("/channels/{channel}/fresh/{tag}", [Depends(_fresh_tag)]))
 
 
 def _json(request: Request, feed: Feed, body: bytes) -> Response:
