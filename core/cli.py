@@ -84,8 +84,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    if args.kind == "arch" and not args.arch:
-        raise UnknownArchError("(none given)")
+    if args.kind == "arch":
+        to_lxd(args.arch or "(none given)")  # refuse a bad name before connecting anywhere
     return asyncio.run(_run_worker(args))
 
 
