@@ -5,7 +5,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from core.arch import LxdArch
 
@@ -41,6 +41,21 @@ class Channel(StrEnum):
 
     testing = "testing"
     active = "active"
+
+
+class Flavour(StrEnum):
+    """Which client a private feed serves: the metadata item's ftype differs, nothing else."""
+
+    lxd = "lxd"
+    incus = "incus"
+
+
+class TokenScope(StrEnum):
+    """publisher: CI and workers (publish, test, promote); operator: that plus forced
+    actions, garbage collection and access management."""
+
+    publisher = "publisher"
+    operator = "operator"
 
 
 class AssessmentState(StrEnum):
@@ -105,6 +120,14 @@ class TransitionRequest(BaseModel):
     to: VersionState
     reason: str = Field(min_length=1, max_length=500)
     workflow_id: str | None = None
+    # Operators only: promote without every required check passed; recorded as forced.
+    force: bool = False
+
+    @model_validator(mode="after")
+    def _force_only_promotes(self) -> "TransitionRequest":
+        if self.force and self.to != VersionState.active:
+            raise ValueError("force only applies to a promotion (to: active)")
+        return self
 
 
 class AssessmentReport(BaseModel):
@@ -139,3 +162,86 @@ class VersionView(BaseModel):
     assessments: list[Assessment]
     created_at: datetime
     state_changed_at: datetime
+    # The workflow of the newest event that named one: the pipeline driving this version.
+    workflow_id: str | None = None
+    # Set once garbage collection deleted the version's files.
+    files_deleted_at: datetime | None = None
+
+
+class EventView(BaseModel):
+    """One stored state transition."""
+
+    id: int
+    actor: str
+    from_state: VersionState | None
+    to_state: VersionState
+    reason: str
+    workflow_id: str | None
+    forced: bool
+    at: datetime
+
+
+class AbandonRequest(BaseModel):
+    older_than_s: int = Field(ge=0, description="running results not updated for this long")
+
+
+class AbandonResult(BaseModel):
+    abandoned: int
+
+
+class GcRequest(BaseModel):
+    grace_s: int = Field(ge=0, description="how long a version stays inactive before its files go")
+
+
+class GcResult(BaseModel):
+    """What garbage collection deleted: versions whose files went, and the files themselves."""
+
+    versions: list[str]  # "image serial"
+    files: list[str]  # sha256
+    bytes: int
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scope: TokenScope = TokenScope.publisher
+    expires_in_s: int | None = Field(default=None, gt=0, description="default: never")
+
+
+class TokenView(BaseModel):
+    """A token as listed: never the secret, which only the creation answer carries."""
+
+    id: int
+    name: str
+    scope: TokenScope
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenIssued(TokenView):
+    token: str = Field(description="shown this once; the server keeps only its sha256")
+
+
+class CredentialCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    channel: Channel = Channel.active
+    flavour: Flavour = Flavour.lxd
+    expires_in_s: int | None = Field(default=None, gt=0, description="default: never")
+
+
+class CredentialUpdate(BaseModel):
+    channel: Channel
+
+
+class CredentialView(BaseModel):
+    id: int
+    name: str
+    channel: Channel
+    flavour: Flavour
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CredentialIssued(CredentialView):
+    feed_path: str = Field(description="the feed's base path, secret included; shown this once")

@@ -4,6 +4,9 @@ Routes stay thin; every rule that decides what an image's state may become lives
 so the server (not the client) is the one that decides.
 """
 
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.models import (
@@ -11,7 +14,9 @@ from core.models import (
     AssessmentReport,
     AssessmentState,
     BuiltFile,
+    EventView,
     FileType,
+    GcResult,
     TransitionRequest,
     VersionCreate,
     VersionState,
@@ -82,7 +87,31 @@ def view(session: Session, version: Version) -> VersionView:
         assessments=[AssessmentView.model_validate(a, from_attributes=True) for a in assessments],
         created_at=version.created_at,
         state_changed_at=version.state_changed_at,
+        workflow_id=session.exec(
+            select(Event.workflow_id)
+            .where(Event.version_id == version.id, col(Event.workflow_id).is_not(None))
+            .order_by(col(Event.id).desc())
+        ).first(),
+        files_deleted_at=version.files_deleted_at,
     )
+
+
+def list_versions(
+    session: Session, state: VersionState | None, image: str | None
+) -> list[VersionView]:
+    query = select(Version).order_by(Version.image, Version.serial)
+    if state is not None:
+        query = query.where(Version.state == state)
+    if image is not None:
+        query = query.where(Version.image == image)
+    return [view(session, v) for v in session.exec(query)]
+
+
+def events(session: Session, version: Version) -> list[EventView]:
+    rows = session.exec(
+        select(Event).where(Event.version_id == version.id).order_by(col(Event.id))
+    ).all()
+    return [EventView.model_validate(e, from_attributes=True) for e in rows]
 
 
 def _pair(session: Session, arch_files) -> tuple[BuiltFile, BuiltFile]:
@@ -165,7 +194,14 @@ def publish(
             workflow_id=req.workflow_id,
         )
     )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent publish of the same serial or the same files won the race.
+        session.rollback()
+        raise CatalogError(
+            409, f"version {req.serial} of {spec.name} or its files were published concurrently"
+        ) from None
     return version, True
 
 
@@ -186,22 +222,34 @@ def missing_checks(session: Session, version: Version) -> dict[str, list[str]]:
 
 
 def transition(
-    session: Session, version: Version, req: TransitionRequest, actor: str, keep_active: int
+    session: Session,
+    version: Version,
+    req: TransitionRequest,
+    actor: str,
+    keep_active: int,
+    operator: bool = False,
 ) -> Version:
+    """Move a version; promotion passes the gate unless an operator forces it."""
+    if req.force and not operator:
+        raise CatalogError(403, "a forced promotion needs an operator token")
+    if version.files_deleted_at is not None:
+        raise CatalogError(
+            409, f"{version.image} {version.serial}: its files were garbage-collected; publish anew"
+        )
     if req.to not in ALLOWED[version.state]:
         raise CatalogError(
             409,
             f"{version.image} {version.serial} is {version.state}; it cannot go to {req.to} "
             f"(allowed: {', '.join(sorted(ALLOWED[version.state])) or 'none'})",
         )
-    if req.to == VersionState.active:
+    if req.to == VersionState.active and not req.force:
         missing = {a: c for a, c in missing_checks(session, version).items() if c}
         if missing or not version.required_checks:
             detail = "; ".join(f"{a}: {', '.join(c)}" for a, c in sorted(missing.items()))
             raise CatalogError(
                 409, f"not every required check passed, still needed: {detail or 'all'}"
             )
-    _move(session, version, req.to, actor, req.reason, req.workflow_id)
+    _move(session, version, req.to, actor, req.reason, req.workflow_id, req.force)
     if req.to == VersionState.active:
         _retire_older(session, version, actor, keep_active)
     session.commit()
@@ -215,6 +263,7 @@ def _move(
     actor: str,
     reason: str,
     workflow_id: str | None,
+    forced: bool = False,
 ) -> None:
     session.add(
         Event(
@@ -224,6 +273,7 @@ def _move(
             to_state=to,
             reason=reason,
             workflow_id=workflow_id,
+            forced=forced,
         )
     )
     version.state = to
@@ -280,3 +330,62 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
     session.add(row)
     session.commit()
     return row
+
+
+def abandon_running(session: Session, version: Version, older_than_s: int) -> int:
+    """Fail the running results nobody updated for `older_than_s` (their tester died),
+    so a re-run tests them again. Returns how many."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    rows = session.exec(
+        select(Assessment).where(
+            Assessment.version_id == version.id,
+            Assessment.state == AssessmentState.running,
+            Assessment.updated_at <= cutoff,
+        )
+    ).all()
+    for row in rows:
+        row.state = AssessmentState.failed
+        row.evidence = f"abandoned: no result within {older_than_s} s"
+        row.updated_at = utcnow()
+        session.add(row)
+    session.commit()
+    return len(rows)
+
+
+def collect_garbage(session: Session, store: FileStore, grace_s: int) -> GcResult:
+    """Delete the files of versions inactive for longer than `grace_s`, and uploads that
+    no version lists, keeping every file a surviving version still references."""
+    cutoff = utcnow() - timedelta(seconds=grace_s)
+    expired = session.exec(
+        select(Version).where(
+            Version.state == VersionState.inactive,
+            Version.state_changed_at <= cutoff,
+            col(Version.files_deleted_at).is_(None),
+        )
+    ).all()
+    gone = {v.id for v in expired}
+    kept: set[str] = set()
+    for varch, deleted_at in session.exec(
+        select(VersionArch, Version.files_deleted_at).join(
+            Version, Version.id == VersionArch.version_id
+        )
+    ):
+        if deleted_at is None and varch.version_id not in gone:
+            kept.update((varch.metadata_sha256, varch.rootfs_sha256))
+    old = session.exec(select(Blob).where(Blob.created_at <= cutoff)).all()
+    blobs = [b for b in old if b.sha256 not in kept]
+    now = utcnow()
+    for version in expired:
+        version.files_deleted_at = now
+        session.add(version)
+    for blob in blobs:
+        session.delete(blob)
+    session.commit()
+    # Rows first, then bytes: a crash in between leaves stray files, never a dangling row.
+    for blob in blobs:
+        store.delete(blob.sha256)
+    return GcResult(
+        versions=[f"{v.image} {v.serial}" for v in expired],
+        files=sorted(b.sha256 for b in blobs),
+        bytes=sum(b.size for b in blobs),
+    )

@@ -19,6 +19,9 @@ class ServerSettings(BaseSettings):
     tls_key: Path | None = None
     max_upload_bytes: int = 8 * 1024**3
     keep_active: int = 3  # active versions kept per image; older ones go inactive
+    # Off: only private feeds (/feeds/<secret>/) serve images. The pipeline's test
+    # activity launches from /channels/testing/fresh/<tag>/, so keep it on for pipelines.
+    public_feeds: bool = True
 
     @property
     def db_url(self) -> str:

@@ -1,29 +1,51 @@
-"""Engine and sessions; SQLite gets WAL and a busy timeout so workers and feeds don't block."""
+"""Engine, schema migrations and sessions.
 
-from collections.abc import Iterator
+The schema is Alembic's (server_api/alembic): the server upgrades to head when it
+starts, never `create_all`, so SQLite and Postgres catalogs follow the same history.
+SQLite gets WAL and a busy timeout so workers and feeds don't block each other.
+"""
 
-from sqlalchemy import event
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import create_engine
+
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+# The revision that matches catalogs made by `create_all` before migrations existed.
+BASELINE = "0001"
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+def engine_for(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record) -> None:
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
+    @event.listens_for(engine, "connect")
+    def _pragmas(conn, _record) -> None:
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
 
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
     return engine
 
 
-def sessions(engine: Engine) -> Iterator[Session]:
-    with Session(engine) as session:
-        yield session
+def migrate(engine: Engine) -> None:
+    """Upgrade the catalog to the newest schema; a pre-migration catalog is adopted first."""
+    cfg = Config(str(ALEMBIC_INI))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        tables = set(inspect(conn).get_table_names())
+        if "version" in tables and "alembic_version" not in tables:
+            command.stamp(cfg, BASELINE)
+        command.upgrade(cfg, "head")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine on an up-to-date catalog."""
+    engine = engine_for(url)
+    migrate(engine)
+    return engine

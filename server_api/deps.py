@@ -6,8 +6,10 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from sqlmodel import Session
 
+from core.models import TokenScope
 from server_api.config import ServerSettings
 from server_api.feeds import FeedCache
+from server_api.models import Token
 from server_api.store import FileStore
 from server_api.tokens import lookup
 
@@ -35,17 +37,35 @@ FeedsDep = Annotated[FeedCache, Depends(get_feeds)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 
 
-def publisher(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    """The caller's token name, for the audit trail; 401 without a valid token."""
-    scheme, _, token = (authorization or "").partition(" ")
-    row = lookup(session, token) if scheme.lower() == "bearer" and token else None
+def caller(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Token:
+    """The caller's token; 401 unless it is known, unexpired and not revoked."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    row = lookup(session, secret) if scheme.lower() == "bearer" and secret else None
     if row is None:
         raise HTTPException(
             401,
-            "a valid publisher token is required: send 'Authorization: Bearer <token>'",
+            "a valid publisher token is required: send 'Authorization: Bearer <token>' "
+            "(unknown, expired or revoked tokens are refused)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return row.name
+    return row
+
+
+CallerDep = Annotated[Token, Depends(caller)]
+
+
+def publisher(token: CallerDep) -> str:
+    """The caller's token name, for the audit trail. Operator tokens publish too."""
+    return token.name
+
+
+def operator(token: CallerDep) -> str:
+    if token.scope != TokenScope.operator:
+        raise HTTPException(
+            403, f"token {token.name!r} is a {token.scope} token; this needs operator"
+        )
+    return token.name
 
 
 Publisher = Annotated[str, Depends(publisher)]
+Operator = Annotated[str, Depends(operator)]

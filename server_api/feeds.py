@@ -1,9 +1,11 @@
-"""simplestreams feeds, one base URL per channel: `<server>/channels/<channel>/`.
+"""simplestreams feeds: one base URL per channel (`<server>/channels/<channel>/`) and
+per private credential (`<server>/feeds/<secret>/`).
 
-LXD reads `streams/v1/index.json`, then `streams/v1/images.json`, then fetches each
-item at `<base>/<path>`. A feed is rendered once per catalog change (every change
-writes an Event, so the newest event id is the feed's generation) and served from
-memory with an ETag until the next change.
+A channel feed lists both metadata ftypes (LXD and Incus each pick theirs); a
+credential's feed lists only its flavour's. LXD reads `streams/v1/index.json`, then
+`streams/v1/images.json`, then fetches each item at `<base>/<path>`. A feed is
+rendered once per catalog change (every change writes an Event, so the newest event
+id is the feed's generation) and served from memory with an ETag until the next change.
 """
 
 import hashlib
@@ -15,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.arch import to_debian
-from core.models import Channel, VersionState
+from core.models import Channel, Flavour, VersionState
 from server_api.models import Event, Image, Version, VersionArch
 
 
@@ -41,7 +43,12 @@ def _product(image: Image, arch: str) -> dict:
     }
 
 
-def render(session: Session, channel: Channel, generation: int) -> Feed:
+METADATA_FTYPES = {Flavour.lxd: "lxd.tar.xz", Flavour.incus: "incus.tar.xz"}
+
+
+def render(session: Session, channel: Channel, flavour: Flavour | None, generation: int) -> Feed:
+    """The feed of one channel; `flavour` None lists the metadata for both clients."""
+    ftypes = [METADATA_FTYPES[flavour]] if flavour else list(METADATA_FTYPES.values())
     rows = session.exec(
         select(Version, VersionArch, Image)
         .join(VersionArch, VersionArch.version_id == Version.id)
@@ -54,16 +61,14 @@ def render(session: Session, channel: Channel, generation: int) -> Feed:
         pid = f"{image.os}:{image.release}:{to_debian(varch.arch)}:{image.variant}"
         product = products.setdefault(pid, _product(image, varch.arch))
         meta = {
-            "ftype": "lxd.tar.xz",
             "path": f"files/{varch.metadata_sha256}",
             "sha256": varch.metadata_sha256,
             "size": varch.metadata_size,
             "combined_squashfs_sha256": varch.fingerprint,
         }
         product["versions"][version.serial] = {
-            "items": {
-                "lxd.tar.xz": meta,
-                "incus.tar.xz": meta | {"ftype": "incus.tar.xz"},
+            "items": {ftype: meta | {"ftype": ftype} for ftype in ftypes}
+            | {
                 "root.squashfs": {
                     "ftype": "squashfs",
                     "path": f"files/{varch.rootfs_sha256}",
@@ -74,7 +79,7 @@ def render(session: Session, channel: Channel, generation: int) -> Feed:
         }
         files.update((varch.metadata_sha256, varch.rootfs_sha256))
     images = {
-        "content_id": f"icefloe:{channel.value}",
+        "content_id": f"icefloe:{channel.value}" + (f":{flavour.value}" if flavour else ""),
         "datatype": "image-downloads",
         "format": "products:1.0",
         "products": dict(sorted(products.items())),
@@ -97,17 +102,21 @@ def render(session: Session, channel: Channel, generation: int) -> Feed:
 
 
 class FeedCache:
-    """Rendered feeds per channel, re-rendered only when the catalog generation moves."""
+    """Rendered feeds per (channel, flavour), re-rendered only when the catalog generation
+    moves. Credentials are not part of the key: each request resolves its credential to
+    a (channel, flavour) first, so revoking or moving one takes effect at once."""
 
     def __init__(self) -> None:
-        self._feeds: dict[Channel, Feed] = {}
+        self._feeds: dict[tuple[Channel, Flavour | None], Feed] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, channel: Channel) -> Feed:
+    def get(self, session: Session, channel: Channel, flavour: Flavour | None = None) -> Feed:
         generation = session.exec(select(func.max(Event.id))).one() or 0
-        feed = self._feeds.get(channel)
+        feed = self._feeds.get((channel, flavour))
         if feed is None or feed.generation != generation:
             with self._lock:
-                feed = render(session, channel, generation)
-                self._feeds[channel] = feed
+                feed = self._feeds.get((channel, flavour))
+                if feed is None or feed.generation != generation:
+                    feed = render(session, channel, flavour, generation)
+                    self._feeds[channel, flavour] = feed
         return feed

@@ -7,8 +7,9 @@ from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.feeds import FeedCache
-from server_api.routes import feeds, files, versions
+from server_api.routes import access, feeds, files, versions
 from server_api.store import FileStore
+from server_api.tokens import AccessError
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -28,12 +29,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
+    @app.exception_handler(AccessError)
+    async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict:
         return {"ok": True}
 
     app.include_router(files.router)
     app.include_router(versions.router)
-    for prefix, dependencies in feeds.MOUNTS:
-        app.include_router(feeds.router, prefix=prefix, dependencies=dependencies)
+    app.include_router(access.router)
+    for prefix, router in feeds.MOUNTS:
+        app.include_router(router, prefix=prefix)
     return app

@@ -3,10 +3,10 @@ one file pair per arch; feeds show one simplestreams product per (image, arch)."
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
-from core.models import AssessmentState, VersionState
+from core.models import AssessmentState, Channel, Flavour, TokenScope, VersionState
 
 
 def utcnow() -> datetime:
@@ -33,6 +33,8 @@ class Version(SQLModel, table=True):
     required_checks: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     state_changed_at: datetime = Field(default_factory=utcnow)
+    # Set by garbage collection: the version's own files are gone, it can never come back.
+    files_deleted_at: datetime | None = None
 
 
 class VersionArch(SQLModel, table=True):
@@ -43,7 +45,8 @@ class VersionArch(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     version_id: int = Field(foreign_key="version.id", index=True)
     arch: str
-    fingerprint: str = Field(index=True)
+    # Unique: LXD cannot look an image up when one feed lists a fingerprint twice.
+    fingerprint: str = Field(index=True, unique=True)
     metadata_sha256: str
     metadata_size: int
     rootfs_sha256: str
@@ -68,6 +71,7 @@ class Event(SQLModel, table=True):
     to_state: VersionState
     reason: str
     workflow_id: str | None = None
+    forced: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -91,7 +95,21 @@ class Token(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
-    scope: str  # publisher | operator
+    scope: TokenScope = Field(sa_type=String)
     token_sha256: str = Field(unique=True)
     created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class FeedCredential(SQLModel, table=True):
+    """A consumer's private feed: its secret is in the feed URL, so only its sha256 is kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    channel: Channel = Field(sa_type=String)
+    flavour: Flavour = Field(sa_type=String)
+    secret_sha256: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
     revoked_at: datetime | None = None

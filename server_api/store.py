@@ -50,6 +50,9 @@ class FileStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
     def combined_sha256(self, *sha256s: str) -> str:
         """LXD's fingerprint of a split image: sha256 of metadata bytes then rootfs bytes."""
         digest = hashlib.sha256()

@@ -15,7 +15,13 @@ _serials = (f"20261125-{n:04d}" for n in itertools.count(1))
 
 @pytest.fixture
 def image() -> ImageSpec:
-    return ImageSpec(os="apitest", release="one", arches=["x86_64", "i686"], aliases=["apitest"])
+    return ImageSpec(
+        os="apitest",
+        release="one",
+        arches=["x86_64", "i686"],
+        aliases=["apitest"],
+        checks=["boots"],
+    )
 
 
 @pytest.fixture

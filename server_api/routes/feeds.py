@@ -1,28 +1,52 @@
-"""Channel feeds and the files they list. LXD pulls from here.
+"""Feeds and the files they list; LXD and Incus pull from here.
 
-Each channel answers at `/channels/<channel>/` and, identically, at
-`/channels/<channel>/fresh/<tag>/`. LXD caches a feed per base URL for an hour, so
-a test that must see a version published seconds ago uses a base URL of its own.
+The same three routes answer under several base URLs, each resolving to a
+(channel, flavour) on every request:
+- `/channels/<channel>/` and `/channels/<channel>/fresh/<tag>/`: public channel feeds
+  (both flavours). LXD caches a feed per base URL for an hour, so a test that must see
+  a version published seconds ago uses a base URL of its own.
+- `/feeds/<secret>/`: a consumer's private feed. The secret is in the path because LXD
+  cannot send headers; it is checked on every request, so expiry, revocation and a
+  change of channel apply at once.
 """
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 
-from core.models import Channel
-from server_api.deps import FeedsDep, SessionDep, StoreDep
+from core.models import Channel, Flavour
+from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep
 from server_api.feeds import Feed
+from server_api.tokens import find_credential
 
-router = APIRouter(tags=["feeds"])
+
+class Source(NamedTuple):
+    channel: Channel
+    flavour: Flavour | None  # None: both
 
 
-def _fresh_tag(tag: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]) -> None:
+def public_channel(channel: Channel, settings: SettingsDep) -> Source:
+    if not settings.public_feeds:
+        raise HTTPException(404, "public channel feeds are off here; ask for a private feed")
+    return Source(channel, None)
+
+
+def fresh_channel(
+    channel: Channel,
+    settings: SettingsDep,
+    tag: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")],
+) -> Source:
     """Any short tag will do; it only makes the URL new to LXD's cache."""
+    return public_channel(channel, settings)
 
 
-# (prefix, dependencies) under which the router is mounted.
-MOUNTS = (("/channels/{channel}", []), ("/channels/{channel}/fresh/{tag}", [Depends(_fresh_tag)]))
+def credential(secret: Annotated[str, Path(max_length=100)], session: SessionDep) -> Source:
+    row = find_credential(session, secret)
+    if row is None:
+        raise HTTPException(403, "this feed's credential is unknown, expired or revoked")
+    return Source(Channel(row.channel), Flavour(row.flavour))
 
 
 def _json(request: Request, feed: Feed, body: bytes) -> Response:
@@ -32,25 +56,47 @@ def _json(request: Request, feed: Feed, body: bytes) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.get("/streams/v1/index.json")
-def index(channel: Channel, request: Request, session: SessionDep, feeds: FeedsDep) -> Response:
-    feed = feeds.get(session, channel)
-    return _json(request, feed, feed.index)
+def feed_router(resolve: Callable[..., Source], tag: str) -> APIRouter:
+    """index.json, images.json and files, for feeds whose source `resolve` finds."""
+    router = APIRouter(tags=[tag])
+    SourceDep = Annotated[Source, Depends(resolve)]
+
+    @router.get("/streams/v1/index.json", operation_id=f"{resolve.__name__}_index")
+    def index(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
+        feed = feeds.get(session, *source)
+        return _json(request, feed, feed.index)
+
+    @router.get("/streams/v1/images.json", operation_id=f"{resolve.__name__}_images")
+    def images(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
+        feed = feeds.get(session, *source)
+        return _json(request, feed, feed.images)
+
+    @router.get("/files/{sha256}", operation_id=f"{resolve.__name__}_file")
+    @router.head("/files/{sha256}", include_in_schema=False)
+    def file(
+        source: SourceDep,
+        sha256: str,
+        request: Request,
+        session: SessionDep,
+        feeds: FeedsDep,
+        store: StoreDep,
+    ) -> Response:
+        """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256."""
+        if sha256 not in feeds.get(session, *source).files or not store.exists(sha256):
+            raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
+        etag = f'"{sha256}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return FileResponse(
+            store.path(sha256), media_type="application/octet-stream", headers={"ETag": etag}
+        )
+
+    return router
 
 
-@router.get("/streams/v1/images.json")
-def images(channel: Channel, request: Request, session: SessionDep, feeds: FeedsDep) -> Response:
-    feed = feeds.get(session, channel)
-    return _json(request, feed, feed.images)
-
-
-@router.get("/files/{sha256}")
-@router.head("/files/{sha256}", operation_id="file_head", include_in_schema=False)
-def file(
-    channel: Channel, sha256: str, session: SessionDep, feeds: FeedsDep, store: StoreDep
-) -> FileResponse:
-    if sha256 not in feeds.get(session, channel).files:
-        raise HTTPException(404, f"no file {sha256} in the {channel} channel")
-    return FileResponse(
-        store.path(sha256), media_type="application/octet-stream", headers={"ETag": f'"{sha256}"'}
-    )
+# (prefix, router) pairs the app mounts.
+MOUNTS = (
+    ("/channels/{channel}", feed_router(public_channel, "channel feeds")),
+    ("/channels/{channel}/fresh/{tag}", feed_router(fresh_channel, "channel feeds")),
+    ("/feeds/{secret}", feed_router(credential, "private feeds")),
+)

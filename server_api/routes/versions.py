@@ -1,23 +1,49 @@
-"""Versions: publish, read, move between states, record assessments."""
+"""Versions: publish, list, read, move between states, record assessments, collect garbage."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from core.models import AssessmentReport, TransitionRequest, VersionCreate, VersionView
+from core.models import (
+    AbandonRequest,
+    AbandonResult,
+    AssessmentReport,
+    EventView,
+    GcRequest,
+    GcResult,
+    TokenScope,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+    VersionView,
+)
 from server_api.catalog import (
+    abandon_running,
+    collect_garbage,
+    events,
     get_version,
+    list_versions,
     missing_checks,
     publish,
     record_assessment,
     transition,
     view,
 )
-from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep
+from server_api.deps import CallerDep, Operator, Publisher, SessionDep, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/api/v1", tags=["versions"])
-ImageName = Annotated[str, Path(pattern=r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$")]
+IMAGE_NAME = r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$"
+ImageName = Annotated[str, Path(pattern=IMAGE_NAME)]
 Serial = Annotated[str, Path(max_length=40)]
+
+
+@router.get("/versions", summary="List versions, optionally by state and image")
+def read_versions(
+    session: SessionDep,
+    state: VersionState | None = None,
+    image: Annotated[str | None, Query(pattern=IMAGE_NAME)] = None,
+) -> list[VersionView]:
+    return list_versions(session, state, image)
 
 
 @router.post("/versions", status_code=201, summary="Publish a version from uploaded files")
@@ -42,11 +68,18 @@ def move_version(
     req: TransitionRequest,
     session: SessionDep,
     settings: SettingsDep,
-    actor: Publisher,
+    caller: CallerDep,
 ) -> VersionView:
+    """`force: true` (operators only) promotes past the gate; the event records it."""
     version = get_version(session, image, serial)
-    transition(session, version, req, actor, settings.keep_active)
+    operator = caller.scope == TokenScope.operator
+    transition(session, version, req, caller.name, settings.keep_active, operator)
     return view(session, version)
+
+
+@router.get("/images/{image}/versions/{serial}/events", summary="A version's transitions")
+def read_events(image: ImageName, serial: Serial, session: SessionDep) -> list[EventView]:
+    return events(session, get_version(session, image, serial))
 
 
 @router.put("/images/{image}/versions/{serial}/assessments", summary="Record one check result")
@@ -66,3 +99,19 @@ def read_missing_checks(
     image: ImageName, serial: Serial, session: SessionDep
 ) -> dict[str, list[str]]:
     return missing_checks(session, get_version(session, image, serial))
+
+
+@router.post(
+    "/images/{image}/versions/{serial}/assessments/abandon-running",
+    summary="Fail running results whose tester went silent",
+)
+def abandon_running_assessments(
+    image: ImageName, serial: Serial, req: AbandonRequest, session: SessionDep, _: Publisher
+) -> AbandonResult:
+    version = get_version(session, image, serial)
+    return AbandonResult(abandoned=abandon_running(session, version, req.older_than_s))
+
+
+@router.post("/gc", summary="Delete files of versions inactive longer than a grace period")
+def garbage_collect(req: GcRequest, session: SessionDep, store: StoreDep, _: Operator) -> GcResult:
+    return collect_garbage(session, store, req.grace_s)

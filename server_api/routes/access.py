@@ -1,0 +1,55 @@
+"""Operators manage API tokens and private feed credentials. Secrets appear only in the
+answer that creates them; lists and revocations never carry one."""
+
+from fastapi import APIRouter
+
+from core.models import (
+    CredentialCreate,
+    CredentialIssued,
+    CredentialUpdate,
+    CredentialView,
+    TokenCreate,
+    TokenIssued,
+    TokenView,
+)
+from server_api import tokens
+from server_api.deps import Operator, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["access"])
+
+
+@router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
+def create_token(req: TokenCreate, session: SessionDep, _: Operator) -> TokenIssued:
+    return tokens.issue_token(session, req)
+
+
+@router.get("/tokens", summary="List API tokens (never their secrets)")
+def list_tokens(session: SessionDep, _: Operator) -> list[TokenView]:
+    return tokens.list_tokens(session)
+
+
+@router.post("/tokens/{token_id}/revoke", summary="Revoke an API token, at once")
+def revoke_token(token_id: int, session: SessionDep, _: Operator) -> TokenView:
+    return tokens.revoke_token(session, token_id)
+
+
+@router.post("/credentials", status_code=201, summary="Create a private feed (URL shown once)")
+def create_credential(req: CredentialCreate, session: SessionDep, _: Operator) -> CredentialIssued:
+    return tokens.issue_credential(session, req)
+
+
+@router.get("/credentials", summary="List private feed credentials (never their secrets)")
+def list_credentials(session: SessionDep, _: Operator) -> list[CredentialView]:
+    return tokens.list_credentials(session)
+
+
+@router.patch("/credentials/{credential_id}", summary="Move a credential to another channel")
+def update_credential(
+    credential_id: int, req: CredentialUpdate, session: SessionDep, _: Operator
+) -> CredentialView:
+    return tokens.follow_channel(session, credential_id, req.channel)
+
+
+@router.post("/credentials/{credential_id}/revoke", summary="Revoke a private feed, at once")
+def revoke_credential(credential_id: int, session: SessionDep, _: Operator) -> CredentialView:
+    return tokens.revoke_credential(session, credential_id)
