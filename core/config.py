@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     lxd_cert: Path | None = None
     lxd_key: Path | None = None
     lxd_server_cert: Path | None = None  # a remote LXD's self-signed certificate
-    lxd_project: str = "default"
+    # Test instances live in their own LXD project; arch workers create it if missing.
+    lxd_project: str = "icefloe"
     # Busybox-static .debs and build scratch space on arch hosts.
     deb_dir: Path | None = None
     build_dir: Path | None = None

@@ -3,9 +3,17 @@
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from core.arch import LxdArch
 
@@ -27,6 +35,8 @@ def _check_serial(serial: str) -> str:
 
 Serial = Annotated[str, AfterValidator(_check_serial)]
 Name = Annotated[str, Field(pattern=_NAME)]
+# A check's assessment name: the check, with `@privileged` when it ran in a privileged container.
+CheckKey = Annotated[str, Field(pattern=_NAME[:-1] + "(@privileged)?$")]
 
 
 class VersionState(StrEnum):
@@ -71,8 +81,100 @@ class FileType(StrEnum):
     squashfs = "squashfs"
 
 
+class InstanceKind(StrEnum):
+    """How a test container runs. Privileged results are recorded as `<check>@privileged`."""
+
+    unprivileged = "unprivileged"
+    privileged = "privileged"
+
+
+BuiltinKind = Literal["boots", "init", "ipv4", "ipv6", "dns", "gateway", "stop"]
+
+# Seconds each built-in check may take; polled checks poll until then, never sleep blindly.
+BUILTIN_TIMEOUTS: dict[str, float] = {
+    "boots": 30,
+    "init": 120,
+    "ipv4": 60,
+    "ipv6": 60,
+    "dns": 30,
+    "gateway": 30,
+    "stop": 60,
+}
+
+
+class BuiltinCheck(BaseModel):
+    """A check Icefloe knows how to run; its name is its kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: BuiltinKind
+    timeout_s: float = Field(default=0, ge=0, le=1800)  # 0: the kind's default
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
+    def deadline_s(self) -> float:
+        return self.timeout_s or BUILTIN_TIMEOUTS[self.kind]
+
+
+class CommandCheck(BaseModel):
+    """A user check: a shell command inside the instance, its expected exit code and output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["command"] = "command"
+    name: Name
+    command: str = Field(min_length=1)
+    expect_exit: int = Field(default=0, ge=0, le=255)
+    stdout_pattern: str | None = None  # re.search against stdout
+    timeout_s: float = Field(default=60, gt=0, le=1800)
+
+    @field_validator("stdout_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
+
+    @property
+    def deadline_s(self) -> float:
+        return self.timeout_s
+
+
+CheckSpec = Annotated[BuiltinCheck | CommandCheck, Field(discriminator="kind")]
+DEFAULT_CHECKS: tuple[str, ...] = ("boots", "init", "ipv4", "ipv6", "dns", "gateway", "stop")
+
+
+def _expand_checks(value: object) -> object:
+    """YAML shorthand: a bare string is a built-in check; `default` is the whole default suite."""
+    if not isinstance(value, list):
+        return value
+    out: list[object] = []
+    for item in value:
+        if item == "default":
+            out.extend({"kind": k} for k in DEFAULT_CHECKS)
+        elif isinstance(item, str):
+            out.append({"kind": item})
+        elif isinstance(item, dict) and "command" in item and "kind" not in item:
+            out.append({"kind": "command", **item})
+        else:
+            out.append(item)
+    return out
+
+
+def _default_suite() -> list[BuiltinCheck | CommandCheck]:
+    return [BuiltinCheck(kind=k) for k in DEFAULT_CHECKS]  # type: ignore[arg-type]
+
+
 class ImageSpec(BaseModel):
-    """What to build: one image (os, release, variant) across arches."""
+    """What to build and how to prove it: one image (os, release, variant) across arches."""
+
+    model_config = ConfigDict(extra="forbid")
 
     os: Name
     release: Name
@@ -81,14 +183,59 @@ class ImageSpec(BaseModel):
     aliases: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9./_-]{0,62}$")]] = []
     requirements: dict[str, str] = {}
     arches: list[LxdArch] = Field(min_length=1)
-    builder: Literal["busybox"] = "busybox"
-    # Checks every arch must pass before the server lets the version go active.
-    checks: list[Name] = Field(default=["boots"], min_length=1)
+    builder: Literal["busybox", "debootstrap", "distrobuilder"] = "busybox"
+    # dhcp: eth0 gets an address by DHCP at boot; none: no network set-up at all.
+    network: Literal["dhcp", "none"] = "dhcp"
+    # debootstrap: extra packages, and the mirror (default: the distribution's own).
+    packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.+-]*$")]] = []
+    mirror: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # distrobuilder / lxd-imagebuilder: the image definition itself, so it travels with the spec.
+    distrobuilder: dict[str, Any] | None = None
+    # The check suite every arch must pass before the server lets the version go active.
+    checks: Annotated[list[CheckSpec], BeforeValidator(_expand_checks)] = Field(
+        default_factory=_default_suite, min_length=1
+    )
+    # Also run the whole suite in a privileged container (unprivileged always runs).
+    privileged: bool = False
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: list[BuiltinCheck | CommandCheck]) -> list:
+        names = [c.name for c in checks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"check names must be unique: {', '.join(twice)} appear twice")
+        return checks
+
+    @model_validator(mode="after")
+    def _builder_options(self) -> "ImageSpec":
+        if self.builder == "distrobuilder" and not self.distrobuilder:
+            raise ValueError("builder distrobuilder needs a `distrobuilder` image definition")
+        if self.builder != "distrobuilder" and self.distrobuilder:
+            raise ValueError(f"`distrobuilder` is for builder distrobuilder, not {self.builder}")
+        if self.builder != "debootstrap" and (self.packages or self.mirror):
+            raise ValueError(f"`packages`/`mirror` are for builder debootstrap, not {self.builder}")
+        return self
 
     @property
     def name(self) -> str:
         """Catalog key of the image; feed products add the Debian arch name."""
         return f"{self.os}:{self.release}:{self.variant}"
+
+    @property
+    def instance_kinds(self) -> list[InstanceKind]:
+        kinds = [InstanceKind.unprivileged]
+        return [*kinds, InstanceKind.privileged] if self.privileged else kinds
+
+    @property
+    def required_checks(self) -> list[str]:
+        """The names the catalog requires per arch: `check`, and `check@privileged` if asked."""
+        return [check_key(c.name, kind) for kind in self.instance_kinds for c in self.checks]
+
+
+def check_key(check: str, kind: InstanceKind) -> str:
+    """The assessment name of a check in a kind of instance."""
+    return check if kind == InstanceKind.unprivileged else f"{check}@{kind}"
 
 
 class BuiltFile(BaseModel):
@@ -134,7 +281,7 @@ class AssessmentReport(BaseModel):
     """One check result for one (version, arch, check, instance type, host)."""
 
     arch: LxdArch
-    check: Name
+    check: CheckKey
     instance_type: Literal["container", "virtual-machine"] = "container"
     host: str = Field(min_length=1, max_length=253)
     state: AssessmentState

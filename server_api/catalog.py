@@ -161,7 +161,7 @@ def publish(
         | {"requirements": spec.requirements}
     )
     session.add(image)
-    version = Version(image=spec.name, serial=req.serial, required_checks=spec.checks)
+    version = Version(image=spec.name, serial=req.serial, required_checks=spec.required_checks)
     session.add(version)
     session.flush()
     for arch, (meta, root) in pairs.items():

@@ -1,18 +1,98 @@
-"""An arch worker: builds and tests one arch on an LXD host that runs that arch."""
+"""An arch worker: builds and tests one arch on an LXD host that runs that arch.
 
+Besides the Temporal worker it runs the janitor, at start and then periodically, so
+instances a crashed worker left behind do not outlive their workflow.
+"""
+
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pylxd
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.build.activity import BuildActivities
 from activities.lxd_test.activity import TestActivities
+from activities.lxd_test.janitor import labelled, sweep
+from activities.lxd_test.runner import ensure_project
 from core.arch import task_queue
 from core.catalog_client import CatalogClient
 from core.config import Settings
 from core.lxd import checked_arch
+
+log = logging.getLogger(__name__)
+JANITOR_EVERY_S = 600.0
+# Older than any test attempt can be (start-to-close is 30 minutes): surely abandoned.
+MAX_INSTANCE_AGE_S = 2 * 3600.0
+
+
+async def _running(client: Client, workflow_ids: set[str]) -> set[str]:
+    running = set()
+    for wf in workflow_ids:
+        try:
+            desc = await client.get_workflow_handle(wf).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            running.add(wf)
+    return running
+
+
+async def janitor_pass(
+    client: Client, lxd: Callable[[], pylxd.Client], executor: ThreadPoolExecutor
+) -> list[str]:
+    """One sweep: delete labelled instances whose workflow stopped or that are too old."""
+    loop = asyncio.get_running_loop()
+    conn = await loop.run_in_executor(executor, lxd)
+    found = await loop.run_in_executor(executor, labelled, conn)
+    running = await _running(client, {i.workflow for i in found})
+    deleted = await loop.run_in_executor(executor, sweep, conn, found, running, MAX_INSTANCE_AGE_S)
+    if deleted:
+        log.info("janitor deleted leftover instances: %s", ", ".join(deleted))
+    return deleted
+
+
+class ArchWorker:
+    """The Temporal worker plus its janitor; used like a Worker (`async with`)."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        client: Client,
+        lxd: Callable[[], pylxd.Client],
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.worker = worker
+        self.task_queue = worker.task_queue
+        self._janitor_args = (client, lxd, executor)
+        self._janitor: asyncio.Task[None] | None = None
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(JANITOR_EVERY_S)
+            try:
+                await janitor_pass(*self._janitor_args)
+            except Exception:  # a janitor failure must never stop the worker
+                log.exception("janitor pass failed; next one in %.0fs", JANITOR_EVERY_S)
+
+    async def __aenter__(self) -> "ArchWorker":
+        await janitor_pass(*self._janitor_args)
+        await self.worker.__aenter__()
+        self._janitor = asyncio.create_task(self._janitor_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._janitor:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        await self.worker.__aexit__(*exc)
 
 
 def arch_worker(
@@ -22,14 +102,18 @@ def arch_worker(
     lxd: Callable[[], pylxd.Client],
     settings: Settings,
     executor: ThreadPoolExecutor,
-) -> Worker:
-    arch = checked_arch(arch, lxd())
+) -> ArchWorker:
+    """Refuses an arch this LXD host cannot run; creates the test project if missing."""
+    conn = lxd()
+    arch = checked_arch(arch, conn)
+    ensure_project(conn, settings.lxd_project)
     build = BuildActivities(catalog, settings)
     test = TestActivities(catalog, lxd, settings)
-    return Worker(
+    worker = Worker(
         client,
         task_queue=task_queue(arch),
         activities=[build.build_image, test.test_image],
         activity_executor=executor,
         max_concurrent_activities=4,
     )
+    return ArchWorker(worker, client, lxd, executor)

@@ -2,34 +2,18 @@
 
 A plain function, no Temporal: the activity that wraps it runs it in a thread.
 The rootfs holds the static busybox binary, an inittab whose init stops cleanly
-on the SIGPWR that `lxc stop` sends, and an rcS that brings up lo and eth0 with
-udhcpc. Output is two files in out_dir: `lxd.tar.xz` (metadata.yaml plus
-templates) and `rootfs.squashfs`. With SOURCE_DATE_EPOCH set, the same inputs
-give byte-identical files.
+on the SIGPWR that `lxc stop` sends, and an rcS that brings up lo and (unless the
+image asks for no network) eth0 with udhcpc. With SOURCE_DATE_EPOCH set, the same
+inputs give byte-identical files.
 """
 
-import hashlib
-import io
-import os
-import subprocess
-import tarfile
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-from pydantic import TypeAdapter, ValidationError
-
 from activities.build.errors import BuildError
-from core.arch import LxdArch, UnknownArchError, to_debian
-from core.models import BuiltFile, FileType, ImageSpec, Serial
-
-METADATA_NAME = "lxd.tar.xz"
-ROOTFS_NAME = "rootfs.squashfs"
-# gzip: every squashfs-tools and kernel reads it, and on a 2 MB tree the
-# compressor makes no measurable difference to build or unpack time.
-SQUASHFS_COMP = ("-comp", "gzip")
+from activities.build.image_files import Progress, checked_inputs, package, run_tool
+from core.arch import LxdArch
+from core.models import BuiltFile, ImageSpec
 
 # Applets linked at build time so `lxc exec` works before rcS has run;
 # rcS adds the rest with `busybox --install -s` (the binary may not run on the build host).
@@ -125,13 +109,14 @@ _RCS = """\
 #!/bin/sh
 # Boot: applet links, kernel filesystems, hostname, lo, DHCP on eth0.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+NETWORK={network}
 /bin/busybox --install -s 2>/dev/null
 mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sysfs /sys
 mkdir -p /run /tmp /var/run
 [ -s /etc/hostname ] && hostname -F /etc/hostname
 ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
+if [ "$NETWORK" = dhcp ] && [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
     # -b: go to the background if no lease at once, keep renewing; -R: release on exit.
     udhcpc -b -R -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid \\
@@ -173,25 +158,6 @@ exit 0
 """
 
 
-def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess[str]:
-    """Run cmd; turn any failure into a one-line BuildError with the stderr tail."""
-    try:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-    except FileNotFoundError:
-        raise BuildError(f"{what}: {cmd[0]} is not installed; run deploy/setup-host") from None
-    except subprocess.CalledProcessError as e:
-        tail = " | ".join(line for line in (e.stderr or e.stdout or "").strip().splitlines()[-3:])
-        raise BuildError(f"{what} failed (exit {e.returncode}): {tail or 'no output'}") from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def find_deb(deb_dir: Path, debian_arch: str) -> Path:
     """The newest busybox-static .deb for a Debian arch in deb_dir."""
     debs = sorted(Path(deb_dir).glob(f"busybox-static_*_{debian_arch}.deb"))
@@ -208,7 +174,7 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _make_rootfs(root: Path, busybox: Path, hostname: str) -> None:
+def _make_rootfs(root: Path, busybox: Path, hostname: str, network: str) -> None:
     for d, mode in [
         ("bin", 0o755),
         ("sbin", 0o755),
@@ -238,7 +204,7 @@ def _make_rootfs(root: Path, busybox: Path, hostname: str) -> None:
 
     etc = root / "etc"
     _write(etc / "inittab", _INITTAB)
-    _write(etc / "init.d" / "rcS", _RCS, 0o755)
+    _write(etc / "init.d" / "rcS", _RCS.format(network=network), 0o755)
     _write(etc / "init.d" / "rcK", _RCK, 0o755)
     _write(etc / "udhcpc.script", _UDHCPC, 0o755)
     _write(etc / "hostname", hostname + "\n")
@@ -249,34 +215,13 @@ def _make_rootfs(root: Path, busybox: Path, hostname: str) -> None:
     _write(etc / "resolv.conf", "")
 
 
-def _metadata_tar(path: Path, metadata: dict, templates: dict[str, str], mtime: int) -> None:
-    """Write an xz tarball of metadata.yaml and templates/, with fixed owners and mtimes."""
-
-    def add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
-        info = tarfile.TarInfo(name)
-        info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "root", "root"
-        if data is None:
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        else:
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-
-    text = yaml.safe_dump(metadata, sort_keys=False, default_flow_style=False)
-    with tarfile.open(path, "w:xz", format=tarfile.GNU_FORMAT) as tar:
-        add(tar, "metadata.yaml", text.encode())
-        add(tar, "templates", None)
-        for name in sorted(templates):
-            add(tar, f"templates/{name}", templates[name].encode())
-
-
 def build_busybox(
     image: ImageSpec,
     arch: LxdArch,
     serial: str,
     deb_dir: Path,
     out_dir: Path,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress = lambda _: None,
 ) -> list[tuple[BuiltFile, Path]]:
     """Build `lxd.tar.xz` and `rootfs.squashfs` for one arch into out_dir.
 
@@ -284,23 +229,15 @@ def build_busybox(
     existing file is replaced. Returns (BuiltFile, path) for the metadata tarball,
     then the rootfs. Raises BuildError with a one-line message on any failure.
     """
-    try:
-        TypeAdapter(Serial).validate_python(serial)
-    except ValidationError as e:
-        raise BuildError(f"bad serial {serial!r}: {e.errors()[0]['msg']}") from None
-    try:
-        debian_arch = to_debian(arch)
-    except UnknownArchError as e:
-        raise BuildError(str(e)) from None
+    debian_arch = checked_inputs(arch, serial)
     deb = find_deb(Path(deb_dir), debian_arch)
-    created = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix=".build-busybox-", dir=out_dir) as tmp:
         work = Path(tmp)
         progress(f"{arch}: extracting {deb.name}")
-        _run(["dpkg-deb", "-x", str(deb), str(work / "deb")], f"extracting {deb.name}")
+        run_tool(["dpkg-deb", "-x", str(deb), str(work / "deb")], f"extracting {deb.name}")
         busybox = work / "deb" / "bin" / "busybox"
         if not busybox.is_file():
             raise BuildError(f"{deb.name} has no bin/busybox: is it really busybox-static?")
@@ -309,67 +246,5 @@ def build_busybox(
         root = work / "rootfs"
         root.mkdir(mode=0o755)
         root.chmod(0o755)
-        _make_rootfs(root, busybox, hostname=image.os)
-
-        progress(f"{arch}: writing {METADATA_NAME}")
-        title = image.release_title or f"{image.os} {image.release}"
-        metadata = {
-            "architecture": arch,
-            "creation_date": created,
-            "properties": {
-                "os": image.os,
-                "release": image.release,
-                "variant": image.variant,
-                "architecture": debian_arch,
-                "description": f"{title} {debian_arch} ({image.variant}) ({serial})",
-                "serial": serial,
-            },
-            "templates": {
-                "/etc/hostname": {"when": ["create", "copy"], "template": "hostname.tpl"},
-                "/etc/hosts": {"when": ["create", "copy"], "template": "hosts.tpl"},
-            },
-        }
-        templates = {
-            "hostname.tpl": "{{ container.name }}\n",
-            "hosts.tpl": "127.0.0.1 localhost\n127.0.1.1 {{ container.name }}\n",
-        }
-        meta_tmp = work / METADATA_NAME
-        _metadata_tar(meta_tmp, metadata, templates, created)
-
-        progress(f"{arch}: writing {ROOTFS_NAME}")
-        root_tmp = work / ROOTFS_NAME
-        _run(
-            [
-                "mksquashfs",
-                str(root),
-                str(root_tmp),
-                "-noappend",
-                "-all-root",
-                "-quiet",
-                "-no-progress",
-                "-no-xattrs",
-                *SQUASHFS_COMP,
-                "-all-time",
-                str(created),
-                "-mkfs-time",
-                str(created),
-            ],
-            "mksquashfs",
-            # mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time/-mkfs-time.
-            env={k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"},
-        )
-
-        results: list[tuple[BuiltFile, Path]] = []
-        for ftype, name, src in [
-            (FileType.metadata, METADATA_NAME, meta_tmp),
-            (FileType.squashfs, ROOTFS_NAME, root_tmp),
-        ]:
-            dest = out_dir / name
-            os.replace(src, dest)
-            dest.chmod(0o644)
-            built = BuiltFile(
-                ftype=ftype, name=name, sha256=_sha256(dest), size=dest.stat().st_size
-            )
-            results.append((built, dest))
-    progress(f"{arch}: built {', '.join(f'{b.name} ({b.size} B)' for b, _ in results)}")
-    return results
+        _make_rootfs(root, busybox, hostname=image.os, network=image.network)
+        return package(image, arch, serial, root, work, out_dir, progress)

@@ -4,25 +4,20 @@ Every check result reaches the catalog as soon as it is known; checks that alrea
 passed (in an earlier attempt or run) are skipped, so a retry only redoes what failed.
 """
 
-import time
 from collections.abc import Callable
 
 import pylxd
 from temporalio import activity
 
 from activities.catalog import rejected
-from activities.lxd_test.checks import CHECKS
-from activities.lxd_test.runner import LaunchSpec, TestSetupError, instance_name, launch, remove
+from activities.heartbeat import heartbeating
+from activities.lxd_test.checks import suite
+from activities.lxd_test.runner import LaunchSpec, forget_image, instance_name, run_suite
 from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import Settings
 from core.lxd import host_name
-from core.models import AssessmentReport, AssessmentState, Channel
+from core.models import AssessmentReport, AssessmentState, Channel, check_key
 from core.pipeline import ArchTestResult, CheckOutcome, TestInput
-
-
-def _beat(message: str) -> None:
-    activity.heartbeat(message)
-    activity.logger.info(message)
 
 
 class TestActivities:
@@ -37,21 +32,22 @@ class TestActivities:
     @activity.defn
     def test_image(self, inp: TestInput) -> ArchTestResult:
         try:
-            return self._test(inp)
+            with heartbeating() as beat:
+                return self._test(inp, beat)
         except CatalogRejected as exc:
             raise rejected(exc) from None
 
-    def _test(self, inp: TestInput) -> ArchTestResult:
+    def _test(self, inp: TestInput, beat: Callable[[str], None]) -> ArchTestResult:
         client = self.lxd()
         host = host_name(client)
         missing = self.catalog.missing_checks(inp.image.name, inp.serial).get(inp.arch, [])
         outcomes = [
             CheckOutcome(check=c, state=AssessmentState.passed, skipped=True)
-            for c in inp.image.checks
+            for c in inp.image.required_checks
             if c not in missing
         ]
         if not missing:
-            _beat(f"{inp.arch}: every check already passed")
+            beat(f"{inp.arch}: every check already passed")
             return ArchTestResult(arch=inp.arch, host=host, checks=outcomes)
 
         def report(outcome: CheckOutcome) -> None:
@@ -67,41 +63,34 @@ class TestActivities:
                     duration_s=round(outcome.duration_s, 3),
                 ),
             )
-            outcomes.append(outcome)
-            _beat(f"{inp.arch}: {outcome.check} {outcome.state}")
+            if outcome.state != AssessmentState.running:
+                outcomes.append(outcome)
+            beat(f"{inp.arch}: {outcome.check} {outcome.state}")
 
-        spec = LaunchSpec(
-            name=instance_name(inp.image.name, inp.serial, inp.arch),
-            server_url=self.catalog.channel_url(Channel.testing, fresh=inp.fingerprint[:16]),
-            fingerprint=inp.fingerprint,
-            certificate=self.certificate,
-            labels={
-                "image": inp.image.name,
-                "serial": inp.serial,
-                "arch": inp.arch,
-                "workflow": inp.workflow_id,
-            },
-        )
-        _beat(f"{inp.arch}: launching {spec.name} from {inp.fingerprint[:12]}")
+        url = self.catalog.channel_url(Channel.testing, fresh=inp.fingerprint[:16])
         try:
-            inst = launch(client, spec, timeout_s=600, beat=_beat)
-        except TestSetupError as exc:
-            for check in missing:
-                report(CheckOutcome(check=check, state=AssessmentState.failed, evidence=str(exc)))
-            return ArchTestResult(arch=inp.arch, host=host, checks=outcomes)
-        try:
-            for check in missing:
-                fn = CHECKS.get(check)
-                started = time.monotonic()
-                ok, evidence = fn(inst) if fn else (False, f"no check named {check!r}")
-                report(
-                    CheckOutcome(
-                        check=check,
-                        state=AssessmentState.passed if ok else AssessmentState.failed,
-                        evidence=evidence,
-                        duration_s=time.monotonic() - started,
-                    )
+            for kind in inp.image.instance_kinds:
+                todo = [
+                    (n, fn) for n, fn in suite(inp.image.checks) if check_key(n, kind) in missing
+                ]
+                if not todo:
+                    continue
+                spec = LaunchSpec(
+                    name=instance_name(inp.image.name, inp.serial, inp.arch, kind),
+                    server_url=url,
+                    fingerprint=inp.fingerprint,
+                    certificate=self.certificate,
+                    labels={
+                        "image": inp.image.name,
+                        "serial": inp.serial,
+                        "arch": inp.arch,
+                        "workflow": inp.workflow_id,
+                    },
+                    kind=kind,
                 )
+                beat(f"{inp.arch}: launching {spec.name} ({kind}) from {inp.fingerprint[:12]}")
+                run_suite(client, spec, todo, report, beat)
         finally:
-            remove(client, spec.name)
+            with activity.shield_thread_cancel_exception():
+                forget_image(client, inp.fingerprint)
         return ArchTestResult(arch=inp.arch, host=host, checks=outcomes)

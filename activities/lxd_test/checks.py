@@ -1,26 +1,178 @@
-"""Checks run inside a started instance. Each returns (passed, evidence)."""
+"""The check suite: what each declared check does inside a started instance.
 
+Each check returns (passed, evidence); evidence is what a person needs to see why.
+Anything that waits polls with the check's deadline; nothing sleeps a fixed time.
+"""
+
+import re
+import time
 from collections.abc import Callable
+from functools import partial
 
 from pylxd.exceptions import LXDAPIException
-from pylxd.models import Instance
 
-from activities.lxd_test.runner import run, wait_until
+from activities.lxd_test.runner import CheckFn, Target, run, wait_until
+from core.models import BuiltinCheck, CommandCheck
 
-Check = Callable[[Instance], tuple[bool, str]]
+EXCERPT = 1500
 
 
-def boots(inst: Instance) -> tuple[bool, str]:
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    """The end of a long output, where the error usually is."""
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def boots(t: Target, timeout_s: float) -> tuple[bool, str]:
     """The instance runs and answers exec."""
 
     def probe() -> tuple[bool, str]:
         try:
-            code, out = run(inst, ["/bin/sh", "-c", "echo alive; cat /proc/1/comm"], 10)
+            r = run(t.inst, ["/bin/sh", "-c", "echo alive; cat /proc/1/comm"], 10)
         except (LXDAPIException, OSError) as exc:
             return False, f"exec failed: {exc}"
-        return code == 0, f"exit {code}: {out}"
+        return r.code == 0, f"exit {r.code}: {r.output}"
 
-    return wait_until(probe, 30)
+    return wait_until(probe, timeout_s)
 
 
-CHECKS: dict[str, Check] = {"boots": boots}
+def init(t: Target, timeout_s: float) -> tuple[bool, str]:
+    """systemd reaches `running` (degraded: the failed units are the evidence); else pid 1 lives."""
+    pid1 = run(t.inst, ["cat", "/proc/1/comm"], 10).stdout.strip()
+    if pid1 != "systemd":
+        status = run(t.inst, ["cat", "/proc/1/status"], 10).stdout
+        state = next((s for s in status.splitlines() if s.startswith("State:")), "State: ?")
+        alive = pid1 != "" and " Z " not in state
+        return alive, f"pid 1 is {pid1 or '?'} ({state.strip()})"
+    started = time.monotonic()
+    r = run(t.inst, ["systemctl", "is-system-running", "--wait"], timeout_s)
+    state = (r.stdout.strip().splitlines() or ["?"])[-1]
+    took = f"{time.monotonic() - started:.1f}s"
+    if r.code == 0 and state == "running":
+        return True, f"systemd: running after {took}"
+    failed = run(t.inst, ["systemctl", "--failed", "--no-legend", "--plain", "--no-pager"], 10)
+    if r.code == 124:
+        jobs = run(t.inst, ["systemctl", "list-jobs", "--no-pager"], 10).output
+        return False, excerpt(
+            f"systemd still not running after {timeout_s:.0f}s\npending jobs:\n{jobs}\n"
+            f"failed units:\n{failed.output or '(none)'}"
+        )
+    return False, excerpt(f"systemd: {state} after {took}\nfailed units:\n{failed.output}")
+
+
+def _global_address(t: Target, family: str, timeout_s: float) -> tuple[bool, str]:
+    """Poll LXD's view of the interface for a global address; on failure show the inside view."""
+
+    def probe() -> tuple[bool, str]:
+        net = (t.inst.state().network or {}).get(t.interface) or {}
+        found = [
+            f"{a['address']}/{a['netmask']}"
+            for a in net.get("addresses", [])
+            if a.get("family") == family and a.get("scope") == "global"
+        ]
+        if found:
+            return True, f"{t.interface}: {', '.join(found)}"
+        return False, f"{t.interface} state {net.get('state', 'missing')}"
+
+    started = time.monotonic()
+    ok, evidence = wait_until(probe, timeout_s)
+    if ok:
+        return True, f"{evidence} after {time.monotonic() - started:.1f}s"
+    flag = "-4" if family == "inet" else "-6"
+    inside = run(t.inst, ["ip", flag, "addr", "show"], 10).output
+    routes = run(t.inst, ["ip", flag, "route", "show"], 10).output
+    return False, excerpt(
+        f"no global {family} address on {t.interface} within {timeout_s:.0f}s ({evidence})\n"
+        f"ip {flag} addr:\n{inside or '(empty)'}\nip {flag} route:\n{routes or '(empty)'}"
+    )
+
+
+def ipv4(t: Target, timeout_s: float) -> tuple[bool, str]:
+    return _global_address(t, "inet", timeout_s)
+
+
+def ipv6(t: Target, timeout_s: float) -> tuple[bool, str]:
+    """Only where the network offers IPv6; otherwise passes, saying why it did not apply."""
+    if t.bridge_ipv6 is None:
+        return True, f"not applicable: network {t.network or '?'} offers no IPv6"
+    return _global_address(t, "inet6", timeout_s)
+
+
+def dns(t: Target, timeout_s: float) -> tuple[bool, str]:
+    """A resolver is configured (DHCP writes it, so poll)."""
+
+    def probe() -> tuple[bool, str]:
+        r = run(t.inst, ["cat", "/etc/resolv.conf"], 10)
+        servers = [s for s in r.stdout.splitlines() if s.split()[:1] == ["nameserver"]]
+        if servers:
+            return True, "\n".join(servers)
+        return False, f"no nameserver in /etc/resolv.conf:\n{r.output or '(empty)'}"
+
+    ok, evidence = wait_until(probe, timeout_s)
+    return ok, excerpt(evidence)
+
+
+def gateway(t: Target, timeout_s: float) -> tuple[bool, str]:
+    """The host's address on the instance's network answers ping from inside."""
+    if t.bridge_ipv4 is None:
+        return False, f"{t.interface} is not on an LXD network with an IPv4 address"
+
+    def probe() -> tuple[bool, str]:
+        r = run(t.inst, ["ping", "-c", "1", "-W", "2", t.bridge_ipv4 or ""], 10)
+        return r.code == 0, f"ping {t.bridge_ipv4}: exit {r.code}\n{r.output}"
+
+    ok, evidence = wait_until(probe, timeout_s)
+    return ok, excerpt(evidence)
+
+
+def stop(t: Target, timeout_s: float) -> tuple[bool, str]:
+    """The instance shuts down cleanly (no force) within the timeout."""
+    started = time.monotonic()
+    try:
+        t.inst.stop(timeout=max(1, round(timeout_s)), force=False, wait=True)
+    except LXDAPIException as exc:
+        return False, f"clean stop failed after {time.monotonic() - started:.1f}s: {exc}"
+    t.inst.sync()
+    took = f"{time.monotonic() - started:.1f}s"
+    return t.inst.status == "Stopped", f"status {t.inst.status} after {took}"
+
+
+def command(spec: CommandCheck, t: Target) -> tuple[bool, str]:
+    """A user check: exit code as expected and, if given, stdout matches the pattern."""
+    r = run(t.inst, ["/bin/sh", "-c", spec.command], spec.timeout_s)
+    problems = []
+    if r.code == 124 and spec.expect_exit != 124:
+        problems.append(f"timed out after {spec.timeout_s:.0f}s")
+    elif r.code != spec.expect_exit:
+        problems.append(f"exit {r.code}, expected {spec.expect_exit}")
+    if spec.stdout_pattern is not None and not re.search(spec.stdout_pattern, r.stdout):
+        problems.append(f"stdout does not match /{spec.stdout_pattern}/")
+    verdict = "; ".join(problems) or f"exit {r.code}" + (
+        f", stdout matches /{spec.stdout_pattern}/" if spec.stdout_pattern else ""
+    )
+    return not problems, excerpt(f"{verdict}\n{r.output}")
+
+
+BUILTIN: dict[str, Callable[[Target, float], tuple[bool, str]]] = {
+    "boots": boots,
+    "init": init,
+    "ipv4": ipv4,
+    "ipv6": ipv6,
+    "dns": dns,
+    "gateway": gateway,
+    "stop": stop,
+}
+
+
+def suite(checks: list[BuiltinCheck | CommandCheck]) -> list[tuple[str, CheckFn]]:
+    """(name, runnable check) in declared order, except that `stop` always runs last."""
+    ordered = sorted(checks, key=lambda c: c.kind == "stop")
+    return [
+        (
+            c.name,
+            partial(command, c)
+            if isinstance(c, CommandCheck)
+            else lambda t, c=c: BUILTIN[c.kind](t, c.deadline_s),
+        )
+        for c in ordered
+    ]

@@ -1,4 +1,4 @@
-"""Launch an instance from a channel feed by fingerprint, run checks in it, delete it.
+"""Launch an instance from a channel feed by fingerprint, run a check suite in it, delete it.
 
 Plain functions over a pylxd client: no Temporal here, so they test on their own.
 pylxd blocks, so these run in the activity thread pool.
@@ -7,15 +7,28 @@ pylxd blocks, so these run in the activity thread pool.
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pylxd
 from pylxd.exceptions import LXDAPIException, NotFound
 from pylxd.models import Instance
 
+from core.models import AssessmentState, InstanceKind, check_key
+from core.pipeline import CheckOutcome
+
 Beat = Callable[[str], None]
 POLL_INTERVAL = 0.1
 OPERATION_WAIT_S = 5
+LABEL = "user.icefloe."
+# A project of our own keeps test instances and their cached images apart from the
+# host's; it shares the default profile (eth0 on the bridge, root on the pool).
+PROJECT_CONFIG = {
+    "features.images": "true",
+    "features.profiles": "false",
+    "features.storage.volumes": "false",
+    "features.networks": "false",
+}
 
 
 class TestSetupError(RuntimeError):
@@ -29,11 +42,42 @@ class LaunchSpec:
     fingerprint: str
     certificate: str | None  # PEM pinned for the image server, None for system CAs
     labels: dict[str, str]
+    kind: InstanceKind = InstanceKind.unprivileged
 
 
-def instance_name(image: str, serial: str, arch: str) -> str:
-    """Deterministic per (version, arch): a retried attempt finds and replaces its leftover."""
-    digest = hashlib.sha256(f"{image}/{serial}/{arch}".encode()).hexdigest()[:12]
+class ExecResult(NamedTuple):
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + self.stderr).strip()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A started instance and what the checks need to know about its network."""
+
+    inst: Instance
+    interface: str
+    network: str | None  # the LXD network eth0 is on
+    bridge_ipv4: str | None  # the host's address on that network
+    bridge_ipv6: str | None  # None: the network offers no IPv6
+    beat: Beat = field(default=lambda _: None)
+
+
+def ensure_project(client: pylxd.Client, name: str) -> bool:
+    """Create the test project if it is missing. True if it was created."""
+    if name == "default" or client.projects.exists(name):
+        return False
+    client.projects.create(name, description="Icefloe test instances", config=PROJECT_CONFIG)
+    return True
+
+
+def instance_name(image: str, serial: str, arch: str, kind: InstanceKind) -> str:
+    """Deterministic per (version, arch, kind): a retried attempt replaces its own leftover."""
+    digest = hashlib.sha256(f"{image}/{serial}/{arch}/{kind}".encode()).hexdigest()[:12]
     return f"icefloe-{arch.replace('_', '')}-{digest}"
 
 
@@ -64,6 +108,17 @@ def remove(client: pylxd.Client, name: str) -> bool:
     return True
 
 
+def forget_image(client: pylxd.Client, fingerprint: str) -> bool:
+    """Delete the cached copy of a tested image, unless an instance still uses it."""
+    if any(i.config.get("volatile.base_image") == fingerprint for i in client.instances.all()):
+        return False
+    try:
+        client.images.get(fingerprint).delete(wait=True)
+    except NotFound:
+        return False
+    return True
+
+
 def launch(client: pylxd.Client, spec: LaunchSpec, timeout_s: float, beat: Beat) -> Instance:
     """Create (pulling the image by fingerprint) and start the instance."""
     if remove(client, spec.name):
@@ -77,7 +132,9 @@ def launch(client: pylxd.Client, spec: LaunchSpec, timeout_s: float, beat: Beat)
     }
     if spec.certificate:
         source["certificate"] = spec.certificate
-    config = {f"user.icefloe.{k}": v for k, v in spec.labels.items()}
+    config = {f"{LABEL}{k}": v for k, v in spec.labels.items()}
+    if spec.kind == InstanceKind.privileged:
+        config["security.privileged"] = "true"
     deadline = time.monotonic() + timeout_s
     try:
         response = client.api.instances.post(
@@ -94,10 +151,28 @@ def launch(client: pylxd.Client, spec: LaunchSpec, timeout_s: float, beat: Beat)
     return inst
 
 
-def run(inst: Instance, command: list[str], timeout_s: int) -> tuple[int, str]:
-    """Run a command with a hard timeout (pylxd has none); returns exit code and output."""
-    result = inst.execute(["timeout", str(timeout_s), *command])
-    return result.exit_code, (result.stdout + result.stderr).strip()
+def target(client: pylxd.Client, inst: Instance, beat: Beat, interface: str = "eth0") -> Target:
+    """The instance plus the host side of its primary interface's network, read from LXD."""
+    nic = inst.expanded_devices.get(interface, {})
+    name = nic.get("network") or nic.get("parent")
+    v4 = v6 = None
+    if name:
+        try:
+            config = client.networks.get(name).config
+        except NotFound:
+            config = {}
+        v4 = (config.get("ipv4.address") or "").split("/")[0] or None
+        v6 = (config.get("ipv6.address") or "").split("/")[0] or None
+    none = ("none", None)
+    return Target(
+        inst, interface, name, None if v4 in none else v4, None if v6 in none else v6, beat
+    )
+
+
+def run(inst: Instance, command: list[str], timeout_s: float) -> ExecResult:
+    """Run a command with a hard timeout (pylxd has none); exit 124 means it timed out."""
+    result = inst.execute(["timeout", str(max(1, round(timeout_s))), *command])
+    return ExecResult(result.exit_code, result.stdout, result.stderr)
 
 
 def wait_until(probe: Callable[[], tuple[bool, str]], timeout_s: float) -> tuple[bool, str]:
@@ -108,3 +183,48 @@ def wait_until(probe: Callable[[], tuple[bool, str]], timeout_s: float) -> tuple
         if ok or time.monotonic() > deadline:
             return ok, evidence
         time.sleep(POLL_INTERVAL)
+
+
+CheckFn = Callable[[Target], tuple[bool, str]]
+
+
+def run_suite(
+    client: pylxd.Client,
+    spec: LaunchSpec,
+    checks: list[tuple[str, CheckFn]],
+    report: Callable[[CheckOutcome], None],
+    beat: Beat,
+    launch_timeout_s: float = 600,
+) -> None:
+    """Launch, run each (name, check) in order reporting running then the result, delete.
+
+    The instance is deleted whatever happens, cancellation included. A launch failure
+    fails every check with the reason as evidence.
+    """
+    try:
+        try:
+            inst = launch(client, spec, launch_timeout_s, beat)
+        except TestSetupError as exc:
+            for name, _ in checks:
+                key = check_key(name, spec.kind)
+                report(CheckOutcome(check=key, state=AssessmentState.failed, evidence=str(exc)))
+            return
+        where = target(client, inst, beat)
+        for name, check in checks:
+            key = check_key(name, spec.kind)
+            report(CheckOutcome(check=key, state=AssessmentState.running))
+            started = time.monotonic()
+            try:
+                ok, evidence = check(where)
+            except (LXDAPIException, OSError) as exc:
+                ok, evidence = False, f"LXD error: {exc}"
+            report(
+                CheckOutcome(
+                    check=key,
+                    state=AssessmentState.passed if ok else AssessmentState.failed,
+                    evidence=evidence,
+                    duration_s=time.monotonic() - started,
+                )
+            )
+    finally:
+        remove(client, spec.name)

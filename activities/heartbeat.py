@@ -1,0 +1,38 @@
+"""Heartbeats for sync activities whose steps block for longer than the heartbeat timeout.
+
+A side thread repeats the latest progress message, so a long exec or mksquashfs never
+looks like a dead worker; cancellation still reaches the activity thread, where the SDK
+raises it at the next heartbeat-checked point.
+"""
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from temporalio import activity
+
+
+@contextmanager
+def heartbeating(every_s: float = 10.0) -> Iterator[Callable[[str], None]]:
+    """Yield a progress function: it heartbeats and logs; the side thread re-sends the last one."""
+    last = ["started"]
+    done = threading.Event()
+    context = contextvars.copy_context()  # the activity context, so heartbeat() finds its task
+
+    def repeat() -> None:
+        while not done.wait(every_s):
+            context.run(activity.heartbeat, last[0])
+
+    def progress(message: str) -> None:
+        last[0] = message
+        activity.heartbeat(message)
+        activity.logger.info(message)
+
+    thread = threading.Thread(target=repeat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield progress
+    finally:
+        done.set()
+        thread.join()
