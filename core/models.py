@@ -204,7 +204,7 @@ class ImageSpec(BaseModel):
         names = [c.name for c in checks]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"check names must be unique: {', '.join(twice)} appear twice")
+            raise ValueError(f"check names must be unique; more than once: {', '.join(twice)}")
         return checks
 
     @model_validator(mode="after")

@@ -51,7 +51,7 @@ def init(t: Target, timeout_s: float) -> tuple[bool, str]:
     if r.code == 0 and state == "running":
         return True, f"systemd: running after {took}"
     failed = run(t.inst, ["systemctl", "--failed", "--no-legend", "--plain", "--no-pager"], 10)
-    if r.code == 124:
+    if r.timed_out:
         jobs = run(t.inst, ["systemctl", "list-jobs", "--no-pager"], 10).output
         return False, excerpt(
             f"systemd still not running after {timeout_s:.0f}s\npending jobs:\n{jobs}\n"
@@ -141,7 +141,7 @@ def command(spec: CommandCheck, t: Target) -> tuple[bool, str]:
     """A user check: exit code as expected and, if given, stdout matches the pattern."""
     r = run(t.inst, ["/bin/sh", "-c", spec.command], spec.timeout_s)
     problems = []
-    if r.code == 124 and spec.expect_exit != 124:
+    if r.timed_out:
         problems.append(f"timed out after {spec.timeout_s:.0f}s")
     elif r.code != spec.expect_exit:
         problems.append(f"exit {r.code}, expected {spec.expect_exit}")

@@ -49,6 +49,7 @@ class ExecResult(NamedTuple):
     code: int
     stdout: str
     stderr: str
+    timed_out: bool = False
 
     @property
     def output(self) -> str:
@@ -170,9 +171,13 @@ def target(client: pylxd.Client, inst: Instance, beat: Beat, interface: str = "e
 
 
 def run(inst: Instance, command: list[str], timeout_s: float) -> ExecResult:
-    """Run a command with a hard timeout (pylxd has none); exit 124 means it timed out."""
-    result = inst.execute(["timeout", str(max(1, round(timeout_s))), *command])
-    return ExecResult(result.exit_code, result.stdout, result.stderr)
+    """Run a command with a hard timeout (pylxd has none)."""
+    seconds = max(1, round(timeout_s))
+    started = time.monotonic()
+    result = inst.execute(["timeout", str(seconds), *command])
+    # coreutils' timeout exits 124, busybox's dies of the SIGTERM it sent (143).
+    timed_out = result.exit_code in (124, 143) and time.monotonic() - started >= seconds
+    return ExecResult(result.exit_code, result.stdout, result.stderr, timed_out)
 
 
 def wait_until(probe: Callable[[], tuple[bool, str]], timeout_s: float) -> tuple[bool, str]:

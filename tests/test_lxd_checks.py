@@ -1,0 +1,222 @@
+"""The check suite and the janitor against real LXD and the real image server (no Temporal):
+a busybox image is built, published to testing, launched by fingerprint and checked."""
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pylxd
+import pytest
+
+from activities.build.busybox import build_busybox
+from activities.lxd_test.checks import suite
+from activities.lxd_test.janitor import labelled, sweep
+from activities.lxd_test.runner import (
+    LaunchSpec,
+    ensure_project,
+    forget_image,
+    instance_name,
+    launch,
+    run_suite,
+)
+from core.catalog_client import CatalogClient
+from core.config import Settings
+from core.lxd import ArchNotSupported, checked_arch, connect_lxd
+from core.models import (
+    ArchFiles,
+    Channel,
+    ImageSpec,
+    InstanceKind,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+)
+from core.pipeline import CheckOutcome
+
+_serials = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def lxd(settings: Settings) -> pylxd.Client:
+    ensure_project(connect_lxd(settings), settings.lxd_project)
+    return connect_lxd(settings)
+
+
+def publish_busybox(
+    catalog: CatalogClient, settings: Settings, tmp: Path, image: ImageSpec
+) -> tuple[str, str]:
+    """Build x86_64, upload, publish to testing; returns (serial, fingerprint)."""
+    serial = f"20261125-lxd{next(_serials)}"
+    built = build_busybox(image, "x86_64", serial, settings.deb_dir, tmp / "out")
+    for file, path in built:
+        catalog.upload(path, file)
+    catalog.publish(
+        VersionCreate(
+            image=image,
+            serial=serial,
+            arches=[ArchFiles(arch="x86_64", files=[f for f, _ in built])],
+        )
+    )
+    version = catalog.transition(
+        image.name, serial, TransitionRequest(to=VersionState.testing, reason="test")
+    )
+    return serial, version.arches[0].fingerprint
+
+
+def spec_for(
+    catalog: CatalogClient, settings: Settings, image: ImageSpec, serial: str, fp: str,
+    kind: InstanceKind = InstanceKind.unprivileged, workflow: str = "test-workflow",
+) -> LaunchSpec:  # fmt: skip
+    assert settings.server_ca_path is not None
+    return LaunchSpec(
+        name=instance_name(image.name, serial, "x86_64", kind),
+        server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
+        fingerprint=fp,
+        certificate=settings.server_ca_path.read_text(),
+        labels={"image": image.name, "serial": serial, "arch": "x86_64", "workflow": workflow},
+        kind=kind,
+    )
+
+
+@pytest.fixture
+def cleanup(lxd: pylxd.Client) -> Iterator[list[str]]:
+    """Fingerprints whose cached image the test must leave deleted."""
+    fingerprints: list[str] = []
+    yield fingerprints
+    for fp in fingerprints:
+        forget_image(lxd, fp)
+
+
+def run(lxd, spec: LaunchSpec, image: ImageSpec) -> dict[str, CheckOutcome]:
+    seen: list[CheckOutcome] = []
+    run_suite(lxd, spec, suite(image.checks), seen.append, lambda _: None)
+    assert [o.state for o in seen[::2]] == ["running"] * len(image.checks), "running first"
+    return {o.check: o for o in seen[1::2]}
+
+
+def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    image = ImageSpec.model_validate(
+        {
+            "os": "busybox",
+            "release": "checks",
+            "arches": ["x86_64"],
+            "privileged": True,
+            "checks": [
+                "stop",  # declared first, runs last
+                *("boots", "init", "ipv4", "ipv6", "dns", "gateway"),
+                {"name": "uname", "command": "uname -m", "stdout_pattern": "^x86_64$"},
+                {"name": "exit-3", "command": "exit 3", "expect_exit": 3},
+            ],
+        }
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+
+    for kind in image.instance_kinds:
+        spec = spec_for(catalog, settings, image, serial, fp, kind)
+        results = run(lxd, spec, image)
+        suffix = "" if kind == InstanceKind.unprivileged else "@privileged"
+        assert list(results)[-1] == f"stop{suffix}"
+        failed = {k: o.evidence for k, o in results.items() if o.state != "passed"}
+        assert not failed, failed
+        assert set(results) == {
+            k for k in image.required_checks if k.endswith(suffix) and (suffix or "@" not in k)
+        }
+        assert "pid 1 is init" in results[f"init{suffix}"].evidence
+        assert "eth0: 198.51.100." in results[f"ipv4{suffix}"].evidence
+        assert "not applicable" in results[f"ipv6{suffix}"].evidence
+        assert "nameserver 198.51.100.1" in results[f"dns{suffix}"].evidence
+        assert "1 packets received" in results[f"gateway{suffix}"].evidence
+        assert "Stopped" in results[f"stop{suffix}"].evidence
+        assert all(o.duration_s > 0 for o in results.values())
+        assert spec.name not in [i.name for i in lxd.instances.all()]
+    assert forget_image(lxd, fp)
+    assert fp not in [i.fingerprint for i in lxd.images.all()]
+
+
+def test_failing_user_checks_say_why(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    image = ImageSpec.model_validate(
+        {
+            "os": "busybox",
+            "release": "failing",
+            "arches": ["x86_64"],
+            "checks": [
+                {"name": "wrong-exit", "command": "echo out; echo err >&2; exit 2"},
+                {"name": "no-match", "command": "echo hello", "stdout_pattern": "^bye"},
+                {"name": "too-slow", "command": "sleep 30", "timeout_s": 1},
+            ],
+        }
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+    results = run(lxd, spec_for(catalog, settings, image, serial, fp), image)
+    assert {k: o.state for k, o in results.items()} == dict.fromkeys(results, "failed")
+    assert results["wrong-exit"].evidence.startswith("exit 2, expected 0\nout")
+    assert "err" in results["wrong-exit"].evidence
+    assert "stdout does not match /^bye/" in results["no-match"].evidence
+    assert results["too-slow"].evidence.startswith("timed out after 1s")
+    assert results["too-slow"].duration_s < 10
+
+
+def test_image_without_network_fails_the_network_checks_with_evidence(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    image = ImageSpec.model_validate(
+        {
+            "os": "busybox",
+            "release": "nonet",
+            "arches": ["x86_64"],
+            "network": "none",
+            "checks": ["boots", {"kind": "ipv4", "timeout_s": 3}, {"kind": "dns", "timeout_s": 1}],
+        }
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+    results = run(lxd, spec_for(catalog, settings, image, serial, fp), image)
+    assert results["boots"].state == "passed"
+    assert results["ipv4"].state == "failed"
+    evidence = results["ipv4"].evidence
+    assert "no global inet address on eth0 within 3s" in evidence
+    assert "ip -4 addr:" in evidence and "ip -4 route:" in evidence
+    assert 3 <= results["ipv4"].duration_s < 15, "polled until the deadline, not longer"
+    assert results["dns"].state == "failed"
+    assert "no nameserver in /etc/resolv.conf" in results["dns"].evidence
+
+
+def test_janitor_deletes_only_instances_of_finished_or_too_old_workflows(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path
+) -> None:
+    image = ImageSpec(os="busybox", release="janitor", arches=["x86_64"], checks=["boots"])
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    spec = spec_for(catalog, settings, image, serial, fp, workflow="wf-crashed")
+    launch(lxd, spec, 120, lambda _: None)  # as if the worker died right after
+
+    found = [i for i in labelled(lxd) if i.name == spec.name]
+    assert [(i.workflow, i.base_image) for i in found] == [("wf-crashed", fp)]
+    assert 0 <= found[0].age_s < 120
+    assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=3600) == []
+    assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=0) == [spec.name]
+
+    launch(lxd, spec, 120, lambda _: None)
+    assert sweep(lxd, labelled(lxd), running=set(), max_age_s=3600) == [spec.name]
+    assert spec.name not in [i.name for i in lxd.instances.all()]
+    assert fp not in [i.fingerprint for i in lxd.images.all()], "its cached image goes too"
+
+
+def test_worker_serves_only_arches_its_lxd_runs(lxd) -> None:
+    assert checked_arch("amd64", lxd) == "x86_64"
+    assert checked_arch("i686", lxd) == "i686"
+    with pytest.raises(ArchNotSupported, match="not aarch64: start the worker for that arch"):
+        checked_arch("aarch64", lxd)
+
+
+def test_project_is_created_once(lxd, settings: Settings) -> None:
+    assert lxd.projects.exists(settings.lxd_project)
+    assert ensure_project(lxd, settings.lxd_project) is False
+    project = lxd.projects.get(settings.lxd_project)
+    assert project.config["features.profiles"] == "false"
+    assert project.config["features.images"] == "true"
