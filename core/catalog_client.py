@@ -9,10 +9,16 @@ import httpx
 
 from core.config import Settings
 from core.models import (
+    AbandonRequest,
+    AbandonResult,
     AssessmentReport,
     BuiltFile,
+    EventView,
+    GcRequest,
+    GcResult,
     TransitionRequest,
     VersionCreate,
+    VersionState,
     VersionView,
 )
 
@@ -36,8 +42,11 @@ def file_sha256(path: Path) -> str:
 
 
 class CatalogClient:
-    def __init__(self, settings: Settings, timeout: float = 60.0) -> None:
-        token = settings.publisher_token_value
+    def __init__(
+        self, settings: Settings, timeout: float = 60.0, token: str | None = None
+    ) -> None:
+        """`token` overrides the settings' publisher token (e.g. an operator's, for gc)."""
+        token = token or settings.publisher_token_value
         ca = settings.server_ca_path
         self.base_url = settings.server_url.rstrip("/")
         self._http = httpx.Client(
@@ -116,3 +125,27 @@ class CatalogClient:
     def missing_checks(self, image: str, serial: str) -> dict[str, list[str]]:
         r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/missing-checks")
         return self._check(r).json()
+
+    def versions(
+        self, state: VersionState | None = None, image: str | None = None
+    ) -> list[VersionView]:
+        params = {k: v for k, v in (("state", state), ("image", image)) if v is not None}
+        r = self._http.get("/api/v1/versions", params=params)
+        return [VersionView.model_validate(v) for v in self._check(r).json()]
+
+    def events(self, image: str, serial: str) -> list[EventView]:
+        r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/events")
+        return [EventView.model_validate(e) for e in self._check(r).json()]
+
+    def abandon_running(self, image: str, serial: str, older_than_s: int) -> int:
+        """Fail running results not updated for `older_than_s`; returns how many."""
+        r = self._http.post(
+            f"/api/v1/images/{image}/versions/{serial}/assessments/abandon-running",
+            json=AbandonRequest(older_than_s=older_than_s).model_dump(),
+        )
+        return AbandonResult.model_validate_json(self._check(r).content).abandoned
+
+    def gc(self, grace_s: int) -> GcResult:
+        """Delete files of versions inactive longer than `grace_s` (needs an operator token)."""
+        r = self._http.post("/api/v1/gc", json=GcRequest(grace_s=grace_s).model_dump())
+        return GcResult.model_validate_json(self._check(r).content)

@@ -75,7 +75,7 @@ def feed_router(resolve: Callable[..., Source], tag: str) -> APIRouter:
     @router.head("/files/{sha256}", include_in_schema=False)
     def file(
         source: SourceDep,
-        sha256: str,
+        sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
         request: Request,
         session: SessionDep,
         feeds: FeedsDep,
