@@ -48,14 +48,64 @@ def cmd_server(_: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    """Tokens and private feeds, straight in the catalog on the server host: this is how
+    the first operator token comes to be. Operators elsewhere use the API."""
+    from pydantic import ValidationError
     from sqlmodel import Session
 
+    from core.models import CredentialCreate, TokenCreate
+    from server_api import tokens
     from server_api.config import ServerSettings
     from server_api.db import make_engine
-    from server_api.tokens import create_token
 
-    with Session(make_engine(ServerSettings().db_url)) as session:
-        print(create_token(session, args.name, args.scope))
+    def expiry(at: object) -> str:
+        return f"expires {at:%Y-%m-%d %H:%M}" if at else "no expiry"
+
+    try:
+        with Session(make_engine(ServerSettings().db_url)) as session:
+            if args.action == "create" and args.feed:
+                made = tokens.issue_credential(
+                    session,
+                    CredentialCreate(
+                        name=args.name or "",
+                        channel=args.channel or "active",
+                        flavour=args.flavour,
+                        expires_in_s=args.expires_in,
+                    ),
+                )
+                print(f"{Settings().server_url.rstrip('/')}{made.feed_path}/")
+            elif args.action == "create":
+                req = TokenCreate(
+                    name=args.name or "", scope=args.scope, expires_in_s=args.expires_in
+                )
+                print(tokens.issue_token(session, req).token)
+            elif args.action == "list":
+                for t in tokens.list_tokens(session):
+                    state = "revoked" if t.revoked_at else expiry(t.expires_at)
+                    print(f"token {t.id:>4}  {t.name:<24} {t.scope:<17} {state}")
+                for c in tokens.list_credentials(session):
+                    state = "revoked" if c.revoked_at else expiry(c.expires_at)
+                    follows = f"{c.channel}/{c.flavour}"
+                    print(f"feed  {c.id:>4}  {c.name:<24} {follows:<17} {state}")
+            elif args.id is None:
+                print(f"icefloe: token {args.action} needs an id", file=sys.stderr)
+                return 2
+            elif args.action == "revoke":
+                revoke = tokens.revoke_credential if args.feed else tokens.revoke_token
+                print(f"revoked {revoke(session, args.id).name}")
+            elif args.channel is None:
+                print("icefloe: token follow needs --channel active|testing", file=sys.stderr)
+                return 2
+            else:
+                moved = tokens.follow_channel(session, args.id, args.channel)
+                print(f"feed {moved.name} now follows {moved.channel}")
+    except tokens.AccessError as exc:
+        print(f"icefloe: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        print(f"icefloe: --{str(err['loc'][-1]).replace('_s', '')}: {err['msg']}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -129,9 +179,20 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("server", help="run the image server (HTTPS)").set_defaults(fn=cmd_server)
 
-    t = sub.add_parser("token", help="create an API token (printed once, stored hashed)")
-    t.add_argument("--name", required=True)
+    t = sub.add_parser(
+        "token",
+        help="API tokens and private feeds on the server host (secrets printed once)",
+        description="create: an API token, or with --feed a private feed URL; "
+        "list: tokens and feeds, never secrets; revoke ID [--feed]; follow ID --channel C",
+    )
+    t.add_argument("action", choices=["create", "list", "revoke", "follow"])
+    t.add_argument("id", nargs="?", type=int, help="for revoke and follow")
+    t.add_argument("--name", help="for create: who or what it is for")
     t.add_argument("--scope", choices=["publisher", "operator"], default="publisher")
+    t.add_argument("--expires-in", type=int, metavar="SECONDS", help="default: never")
+    t.add_argument("--feed", action="store_true", help="a private feed credential")
+    t.add_argument("--channel", choices=["active", "testing"], help="the feed's channel")
+    t.add_argument("--flavour", choices=["lxd", "incus"], default="lxd")
     t.set_defaults(fn=cmd_token)
 
     w = sub.add_parser("worker", help="run a worker")

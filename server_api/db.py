@@ -5,14 +5,14 @@ starts, never `create_all`, so SQLite and Postgres catalogs follow the same hist
 SQLite gets WAL and a busy timeout so workers and feeds don't block each other.
 """
 
+import logging
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, make_url
 from sqlalchemy.engine import Engine
 from sqlmodel import create_engine
 
+log = logging.getLogger(__name__)
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 # The revision that matches catalogs made by `create_all` before migrations existed.
 BASELINE = "0001"
@@ -21,6 +21,8 @@ BASELINE = "0001"
 def engine_for(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
+    if database := make_url(url).database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -35,13 +37,23 @@ def engine_for(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Upgrade the catalog to the newest schema; a pre-migration catalog is adopted first."""
+    # Alembic logs a dozen INFO lines, some while it is imported: quiet it first, log the gist.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from alembic import command
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+
     cfg = Config(str(ALEMBIC_INI))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         tables = set(inspect(conn).get_table_names())
         if "version" in tables and "alembic_version" not in tables:
             command.stamp(cfg, BASELINE)
+        before = MigrationContext.configure(conn).get_current_revision()
         command.upgrade(cfg, "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    if before != after:
+        log.info("catalog schema upgraded from %s to %s", before or "nothing", after)
 
 
 def make_engine(url: str) -> Engine:
