@@ -73,7 +73,13 @@ def spec_for(
         server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
         fingerprint=fp,
         certificate=settings.server_ca_path.read_text(),
-        labels={"image": image.name, "serial": serial, "arch": "x86_64", "workflow": workflow},
+        labels={
+            "image": image.name,
+            "serial": serial,
+            "arch": "x86_64",
+            "workflow": workflow,
+            "namespace": "default",
+        },
         kind=kind,
     )
 
@@ -195,14 +201,16 @@ def test_janitor_deletes_only_instances_of_finished_or_too_old_workflows(
     spec = spec_for(catalog, settings, image, serial, fp, workflow="wf-crashed")
     launch(lxd, spec, 120, lambda _: None)  # as if the worker died right after
 
-    found = [i for i in labelled(lxd) if i.name == spec.name]
+    found = [i for i in labelled(lxd, "default") if i.name == spec.name]
     assert [(i.workflow, i.base_image) for i in found] == [("wf-crashed", fp)]
     assert 0 <= found[0].age_s < 120
     assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=3600) == []
     assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=0) == [spec.name]
 
     launch(lxd, spec, 120, lambda _: None)
-    assert sweep(lxd, labelled(lxd), running=set(), max_age_s=3600) == [spec.name]
+    assert [i.name for i in labelled(lxd, "default")] == [spec.name]
+    assert labelled(lxd, "elsewhere") == [], "another namespace's janitor leaves it alone"
+    assert sweep(lxd, labelled(lxd, "default"), running=set(), max_age_s=3600) == [spec.name]
     assert spec.name not in [i.name for i in lxd.instances.all()]
     assert fp not in [i.fingerprint for i in lxd.images.all()], "its cached image goes too"
 

@@ -50,7 +50,7 @@ async def janitor_pass(
     """One sweep: delete labelled instances whose workflow stopped or that are too old."""
     loop = asyncio.get_running_loop()
     conn = await loop.run_in_executor(executor, lxd)
-    found = await loop.run_in_executor(executor, labelled, conn)
+    found = await loop.run_in_executor(executor, labelled, conn, client.namespace)
     running = await _running(client, {i.workflow for i in found})
     deleted = await loop.run_in_executor(executor, sweep, conn, found, running, MAX_INSTANCE_AGE_S)
     if deleted:

@@ -85,6 +85,7 @@ class TestActivities:
                         "serial": inp.serial,
                         "arch": inp.arch,
                         "workflow": inp.workflow_id,
+                        "namespace": activity.info().workflow_namespace,
                     },
                     kind=kind,
                 )

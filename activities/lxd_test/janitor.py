@@ -14,23 +14,26 @@ from activities.lxd_test.runner import LABEL, forget_image, remove
 @dataclass(frozen=True)
 class Labelled:
     name: str
+    namespace: str
     workflow: str
     base_image: str
     age_s: float
 
 
-def labelled(client: pylxd.Client) -> list[Labelled]:
-    """Every instance in the client's project that carries Icefloe's workflow label."""
+def labelled(client: pylxd.Client, namespace: str) -> list[Labelled]:
+    """Instances in the client's project labelled with a workflow of this Temporal namespace
+    (another Icefloe sharing the project judges its own)."""
     now = datetime.now(UTC)
     found = []
     for inst in client.instances.all():
         workflow = inst.config.get(f"{LABEL}workflow")
-        if workflow is None:
+        if workflow is None or inst.config.get(f"{LABEL}namespace") != namespace:
             continue
         created = datetime.fromisoformat(inst.created_at.replace("Z", "+00:00"))
         found.append(
             Labelled(
                 inst.name,
+                namespace,
                 workflow,
                 inst.config.get("volatile.base_image", ""),
                 (now - created).total_seconds(),

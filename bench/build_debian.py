@@ -1,0 +1,117 @@
+"""Debian image figures: Icefloe's debootstrap build, squashfs and test step against the
+same steps by hand (bench/build_debian.sh), measured one after the other in one run.
+
+Icefloe's test step here is what the test activity does: launch by fingerprint from the
+testing feed of an image server (in this process, HTTPS, certificate pinned), run the
+image's whole check suite, delete the instance and the cached image. The shell script
+imports the files locally instead of pulling them from a feed.
+
+    PYTHONPATH=. .venv/bin/python bench/build_debian.py [arch]   (root; after deploy/setup-host)
+"""
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from activities.build.debootstrap import build_debootstrap
+from activities.lxd_test.checks import suite
+from activities.lxd_test.runner import (
+    LaunchSpec,
+    ensure_project,
+    forget_image,
+    instance_name,
+    run_suite,
+)
+from core.catalog_client import CatalogClient
+from core.config import REPO_DIR, Settings
+from core.images import load_image
+from core.lxd import connect_lxd
+from core.models import ArchFiles, Channel, TransitionRequest, VersionCreate, VersionState
+from core.pipeline import CheckOutcome
+from core.trigger import new_serial
+from tests.conftest import RunningServer
+
+
+def icefloe(arch: str, state: Path) -> dict[str, float]:
+    image = load_image(REPO_DIR / "images" / "debian-bookworm.yaml")
+    serial = new_serial()
+    stamps: dict[str, float] = {"start": time.monotonic()}
+
+    def progress(message: str) -> None:
+        for mark in ("configuring", "writing rootfs.squashfs", "built"):
+            if mark in message:
+                stamps[mark] = time.monotonic()
+
+    with tempfile.TemporaryDirectory() as tmp, RunningServer(Path(tmp) / "server") as server:
+        settings = server.client_settings()
+        built = build_debootstrap(image, arch, serial, state / "cache", Path(tmp) / "out", progress)
+        catalog = CatalogClient(settings)
+        t = time.monotonic()
+        for file, path in built:
+            catalog.upload(path, file)
+        catalog.publish(
+            VersionCreate(
+                image=image,
+                serial=serial,
+                arches=[ArchFiles(arch=arch, files=[f for f, _ in built])],
+            )
+        )
+        version = catalog.transition(
+            image.name, serial, TransitionRequest(to=VersionState.testing, reason="bench")
+        )
+        upload = time.monotonic() - t
+        fp = version.arches[0].fingerprint
+        lxd = connect_lxd(settings)
+        ensure_project(lxd, settings.lxd_project)
+        assert settings.server_ca_path is not None
+        spec = LaunchSpec(
+            name=instance_name(image.name, serial, arch, image.instance_kinds[0]),
+            server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
+            fingerprint=fp,
+            certificate=settings.server_ca_path.read_text(),
+            labels={"image": image.name, "serial": serial, "arch": arch, "workflow": "bench"},
+        )
+        results: list[CheckOutcome] = []
+        t = time.monotonic()
+        run_suite(lxd, spec, suite(image.checks), results.append, lambda _: None)
+        forget_image(lxd, fp)
+        test = time.monotonic() - t
+        catalog.close()
+    failed = [o.check for o in results if o.state == "failed"]
+    assert not failed, f"checks failed: {failed}"
+    return {
+        "debootstrap": stamps["configuring"] - stamps["start"],
+        "squashfs": stamps["built"] - stamps["writing rootfs.squashfs"],
+        "test": test,
+        "upload+publish": upload,
+    }
+
+
+def by_hand(arch: str) -> dict[str, float]:
+    out = subprocess.run(
+        [str(REPO_DIR / "bench" / "build_debian.sh"), arch],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {k: float(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def main(arch: str) -> None:
+    ours = icefloe(arch, Settings().state_dir)
+    theirs = by_hand(arch)
+    print(f"Debian bookworm {arch}: Icefloe vs the same steps by hand (seconds, ratio)")
+    for step in ("debootstrap", "squashfs", "test"):
+        print(
+            f"  {step:12} {ours[step]:7.2f} {theirs[step]:7.2f}  x{ours[step] / theirs[step]:.2f}"
+        )
+    total_ours = sum(ours[s] for s in ("debootstrap", "squashfs", "test"))
+    total_theirs = sum(theirs.values())
+    print(f"  {'total':12} {total_ours:7.2f} {total_theirs:7.2f}  x{total_ours / total_theirs:.2f}")
+    print(f"  Icefloe only: upload + publish {ours['upload+publish']:.2f}s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "x86_64")
