@@ -328,8 +328,12 @@ class EventView(BaseModel):
     at: datetime
 
 
+# Durations the server adds to or takes from "now": bounded so the date stays representable.
+Seconds = Annotated[int, Field(ge=0, le=100 * 365 * 86400)]
+
+
 class AbandonRequest(BaseModel):
-    older_than_s: int = Field(ge=0, description="running results not updated for this long")
+    older_than_s: Seconds = Field(description="running results not updated for this long")
 
 
 class AbandonResult(BaseModel):
@@ -337,7 +341,7 @@ class AbandonResult(BaseModel):
 
 
 class GcRequest(BaseModel):
-    grace_s: int = Field(ge=0, description="how long a version stays inactive before its files go")
+    grace_s: Seconds = Field(description="how long a version stays inactive before its files go")
 
 
 class GcResult(BaseModel):
@@ -351,7 +355,9 @@ class GcResult(BaseModel):
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scope: TokenScope = TokenScope.publisher
-    expires_in_s: int | None = Field(default=None, gt=0, description="default: never")
+    expires_in_s: Annotated[Seconds, Field(gt=0)] | None = Field(
+        default=None, description="default: never"
+    )
 
 
 class TokenView(BaseModel):
@@ -373,7 +379,9 @@ class CredentialCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     channel: Channel = Channel.active
     flavour: Flavour = Flavour.lxd
-    expires_in_s: int | None = Field(default=None, gt=0, description="default: never")
+    expires_in_s: Annotated[Seconds, Field(gt=0)] | None = Field(
+        default=None, description="default: never"
+    )
 
 
 class CredentialUpdate(BaseModel):

@@ -114,7 +114,7 @@ def events(session: Session, version: Version) -> list[EventView]:
     return [EventView.model_validate(e, from_attributes=True) for e in rows]
 
 
-def _pair(session: Session, arch_files) -> tuple[BuiltFile, BuiltFile]:
+def _pair(session: Session, store: FileStore, arch_files) -> tuple[BuiltFile, BuiltFile]:
     by_type = {f.ftype: f for f in arch_files.files}
     if len(by_type) != 2 or len(arch_files.files) != 2:
         raise CatalogError(
@@ -122,7 +122,7 @@ def _pair(session: Session, arch_files) -> tuple[BuiltFile, BuiltFile]:
         )
     for f in arch_files.files:
         blob = session.get(Blob, f.sha256)
-        if blob is None:
+        if blob is None or not store.exists(f.sha256):
             raise CatalogError(409, f"file {f.name} ({f.sha256}) is not uploaded yet")
         if blob.size != f.size:
             raise CatalogError(409, f"file {f.name} is {blob.size} bytes, not {f.size}")
@@ -134,7 +134,7 @@ def publish(
 ) -> tuple[Version, bool]:
     """Create a version from uploaded files. The same request again is a no-op (False)."""
     spec = req.image
-    pairs = {a.arch: _pair(session, a) for a in req.arches}
+    pairs = {a.arch: _pair(session, store, a) for a in req.arches}
     if len(pairs) != len(req.arches):
         raise CatalogError(422, "each arch may appear once")
 

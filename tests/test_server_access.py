@@ -177,3 +177,20 @@ def test_public_channel_feeds_can_be_turned_off(tmp_path, monkeypatch):
         op = client(server, token(server, "operator"))
         cred = op._http.post("/api/v1/credentials", json={"name": "x"}).json()
         assert anonymous.get(f"{cred['feed_path']}/streams/v1/index.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/tokens", {"name": "x", "expires_in_s": 10**12}),
+        ("post", "/api/v1/credentials", {"name": "x", "expires_in_s": 10**12}),
+        ("post", "/api/v1/gc", {"grace_s": 10**12}),
+        ("post", "/api/v1/tokens/99999999999999999999/revoke", None),
+        ("patch", "/api/v1/credentials/0", {"channel": "active"}),
+        ("post", "/api/v1/tokens", [1, 2]),
+        ("post", "/api/v1/credentials", "not json"),
+    ],
+)
+def test_out_of_range_numbers_and_wrong_shapes_are_422_not_500(operator, method, path, body):
+    r = operator._http.request(method.upper(), path, json=body)
+    assert r.status_code == 422 and r.json()["detail"]

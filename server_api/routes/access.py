@@ -1,7 +1,9 @@
 """Operators manage API tokens and private feed credentials. Secrets appear only in the
 answer that creates them; lists and revocations never carry one."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from core.models import (
     CredentialCreate,
@@ -16,6 +18,8 @@ from server_api import tokens
 from server_api.deps import Operator, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
+# Ids are int4 on Postgres: a larger number is a bad request, not a database error.
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
@@ -29,7 +33,7 @@ def list_tokens(session: SessionDep, _: Operator) -> list[TokenView]:
 
 
 @router.post("/tokens/{token_id}/revoke", summary="Revoke an API token, at once")
-def revoke_token(token_id: int, session: SessionDep, _: Operator) -> TokenView:
+def revoke_token(token_id: Id, session: SessionDep, _: Operator) -> TokenView:
     return tokens.revoke_token(session, token_id)
 
 
@@ -45,11 +49,11 @@ def list_credentials(session: SessionDep, _: Operator) -> list[CredentialView]:
 
 @router.patch("/credentials/{credential_id}", summary="Move a credential to another channel")
 def update_credential(
-    credential_id: int, req: CredentialUpdate, session: SessionDep, _: Operator
+    credential_id: Id, req: CredentialUpdate, session: SessionDep, _: Operator
 ) -> CredentialView:
     return tokens.follow_channel(session, credential_id, req.channel)
 
 
 @router.post("/credentials/{credential_id}/revoke", summary="Revoke a private feed, at once")
-def revoke_credential(credential_id: int, session: SessionDep, _: Operator) -> CredentialView:
+def revoke_credential(credential_id: Id, session: SessionDep, _: Operator) -> CredentialView:
     return tokens.revoke_credential(session, credential_id)

@@ -46,6 +46,8 @@ async def upload_file(
         await store.put(sha256, size, request.stream())
     except UploadRejected as exc:
         raise HTTPException(422, f"upload rejected, nothing stored: {exc}") from None
+    except OSError as exc:  # the disk is full or unwritable: the server's problem, said plainly
+        raise HTTPException(507, f"cannot store the file, nothing stored: {exc.strerror}") from None
     session.merge(Blob(sha256=sha256, size=size))
     session.commit()
     return {"sha256": sha256, "size": size, "stored": True}
