@@ -49,15 +49,26 @@ METADATA_FTYPES = {Flavour.lxd: "lxd.tar.xz", Flavour.incus: "incus.tar.xz"}
 def render(session: Session, channel: Channel, flavour: Flavour | None, generation: int) -> Feed:
     """The feed of one channel; `flavour` None lists the metadata for both clients."""
     ftypes = [METADATA_FTYPES[flavour]] if flavour else list(METADATA_FTYPES.values())
+    # Plain rows, not ORM objects: a 10,000-version feed renders several times faster.
     rows = session.exec(
-        select(Version, VersionArch, Image)
+        select(
+            Version.image,
+            Version.serial,
+            VersionArch.arch,
+            VersionArch.fingerprint,
+            VersionArch.metadata_sha256,
+            VersionArch.metadata_size,
+            VersionArch.rootfs_sha256,
+            VersionArch.rootfs_size,
+        )
         .join(VersionArch, VersionArch.version_id == Version.id)
-        .join(Image, Image.name == Version.image)
         .where(Version.state == VersionState(channel.value))
     ).all()
+    images_by_name = {i.name: i for i in session.exec(select(Image))}
     products: dict[str, dict] = {}
     files: set[str] = set()
-    for version, varch, image in rows:
+    for varch in rows:
+        image = images_by_name[varch.image]
         pid = f"{image.os}:{image.release}:{to_debian(varch.arch)}:{image.variant}"
         product = products.setdefault(pid, _product(image, varch.arch))
         meta = {
@@ -66,7 +77,7 @@ def render(session: Session, channel: Channel, flavour: Flavour | None, generati
             "size": varch.metadata_size,
             "combined_squashfs_sha256": varch.fingerprint,
         }
-        product["versions"][version.serial] = {
+        product["versions"][varch.serial] = {
             "items": {ftype: meta | {"ftype": ftype} for ftype in ftypes}
             | {
                 "root.squashfs": {
@@ -95,8 +106,9 @@ def render(session: Session, channel: Channel, flavour: Flavour | None, generati
             }
         },
     }
-    images_bytes = json.dumps(images, indent=1).encode()
-    index_bytes = json.dumps(index, indent=1).encode()
+    # Compact: json's C encoder only runs without indent, and the feed is a third smaller.
+    images_bytes = json.dumps(images, separators=(",", ":")).encode()
+    index_bytes = json.dumps(index, separators=(",", ":")).encode()
     etag = hashlib.sha256(index_bytes + images_bytes).hexdigest()[:32]
     return Feed(generation, index_bytes, images_bytes, f'"{etag}"', frozenset(files))
 

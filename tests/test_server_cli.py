@@ -14,8 +14,12 @@ def icefloe(state_dir, *args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"ICEFLOE_SERVER_STATE_DIR": str(state_dir), "ICEFLOE_LOG_LEVEL": "ERROR"}
     return subprocess.run(
         [sys.executable, "-m", "core.cli", "token", *args],
-        capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_DIR,
+        timeout=60,
+    )
 
 
 def test_token_cli_creates_lists_revokes_and_moves_feeds(tmp_path):

@@ -47,7 +47,7 @@ class Lxc:
     def images(self, remote: str) -> dict[str, list[str]]:
         """fingerprint -> aliases of every image the remote lists."""
         listed = json.loads(self("image", "list", f"{remote}:", "--format", "json"))
-        return {i["fingerprint"]: [a["name"] for a in i["aliases"]] for i in listed}
+        return {i["fingerprint"]: [a["name"] for a in i["aliases"] or []] for i in listed}
 
 
 def _publish_built(catalog: CatalogClient, image: ImageSpec, serial: str, out: Path) -> str:
@@ -83,18 +83,21 @@ def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testin
     move(catalog, image, testing, "testing")
 
     operator = client(image_server, token(image_server, "operator"))
-    feeds = {}
-    for channel in ("active", "testing"):
-        r = operator._http.post("/api/v1/credentials", json={"name": "lxc", "channel": channel})
-        feeds[channel] = image_server.url + r.json()["feed_path"]
-    operator.close()
     cert = image_server.server_settings.cert_path
-    lxc.add_remote("act", feeds["active"], cert)
-    lxc.add_remote("tst", feeds["testing"], cert)
+    for remote, channel, flavour in [
+        ("act", "active", "lxd"),
+        ("tst", "testing", "lxd"),
+        ("inc", "active", "incus"),
+    ]:
+        body = {"name": remote, "channel": channel, "flavour": flavour}
+        path = operator._http.post("/api/v1/credentials", json=body).json()["feed_path"]
+        lxc.add_remote(remote, image_server.url + path, cert)
+    operator.close()
 
     on_active, on_testing = lxc.images("act"), lxc.images("tst")
     assert alias in on_active[active_fp] and testing_fp not in on_active
     assert alias in on_testing[testing_fp] and active_fp not in on_testing
+    assert active_fp not in lxc.images("inc"), "an Incus feed has no lxd.tar.xz for LXD"
 
     name = f"icefloe-lxc-{uuid.uuid4().hex[:8]}"
     try:

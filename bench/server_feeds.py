@@ -1,0 +1,409 @@
+"""Image server benchmark: prints figures, asserts nothing.
+
+1. images.json for 10,000 versions: render time cold (first request after a catalog
+   change) and cached, in process and over HTTPS.
+2. Feed requests per second over HTTPS on loopback: server_api against the same bytes
+   served as a static file by Debian's nginx (one worker process each), driven by wrk
+   with a bounded number of connections and a fixed duration.
+3. server_api's peak memory (VmHWM) while a 2 GiB file is uploaded to it.
+
+Run as root on Debian 12 from the repo: `.venv/bin/python bench/server_feeds.py`.
+It installs nginx and wrk from Debian when they are missing, starts everything it
+needs on 127.0.0.1 in a temporary directory, and stops what it started by PID.
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from core.config import REPO_DIR
+from core.models import Channel, VersionState
+from server_api.config import ServerSettings
+from server_api.db import make_engine
+from server_api.feeds import FeedCache, render
+from server_api.models import Event, Image, Version, VersionArch
+from server_api.tls import ensure_self_signed
+from server_api.tokens import create_token
+
+ARCHES = ("x86_64", "i686")
+MiB = 1 << 20
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def apt_install(*packages: str) -> None:
+    missing = [
+        p for p in packages if shutil.which(p) is None and shutil.which(f"/usr/sbin/{p}") is None
+    ]
+    if missing:
+        print(f"installing {' '.join(missing)} from Debian ...", flush=True)
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+
+def seed(state_dir: Path, images: int, serials: int, state: VersionState) -> None:
+    """A catalog of images x serials versions (every arch each), all in `state`."""
+    engine = make_engine(ServerSettings(state_dir=state_dir).db_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Image),
+            [
+                {
+                    "name": f"bench{i}:one:default",
+                    "os": f"bench{i}",
+                    "release": "one",
+                    "variant": "default",
+                    "release_title": "One",
+                    "aliases": [f"bench{i}"],
+                    "requirements": {},
+                }
+                for i in range(images)
+            ],
+        )
+        conn.execute(
+            insert(Version),
+            [
+                {
+                    "id": i * serials + s + 1,
+                    "image": f"bench{i}:one:default",
+                    "serial": f"20260101-{s:04d}",
+                    "state": state,
+                    "required_checks": ["boots"],
+                    "created_at": now,
+                    "state_changed_at": now,
+                }
+                for i in range(images)
+                for s in range(serials)
+            ],
+        )
+        rows = []
+        for vid in range(1, images * serials + 1):
+            for arch in ARCHES:
+                h = hashlib.sha256(f"{vid}{arch}".encode()).hexdigest()
+                rows.append(
+                    {
+                        "version_id": vid,
+                        "arch": arch,
+                        "fingerprint": h,
+                        "metadata_sha256": h,
+                        "metadata_size": 1024,
+                        "rootfs_sha256": h[::-1],
+                        "rootfs_size": 10 * MiB,
+                    }
+                )
+        conn.execute(insert(VersionArch), rows)
+        conn.execute(
+            insert(Event),
+            [
+                {
+                    "version_id": 1,
+                    "actor": "bench",
+                    "from_state": None,
+                    "to_state": state,
+                    "reason": "seeded",
+                    "at": now,
+                }
+            ],
+        )
+    engine.dispose()
+
+
+def bump(state_dir: Path) -> None:
+    """A catalog change (a new event), so the next feed request renders anew."""
+    engine = make_engine(ServerSettings(state_dir=state_dir).db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Event),
+            [
+                {
+                    "version_id": 1,
+                    "actor": "bench",
+                    "from_state": "testing",
+                    "to_state": "testing",
+                    "reason": "bump",
+                    "at": datetime.now(UTC),
+                }
+            ],
+        )
+    engine.dispose()
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+@contextmanager
+def server(state_dir: Path) -> Iterator[tuple[str, int, ssl.SSLContext]]:
+    """`icefloe server` as a subprocess on a free port: (url, pid, trust)."""
+    settings = ServerSettings(state_dir=state_dir, port=free_port())
+    ensure_self_signed(settings.cert_path, settings.key_path, settings.host)
+    env = os.environ | {
+        "ICEFLOE_SERVER_STATE_DIR": str(state_dir),
+        "ICEFLOE_SERVER_PORT": str(settings.port),
+        "ICEFLOE_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "server"], env=env, cwd=REPO_DIR)
+    url = f"https://127.0.0.1:{settings.port}"
+    trust = ssl.create_default_context(cafile=settings.cert_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", verify=trust).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("the image server did not start") from None
+                time.sleep(0.1)
+        yield url, proc.pid, trust
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def nginx(root: Path, work: Path, cert: Path, key: Path) -> Iterator[str]:
+    """Debian's nginx serving `root` over HTTPS on loopback, one worker; stopped by PID."""
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+user root;
+daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    types {{ application/json json; }}
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {root};
+    }}
+}}
+""")
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(work)])
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(url, verify=False)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"nginx did not start: see {work}/nginx-error.log") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGQUIT)  # graceful stop of the master and its worker
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wrk(url: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+
+
+def bench_render(work: Path, versions: int, rounds: int) -> Path:
+    state = work / "big"
+    images = versions // 10
+    seed(state, images, 10, VersionState.testing)
+    engine = make_engine(ServerSettings(state_dir=state).db_url)
+    with Session(engine) as session:
+        cold = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            feed = render(session, Channel.testing, None, 1)
+            cold.append(time.perf_counter() - t)
+        cache = FeedCache()
+        cache.get(session, Channel.testing)
+        t = time.perf_counter()
+        for _ in range(rounds * 10):
+            cache.get(session, Channel.testing)
+        cached = (time.perf_counter() - t) / (rounds * 10)
+    engine.dispose()
+    print(
+        f"\nimages.json for {versions:,} versions ({versions * len(ARCHES):,} items pairs, "
+        f"{len(feed.images) / MiB:.1f} MiB)"
+    )
+    print(f"  in process, cold render      {ms(statistics.median(cold))} (median of {rounds})")
+    print(f"  in process, cached           {ms(cached)} (generation query only)")
+    return state
+
+
+def bench_render_http(state: Path, rounds: int) -> None:
+    with server(state) as (url, _, trust), httpx.Client(verify=trust, timeout=120) as http:
+        feed_url = f"{url}/channels/testing/streams/v1/images.json"
+        cold, cached = [], []
+        for _ in range(rounds):
+            bump(state)
+            t = time.perf_counter()
+            http.get(feed_url).raise_for_status()
+            cold.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            r = http.get(feed_url)
+            cached.append(time.perf_counter() - t)
+            etag = r.headers["etag"]
+        t = time.perf_counter()
+        http.get(feed_url, headers={"If-None-Match": etag})
+        not_modified = time.perf_counter() - t
+    print(f"  over HTTPS, cold             {ms(statistics.median(cold))} (render + transfer)")
+    print(f"  over HTTPS, cached           {ms(statistics.median(cached))} (transfer)")
+    print(f"  over HTTPS, If-None-Match    {ms(not_modified)} (304)")
+
+
+def bench_rps(work: Path, seconds: int, connections: int, big: Path) -> None:
+    small = work / "small"
+    seed(small, 20, 3, VersionState.active)  # a typical fleet's active channel
+    cases = [
+        ("20 images x 3 versions, active", small, "active"),
+        ("10,000 versions, testing", big, "testing"),
+    ]
+    print(f"\nfeed requests/s over HTTPS, wrk 1 thread, {connections} connections, {seconds} s")
+    for label, state, channel in cases:
+        path = f"channels/{channel}/streams/v1/images.json"
+        with server(state) as (url, _, trust):
+            body = httpx.get(f"{url}/{path}", verify=trust).content
+            api = wrk(f"{url}/{path}", seconds, connections)
+        root = work / f"www-{channel}"
+        (root / Path(path).parent).mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(body)
+        cert = state / "tls"
+        with nginx(root, work, cert / "server.crt", cert / "server.key") as url:
+            static = wrk(f"{url}/{path}", seconds, connections)
+        print(
+            f"  {label} ({len(body) / 1024:,.0f} KiB): server_api {api:8,.0f}/s   "
+            f"nginx static {static:8,.0f}/s   ({api / static:.0%} of nginx)"
+        )
+
+
+def vm(pid: int, field: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+def bench_upload(work: Path, gib: float) -> None:
+    state = work / "upload"
+    block = os.urandom(MiB)
+    blocks = int(gib * 1024)
+    digest = hashlib.sha256()
+    for _ in range(blocks):
+        digest.update(block)
+    sha, size = digest.hexdigest(), blocks * MiB
+    engine = make_engine(ServerSettings(state_dir=state).db_url)
+    with Session(engine) as session:
+        token = create_token(session, "bench", "publisher")
+    engine.dispose()
+
+    def body() -> Iterator[bytes]:
+        for _ in range(blocks):
+            yield block
+
+    with server(state) as (url, pid, trust):
+        before = vm(pid, "VmHWM")
+        peak_rss, done = [0], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.05):
+                peak_rss[0] = max(peak_rss[0], vm(pid, "VmRSS"))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        t = time.perf_counter()
+        r = httpx.put(
+            f"{url}/api/v1/files/{sha}",
+            params={"size": size},
+            content=body(),
+            headers={"Authorization": f"Bearer {token}", "Content-Length": str(size)},
+            verify=trust,
+            timeout=600,
+        )
+        took = time.perf_counter() - t
+        done.set()
+        sampler.join()
+        r.raise_for_status()
+        after = vm(pid, "VmHWM")
+    print(
+        f"\nupload of {size / (1 << 30):.1f} GiB over HTTPS: {took:.1f} s "
+        f"({size / MiB / took:,.0f} MiB/s), stored={r.json()['stored']}"
+    )
+    print(
+        f"  server_api VmHWM before {before / MiB:6.1f} MiB, after {after / MiB:6.1f} MiB "
+        f"(+{(after - before) / MiB:.1f} MiB); highest VmRSS sampled {peak_rss[0] / MiB:.1f} MiB"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--versions", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--upload-gib", type=float, default=2.0)
+    args = p.parse_args()
+    apt_install("nginx", "wrk")
+    print(f"{os.cpu_count()} CPUs; server_api: uvicorn, 1 process, SQLite; nginx: 1 worker")
+    with tempfile.TemporaryDirectory(prefix="icefloe-bench-") as tmp:
+        work = Path(tmp)
+        big = bench_render(work, args.versions, args.rounds)
+        bench_render_http(big, args.rounds)
+        bench_rps(work, args.seconds, args.connections, big)
+        bench_upload(work, args.upload_gib)
+
+
+if __name__ == "__main__":
+    main()
