@@ -277,7 +277,7 @@ def bench_render(work: Path, versions: int, rounds: int) -> Path:
         cached = (time.perf_counter() - t) / (rounds * 10)
     engine.dispose()
     print(
-        f"\nimages.json for {versions:,} versions ({versions * len(ARCHES):,} items pairs, "
+        f"\nimages.json for {versions:,} versions ({versions * len(ARCHES):,} version-arch entries, "
         f"{len(feed.images) / MiB:.1f} MiB)"
     )
     print(f"  in process, cold render      {ms(statistics.median(cold))} (median of {rounds})")
