@@ -14,7 +14,7 @@ from temporalio import activity
 
 
 @contextmanager
-def heartbeating(every_s: float = 10.0) -> Iterator[Callable[[str], None]]:
+def heartbeating(every_s: float = 5.0) -> Iterator[Callable[[str], None]]:
     """Yield a progress function: it heartbeats and logs; the side thread re-sends the last one."""
     last = ["started"]
     done = threading.Event()

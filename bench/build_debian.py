@@ -90,12 +90,12 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
 
 
 def by_hand(arch: str) -> dict[str, float]:
-    out = subprocess.run(
-        [str(REPO_DIR / "bench" / "build_debian.sh"), arch],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    done = subprocess.run(
+        [str(REPO_DIR / "bench" / "build_debian.sh"), arch], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"bench/build_debian.sh failed: {done.stderr.strip()}")
+    out = done.stdout
     return {k: float(v) for k, v in (line.split() for line in out.splitlines())}
 
 

@@ -68,6 +68,11 @@ t=$(now)
 FP="$(cat "$WORK/lxd.tar.xz" "$WORK/rootfs.squashfs" | sha256sum | cut -d' ' -f1)"
 lxc image import --project "$PROJECT" "$WORK/lxd.tar.xz" "$WORK/rootfs.squashfs" >/dev/null
 lxc launch --project "$PROJECT" "$FP" "$NAME" >/dev/null
+deadline=$(( $(date +%s) + 120 ))
+until lxc exec --project "$PROJECT" "$NAME" -- test -S /run/systemd/private 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "systemd did not start within 120 s" >&2; exit 1; }
+    sleep 0.1
+done
 lxc exec --project "$PROJECT" "$NAME" -- timeout 120 systemctl is-system-running --wait >/dev/null
 deadline=$(( $(date +%s) + 60 ))
 until lxc list --project "$PROJECT" "$NAME" -c 4 -f csv | grep -q 'eth0'; do

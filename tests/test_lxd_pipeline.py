@@ -13,16 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pylxd
+import pytest
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.lxd_test.runner import LABEL
 from core import search_attributes as sa
-from core.catalog_client import CatalogClient
+from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.lxd import connect_lxd
@@ -42,6 +43,15 @@ def leftovers(lxd: pylxd.Client, serial: str, fingerprints: list[str]) -> list[s
 
 def assessed(version: VersionView) -> dict[str, tuple[str, str]]:
     return {a.check: (a.state, a.evidence) for a in version.assessments}
+
+
+def check_state(catalog: CatalogClient, image: ImageSpec, serial: str, check: str) -> str:
+    """The catalog's state of one check, "" before the version or the result exists."""
+    try:
+        version = catalog.version(image.name, serial)
+    except CatalogRejected:
+        return ""
+    return assessed(version).get(check, ("",))[0]
 
 
 async def poll(what: str, probe: Callable[[], bool], timeout_s: float) -> None:
@@ -103,6 +113,35 @@ async def test_image_without_network_fails_the_network_check_and_never_goes_acti
     assert catalog.missing_checks(image.name, serial) == {"x86_64": ["ipv4"]}
     fps = [a.fingerprint for a in version.arches]
     assert leftovers(connect_lxd(settings), serial, fps) == []
+
+
+async def test_cancelled_pipeline_deletes_its_test_instance(
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
+) -> None:
+    image = ImageSpec.model_validate(
+        {
+            "os": "busybox",
+            "release": "cancelled",
+            "arches": ["x86_64"],
+            "checks": ["boots", {"name": "slow", "command": "sleep 60", "timeout_s": 90}],
+        }
+    )
+    serial = new_serial()
+    lxd = connect_lxd(settings)
+    handle = await start_pipeline(temporal, PipelineInput(image=image, serial=serial))
+    await poll(
+        "the slow check to start",
+        lambda: check_state(catalog, image, serial, "slow") == "running",
+        120,
+    )
+    assert leftovers(lxd, serial, [])
+    started = time.monotonic()
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert time.monotonic() - started < 60, "cancellation reached the activity mid-check"
+    fps = [a.fingerprint for a in catalog.version(image.name, serial).arches]
+    assert leftovers(lxd, serial, fps) == []
 
 
 CRASH_NAMESPACE = "icefloe-crash"
@@ -181,14 +220,11 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
             async with control_worker(client, catalog, executor):
                 handle = await start_pipeline(client, PipelineInput(image=image, serial=serial))
 
-                def slow_is_running() -> bool:
-                    try:
-                        version = catalog.version(image.name, serial)
-                    except Exception:
-                        return False
-                    return assessed(version).get("slow", ("",))[0] == "running"
-
-                await poll("the slow check to start", slow_is_running, 120)
+                await poll(
+                    "the slow check to start",
+                    lambda: check_state(catalog, image, serial, "slow") == "running",
+                    120,
+                )
                 first.send_signal(signal.SIGKILL)
                 first.wait(10)
                 assert leftovers(lxd, serial, []), "the killed worker left its instance"
@@ -208,4 +244,3 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
     version = catalog.version(image.name, serial)
     fps = [a.fingerprint for a in version.arches]
     assert leftovers(lxd, serial, fps) == []
-

@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pylxd
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -115,5 +116,8 @@ def arch_worker(
         activities=[build.build_image, test.test_image],
         activity_executor=executor,
         max_concurrent_activities=4,
+        # Cancellation reaches a sync activity only with a heartbeat the server answers:
+        # send them often enough that a cancelled test deletes its instance within seconds.
+        max_heartbeat_throttle_interval=timedelta(seconds=5),
     )
     return ArchWorker(worker, client, lxd, executor)

@@ -11,7 +11,7 @@ from functools import partial
 
 from pylxd.exceptions import LXDAPIException
 
-from activities.lxd_test.runner import CheckFn, Target, run, wait_until
+from activities.lxd_test.runner import POLL_INTERVAL, CheckFn, Target, run, wait_until
 from core.models import BuiltinCheck, CommandCheck
 
 EXCERPT = 1500
@@ -45,7 +45,12 @@ def init(t: Target, timeout_s: float) -> tuple[bool, str]:
         alive = pid1 != "" and " Z " not in state
         return alive, f"pid 1 is {pid1 or '?'} ({state.strip()})"
     started = time.monotonic()
-    r = run(t.inst, ["systemctl", "is-system-running", "--wait"], timeout_s)
+    deadline = started + timeout_s
+    while True:  # right after start, systemd's bus may not be up yet: ask again
+        r = run(t.inst, ["systemctl", "is-system-running", "--wait"], deadline - time.monotonic())
+        if "Failed to connect to bus" not in r.output or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL)
     state = (r.stdout.strip().splitlines() or ["?"])[-1]
     took = f"{time.monotonic() - started:.1f}s"
     if r.code == 0 and state == "running":
