@@ -336,10 +336,6 @@ class AbandonRequest(BaseModel):
     older_than_s: Seconds = Field(description="running results not updated for this long")
 
 
-class AbandonResult(BaseModel):
-    abandoned: int
-
-
 class GcRequest(BaseModel):
     grace_s: Seconds = Field(description="how long a version stays inactive before its files go")
 

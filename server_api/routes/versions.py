@@ -6,7 +6,6 @@ from fastapi import APIRouter, Path, Query, Response
 
 from core.models import (
     AbandonRequest,
-    AbandonResult,
     AssessmentReport,
     EventView,
     GcRequest,
@@ -103,13 +102,12 @@ def read_missing_checks(
 
 @router.post(
     "/images/{image}/versions/{serial}/assessments/abandon-running",
-    summary="Fail running results whose tester went silent",
+    summary="Fail running results whose tester went silent; answers how many",
 )
 def abandon_running_assessments(
     image: ImageName, serial: Serial, req: AbandonRequest, session: SessionDep, _: Publisher
-) -> AbandonResult:
-    version = get_version(session, image, serial)
-    return AbandonResult(abandoned=abandon_running(session, version, req.older_than_s))
+) -> int:
+    return abandon_running(session, get_version(session, image, serial), req.older_than_s)
 
 
 @router.post("/gc", summary="Delete files of versions inactive longer than a grace period")
