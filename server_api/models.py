@@ -90,26 +90,26 @@ class Assessment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class Token(SQLModel, table=True):
-    """An API token; only its sha256 is stored, the token itself is shown once."""
+class Secret(SQLModel):
+    """What tokens and feed credentials share: a name, a life time, revocation."""
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
-    scope: TokenScope = Field(sa_type=String)
-    token_sha256: str = Field(unique=True)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
 
 
-class FeedCredential(SQLModel, table=True):
+class Token(Secret, table=True):
+    """An API token; only its sha256 is stored, the token itself is shown once."""
+
+    scope: TokenScope = Field(sa_type=String)
+    token_sha256: str = Field(unique=True)
+
+
+class FeedCredential(Secret, table=True):
     """A consumer's private feed: its secret is in the feed URL, so only its sha256 is kept."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    name: str
     channel: Channel = Field(sa_type=String)
     flavour: Flavour = Field(sa_type=String)
     secret_sha256: str = Field(unique=True)
-    created_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None

@@ -20,7 +20,7 @@ from core.models import (
     TokenIssued,
     TokenView,
 )
-from server_api.models import FeedCredential, Token, utcnow
+from server_api.models import FeedCredential, Secret, Token, utcnow
 
 Secretive = TypeVar("Secretive", Token, FeedCredential)
 
@@ -37,7 +37,13 @@ def _expiry(expires_in_s: int | None) -> datetime | None:
     return utcnow() + timedelta(seconds=expires_in_s) if expires_in_s else None
 
 
-def _usable(row: Token | FeedCredential | None) -> bool:
+def _save(session: Session, row: Secret) -> None:
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+
+
+def _usable(row: Secret | None) -> bool:
     if row is None or row.revoked_at is not None:
         return False
     return row.expires_at is None or row.expires_at > utcnow()
@@ -61,9 +67,7 @@ def issue_token(session: Session, req: TokenCreate) -> TokenIssued:
         token_sha256=_digest(token),
         expires_at=_expiry(req.expires_in_s),
     )
-    session.add(row)
-    session.commit()
-    session.refresh(row)
+    _save(session, row)
     return TokenIssued(token=token, **TokenView.model_validate(row, from_attributes=True).__dict__)
 
 
@@ -87,9 +91,7 @@ def issue_credential(session: Session, req: CredentialCreate) -> CredentialIssue
         secret_sha256=_digest(secret),
         expires_at=_expiry(req.expires_in_s),
     )
-    session.add(row)
-    session.commit()
-    session.refresh(row)
+    _save(session, row)
     view = CredentialView.model_validate(row, from_attributes=True)
     return CredentialIssued(feed_path=feed_path(secret), **view.__dict__)
 
@@ -119,8 +121,7 @@ def _revoke(session: Session, table: type[Secretive], id_: int) -> Secretive:
     """Revocation is immediate (every request looks the secret up) and kept for the record."""
     row = _get(session, table, id_)
     row.revoked_at = row.revoked_at or utcnow()
-    session.add(row)
-    session.commit()
+    _save(session, row)
     return row
 
 
@@ -138,6 +139,5 @@ def follow_channel(session: Session, id_: int, channel: Channel) -> CredentialVi
     """Move a consumer to another channel; its feed URL stays the same."""
     row = _get(session, FeedCredential, id_)
     row.channel = channel
-    session.add(row)
-    session.commit()
+    _save(session, row)
     return CredentialView.model_validate(row, from_attributes=True)
