@@ -171,3 +171,15 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         assert r.status_code == 200 and len(r.content) == 2048
         for c in (publisher, operator):
             c.close()
+
+
+def test_a_change_to_the_channel_gives_the_feed_a_new_etag(catalog, tmp_path):
+    url = "/channels/testing/streams/v1/images.json"
+    before = catalog._http.get(url).headers["etag"]
+    image, serial = new_image(), next_serial()
+    publish_fake(catalog, tmp_path, image, serial)
+    assert catalog._http.get(url, headers={"If-None-Match": before}).status_code == 304
+    move(catalog, image, serial, "testing")
+    r = catalog._http.get(url, headers={"If-None-Match": before})
+    assert r.status_code == 200 and r.headers["etag"] != before
+    assert serial in r.json()["products"][f"{image.os}:one:amd64:default"]["versions"]
