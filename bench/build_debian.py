@@ -17,21 +17,16 @@ from pathlib import Path
 
 from activities.build.debootstrap import build_debootstrap
 from activities.lxd_test.checks import suite
-from activities.lxd_test.runner import (
-    LaunchSpec,
-    ensure_project,
-    forget_image,
-    instance_name,
-    run_suite,
-)
+from activities.lxd_test.runner import ensure_project, forget_image, launch_spec, run_suite
 from core.catalog_client import CatalogClient
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.lxd import connect_lxd
-from core.models import ArchFiles, Channel, TransitionRequest, VersionCreate, VersionState
+from core.models import Channel
 from core.pipeline import CheckOutcome
 from core.trigger import new_serial
 from tests.conftest import RunningServer
+from tests.helpers import publish_built
 
 
 def icefloe(arch: str, state: Path) -> dict[str, float]:
@@ -49,29 +44,21 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
         built = build_debootstrap(image, arch, serial, state / "cache", Path(tmp) / "out", progress)
         catalog = CatalogClient(settings)
         t = time.monotonic()
-        for file, path in built:
-            catalog.upload(path, file)
-        catalog.publish(
-            VersionCreate(
-                image=image,
-                serial=serial,
-                arches=[ArchFiles(arch=arch, files=[f for f, _ in built])],
-            )
-        )
-        version = catalog.transition(
-            image.name, serial, TransitionRequest(to=VersionState.testing, reason="bench")
-        )
+        fp = publish_built(catalog, image, serial, arch, built)
         upload = time.monotonic() - t
-        fp = version.arches[0].fingerprint
         lxd = connect_lxd(settings)
         ensure_project(lxd, settings.lxd_project)
         assert settings.server_ca_path is not None
-        spec = LaunchSpec(
-            name=instance_name(image.name, serial, arch, image.instance_kinds[0]),
+        spec = launch_spec(
+            image.name,
+            serial,
+            arch,
+            image.instance_kinds[0],
             server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
             fingerprint=fp,
             certificate=settings.server_ca_path.read_text(),
-            labels={"image": image.name, "serial": serial, "arch": arch, "workflow": "bench"},
+            workflow="bench",
+            namespace="bench",
         )
         results: list[CheckOutcome] = []
         t = time.monotonic()

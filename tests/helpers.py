@@ -5,7 +5,15 @@ import os
 from pathlib import Path
 
 from core.catalog_client import CatalogClient
-from core.models import ArchFiles, BuiltFile, FileType, ImageSpec, VersionCreate
+from core.models import (
+    ArchFiles,
+    BuiltFile,
+    FileType,
+    ImageSpec,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+)
 
 
 def fake_files(tmp: Path, arch: str = "x86_64") -> list[tuple[BuiltFile, Path]]:
@@ -32,3 +40,21 @@ def publish_fake(catalog: CatalogClient, tmp: Path, image: ImageSpec, serial: st
     req = VersionCreate(image=image, serial=serial, arches=arches)
     catalog.publish(req)
     return req
+
+
+def publish_built(
+    catalog: CatalogClient, image: ImageSpec, serial: str, arch: str,
+    built: list[tuple[BuiltFile, Path]],
+) -> str:  # fmt: skip
+    """Upload one arch's built files, publish the version, move it to testing: its fingerprint."""
+    for file, path in built:
+        catalog.upload(path, file)
+    catalog.publish(
+        VersionCreate(
+            image=image, serial=serial, arches=[ArchFiles(arch=arch, files=[f for f, _ in built])]
+        )
+    )
+    version = catalog.transition(
+        image.name, serial, TransitionRequest(to=VersionState.testing, reason="published by a test")
+    )
+    return version.arches[0].fingerprint

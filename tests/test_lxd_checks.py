@@ -15,23 +15,16 @@ from activities.lxd_test.runner import (
     LaunchSpec,
     ensure_project,
     forget_image,
-    instance_name,
     launch,
+    launch_spec,
     run_suite,
 )
 from core.catalog_client import CatalogClient
 from core.config import Settings
 from core.lxd import ArchNotSupported, checked_arch, connect_lxd
-from core.models import (
-    ArchFiles,
-    Channel,
-    ImageSpec,
-    InstanceKind,
-    TransitionRequest,
-    VersionCreate,
-    VersionState,
-)
+from core.models import Channel, ImageSpec, InstanceKind
 from core.pipeline import CheckOutcome
+from tests.helpers import publish_built
 
 _serials = itertools.count(1)
 
@@ -48,19 +41,7 @@ def publish_busybox(
     """Build x86_64, upload, publish to testing; returns (serial, fingerprint)."""
     serial = f"20261125-lxd{next(_serials)}"
     built = build_busybox(image, "x86_64", serial, settings.deb_dir, tmp / "out")
-    for file, path in built:
-        catalog.upload(path, file)
-    catalog.publish(
-        VersionCreate(
-            image=image,
-            serial=serial,
-            arches=[ArchFiles(arch="x86_64", files=[f for f, _ in built])],
-        )
-    )
-    version = catalog.transition(
-        image.name, serial, TransitionRequest(to=VersionState.testing, reason="test")
-    )
-    return serial, version.arches[0].fingerprint
+    return serial, publish_built(catalog, image, serial, "x86_64", built)
 
 
 def spec_for(
@@ -68,19 +49,16 @@ def spec_for(
     kind: InstanceKind = InstanceKind.unprivileged, workflow: str = "test-workflow",
 ) -> LaunchSpec:  # fmt: skip
     assert settings.server_ca_path is not None
-    return LaunchSpec(
-        name=instance_name(image.name, serial, "x86_64", kind),
+    return launch_spec(
+        image.name,
+        serial,
+        "x86_64",
+        kind,
         server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
         fingerprint=fp,
         certificate=settings.server_ca_path.read_text(),
-        labels={
-            "image": image.name,
-            "serial": serial,
-            "arch": "x86_64",
-            "workflow": workflow,
-            "namespace": "default",
-        },
-        kind=kind,
+        workflow=workflow,
+        namespace="default",
     )
 
 
@@ -187,7 +165,7 @@ def test_image_without_network_fails_the_network_checks_with_evidence(
     assert results["ipv4"].state == "failed"
     evidence = results["ipv4"].evidence
     assert "no global inet address on eth0 within 3s" in evidence
-    assert "ip -4 addr:" in evidence and "ip -4 route:" in evidence
+    assert "ip addr show eth0:\n" in evidence and "ip -4 route:\n(empty)" in evidence
     assert 3 <= results["ipv4"].duration_s < 15, "polled until the deadline, not longer"
     assert results["dns"].state == "failed"
     assert "no nameserver in /etc/resolv.conf" in results["dns"].evidence

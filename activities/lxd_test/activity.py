@@ -12,7 +12,7 @@ from temporalio import activity
 from activities.catalog import rejected
 from activities.heartbeat import heartbeating
 from activities.lxd_test.checks import suite
-from activities.lxd_test.runner import LaunchSpec, forget_image, instance_name, run_suite
+from activities.lxd_test.runner import forget_image, launch_spec, run_suite
 from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import Settings
 from core.lxd import host_name
@@ -75,19 +75,16 @@ class TestActivities:
                 ]
                 if not todo:
                     continue
-                spec = LaunchSpec(
-                    name=instance_name(inp.image.name, inp.serial, inp.arch, kind),
+                spec = launch_spec(
+                    inp.image.name,
+                    inp.serial,
+                    inp.arch,
+                    kind,
                     server_url=url,
                     fingerprint=inp.fingerprint,
                     certificate=self.certificate,
-                    labels={
-                        "image": inp.image.name,
-                        "serial": inp.serial,
-                        "arch": inp.arch,
-                        "workflow": inp.workflow_id,
-                        "namespace": activity.info().workflow_namespace,
-                    },
-                    kind=kind,
+                    workflow=inp.workflow_id,
+                    namespace=activity.info().workflow_namespace,
                 )
                 beat(f"{inp.arch}: launching {spec.name} ({kind}) from {inp.fingerprint[:12]}")
                 run_suite(client, spec, todo, report, beat)

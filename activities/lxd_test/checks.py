@@ -84,11 +84,12 @@ def _global_address(t: Target, family: str, timeout_s: float) -> tuple[bool, str
     if ok:
         return True, f"{evidence} after {time.monotonic() - started:.1f}s"
     flag = "-4" if family == "inet" else "-6"
-    inside = run(t.inst, ["ip", flag, "addr", "show"], 10).output
+    inside = run(t.inst, ["ip", "addr", "show", t.interface], 10).output
     routes = run(t.inst, ["ip", flag, "route", "show"], 10).output
     return False, excerpt(
         f"no global {family} address on {t.interface} within {timeout_s:.0f}s ({evidence})\n"
-        f"ip {flag} addr:\n{inside or '(empty)'}\nip {flag} route:\n{routes or '(empty)'}"
+        f"ip addr show {t.interface}:\n{inside or '(empty)'}\n"
+        f"ip {flag} route:\n{routes or '(empty)'}"
     )
 
 

@@ -82,6 +82,27 @@ def instance_name(image: str, serial: str, arch: str, kind: InstanceKind) -> str
     return f"icefloe-{arch.replace('_', '')}-{digest}"
 
 
+def launch_spec(
+    image: str, serial: str, arch: str, kind: InstanceKind, *, server_url: str,
+    fingerprint: str, certificate: str | None, workflow: str, namespace: str,
+) -> LaunchSpec:  # fmt: skip
+    """The instance of one (version, arch, kind), labelled so the janitor can judge it."""
+    return LaunchSpec(
+        name=instance_name(image, serial, arch, kind),
+        server_url=server_url,
+        fingerprint=fingerprint,
+        certificate=certificate,
+        labels={
+            "image": image,
+            "serial": serial,
+            "arch": arch,
+            "workflow": workflow,
+            "namespace": namespace,
+        },
+        kind=kind,
+    )
+
+
 def _wait_operation(client: pylxd.Client, operation: str, deadline: float, beat: Beat) -> None:
     op_id = operation.rsplit("/", 1)[-1]
     while True:
