@@ -1,8 +1,10 @@
 """Heartbeats for sync activities whose steps block for longer than the heartbeat timeout.
 
 A side thread repeats the latest progress message, so a long exec or mksquashfs never
-looks like a dead worker; cancellation still reaches the activity thread, where the SDK
-raises it at the next heartbeat-checked point.
+looks like a dead worker. The SDK raises cancellation in the activity thread, but only
+once that thread runs Python again: a thread blocked in a socket read (pylxd waiting for
+an exec) would only see it when the call returns, so the side thread also runs an
+`on_cancel` hook that makes the blocking call return.
 """
 
 import contextvars
@@ -14,8 +16,11 @@ from temporalio import activity
 
 
 @contextmanager
-def heartbeating(every_s: float = 5.0) -> Iterator[Callable[[str], None]]:
-    """Yield a progress function: it heartbeats and logs; the side thread re-sends the last one."""
+def heartbeating(
+    every_s: float = 5.0, on_cancel: Callable[[], None] = lambda: None
+) -> Iterator[Callable[[str], None]]:
+    """Yield a progress function: it heartbeats and logs; the side thread re-sends the last one
+    and calls on_cancel once when the activity is cancelled."""
     last = ["started"]
     done = threading.Event()
     context = contextvars.copy_context()  # the activity context, so heartbeat() finds its task
@@ -23,6 +28,9 @@ def heartbeating(every_s: float = 5.0) -> Iterator[Callable[[str], None]]:
     def repeat() -> None:
         while not done.wait(every_s):
             context.run(activity.heartbeat, last[0])
+            if context.run(activity.is_cancelled):
+                on_cancel()
+                return
 
     def progress(message: str) -> None:
         last[0] = message

@@ -26,11 +26,12 @@ from core import search_attributes as sa
 from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.lxd import connect_lxd
+from core.lxd import ArchNotSupported, connect_lxd
 from core.models import ImageSpec, VersionView
 from core.pipeline import PipelineInput
 from core.trigger import new_serial, start_pipeline
 from tests.conftest import RunningServer
+from workers.arch import arch_worker
 from workers.control import control_worker
 
 
@@ -140,9 +141,17 @@ async def test_cancelled_pipeline_deletes_its_test_instance(
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()
-    assert time.monotonic() - started < 60, "cancellation reached the activity mid-check"
+    assert time.monotonic() - started < 30, "cancellation reached the activity mid-check"
     fps = [a.fingerprint for a in catalog.version(image.name, serial).arches]
     assert leftovers(lxd, serial, fps) == []
+
+
+async def test_arch_worker_refuses_an_arch_its_lxd_cannot_run(
+    temporal: Client, catalog: CatalogClient, settings: Settings
+) -> None:
+    with ThreadPoolExecutor(max_workers=1) as executor, pytest.raises(ArchNotSupported) as err:
+        arch_worker(temporal, "arm64", catalog, lambda: connect_lxd(settings), settings, executor)
+    assert "not aarch64: start the worker for that arch on a host of that arch" in str(err.value)
 
 
 CRASH_NAMESPACE = "icefloe-crash"

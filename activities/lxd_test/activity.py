@@ -12,7 +12,13 @@ from temporalio import activity
 from activities.catalog import rejected
 from activities.heartbeat import heartbeating
 from activities.lxd_test.checks import suite
-from activities.lxd_test.runner import forget_image, launch_spec, run_suite
+from activities.lxd_test.runner import (
+    forget_image,
+    halt,
+    instance_name,
+    launch_spec,
+    run_suite,
+)
 from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import Settings
 from core.lxd import host_name
@@ -31,8 +37,12 @@ class TestActivities:
 
     @activity.defn
     def test_image(self, inp: TestInput) -> ArchTestResult:
+        names = [
+            instance_name(inp.image.name, inp.serial, inp.arch, kind)
+            for kind in inp.image.instance_kinds
+        ]
         try:
-            with heartbeating() as beat:
+            with heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat:
                 return self._test(inp, beat)
         except CatalogRejected as exc:
             raise rejected(exc) from None

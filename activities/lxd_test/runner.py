@@ -4,6 +4,7 @@ Plain functions over a pylxd client: no Temporal here, so they test on their own
 pylxd blocks, so these run in the activity thread pool.
 """
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -118,16 +119,35 @@ def _wait_operation(client: pylxd.Client, operation: str, deadline: float, beat:
         beat(f"creating instance {progress}".strip())
 
 
-def remove(client: pylxd.Client, name: str) -> bool:
-    """Stop and delete an instance if it exists. True if there was one."""
-    try:
-        inst = client.instances.get(name)
-    except NotFound:
-        return False
-    if inst.status != "Stopped":
-        inst.stop(force=True, wait=True)
-    inst.delete(wait=True)
-    return True
+def remove(client: pylxd.Client, name: str, timeout_s: float = 60) -> bool:
+    """Stop and delete an instance if it exists. True if there was one.
+
+    Tries again while LXD says the instance is busy (a concurrent stop from `halt`).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            inst = client.instances.get(name)
+        except NotFound:
+            return False
+        try:
+            if inst.status != "Stopped":
+                inst.stop(force=True, wait=True)
+            inst.delete(wait=True)
+            return True
+        except NotFound:
+            return True
+        except LXDAPIException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_INTERVAL)
+
+
+def halt(client: pylxd.Client, names: list[str]) -> None:
+    """Force-stop instances, so an exec blocked on them returns (used on cancellation)."""
+    for name in names:
+        with contextlib.suppress(LXDAPIException):  # gone or stopped: nothing blocks on it
+            client.instances.get(name).stop(force=True, wait=True)
 
 
 def forget_image(client: pylxd.Client, fingerprint: str) -> bool:
