@@ -58,6 +58,7 @@ class Blob(SQLModel, table=True):
 
     sha256: str = Field(primary_key=True)
     size: int
+    # Last upload of the content; gc keeps a file no version lists for a grace after it.
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -103,3 +103,14 @@ def test_files_outside_the_channel_are_not_served(anonymous, served):
     assert anonymous.get(url.replace("/testing/", "/active/")).status_code == 404
     assert anonymous.get("/channels/testing/files/..%2F..%2Fcatalog.db").status_code == 404
     assert anonymous.get("/channels/testing/files/" + "Z" * 64).status_code == 422
+
+
+def test_content_lost_from_disk_is_asked_for_again(catalog, image_server):
+    data = os.urandom(100)
+    sha = hashlib.sha256(data).hexdigest()
+    catalog._http.put(f"/api/v1/files/{sha}", params={"size": 100}, content=data)
+    assert catalog._http.head(f"/api/v1/files/{sha}").status_code == 200
+    image_server.app.state.store.delete(sha)
+    assert catalog._http.head(f"/api/v1/files/{sha}").status_code == 404
+    again = catalog._http.put(f"/api/v1/files/{sha}", params={"size": 100}, content=data)
+    assert again.json()["stored"] is True and image_server.app.state.store.exists(sha)

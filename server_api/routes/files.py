@@ -3,23 +3,26 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep
-from server_api.models import Blob
-from server_api.store import UploadRejected
+from server_api.models import Blob, utcnow
+from server_api.store import FileStore, UploadRejected
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the content")]
 
 
-def _known(session: Session, sha256: str) -> Blob | None:
-    return session.get(Blob, sha256)
+def _stored(session: Session, store: FileStore, sha256: str) -> Blob | None:
+    """The content's row, if its bytes are on disk too (else it must be uploaded again)."""
+    blob = session.get(Blob, sha256)
+    return blob if blob is not None and store.exists(sha256) else None
 
 
 @router.head("/{sha256}", summary="Is this content already stored?")
-def file_exists(sha256: Sha256, session: SessionDep, _: Publisher) -> Response:
-    blob = _known(session, sha256)
+def file_exists(sha256: Sha256, session: SessionDep, store: StoreDep, _: Publisher) -> Response:
+    blob = _stored(session, store, sha256)
     if blob is None:
         return Response(status_code=404)
     return Response(headers={"X-Icefloe-Size": str(blob.size)})
@@ -37,10 +40,13 @@ async def upload_file(
 ) -> dict:
     if size > settings.max_upload_bytes:
         raise HTTPException(413, f"{size} bytes is over the limit of {settings.max_upload_bytes}")
-    blob = _known(session, sha256)
-    if blob is not None and store.exists(sha256):
+    blob = _stored(session, store, sha256)
+    if blob is not None:
         if blob.size != size:
             raise HTTPException(409, f"this content is stored with size {blob.size}, not {size}")
+        blob.created_at = utcnow()  # uploaded again: gc's grace for unlisted files restarts
+        session.add(blob)
+        session.commit()
         return {"sha256": sha256, "size": size, "stored": False}
     try:
         await store.put(sha256, size, request.stream())
@@ -49,5 +55,8 @@ async def upload_file(
     except OSError as exc:  # the disk is full or unwritable: the server's problem, said plainly
         raise HTTPException(507, f"cannot store the file, nothing stored: {exc.strerror}") from None
     session.merge(Blob(sha256=sha256, size=size))
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent upload of the same content recorded it first
+        session.rollback()
     return {"sha256": sha256, "size": size, "stored": True}
