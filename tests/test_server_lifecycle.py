@@ -183,3 +183,12 @@ def test_a_change_to_the_channel_gives_the_feed_a_new_etag(catalog, tmp_path):
     r = catalog._http.get(url, headers={"If-None-Match": before})
     assert r.status_code == 200 and r.headers["etag"] != before
     assert serial in r.json()["products"][f"{image.os}:one:amd64:default"]["versions"]
+
+
+def test_the_same_files_under_another_serial_are_refused(catalog, tmp_path):
+    """One fingerprint, one version: LXD cannot look an image up that a feed lists twice."""
+    image = new_image(arches=["x86_64"])
+    req = publish_fake(catalog, tmp_path, image, next_serial())
+    with pytest.raises(CatalogRejected) as exc:
+        catalog.publish(req.model_copy(update={"serial": next_serial()}))
+    assert exc.value.status_code == 409 and "already published" in str(exc.value)
