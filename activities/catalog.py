@@ -1,4 +1,4 @@
-"""Catalog activities (control worker): publish to testing and ask for promotion.
+"""Catalog activities (control worker): read a version, publish to testing, promote, retire.
 
 The server decides; these only ask, and turn its refusals into non-retryable errors.
 """
@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.catalog_client import CatalogClient, CatalogRejected
 from core.models import TransitionRequest, VersionCreate, VersionState, VersionView
-from core.pipeline import PromoteInput, PublishInput
+from core.pipeline import PromoteInput, PublishInput, RetireInput, VersionRef, VersionStatus
 
 
 def rejected(exc: CatalogRejected) -> ApplicationError:
@@ -19,6 +19,19 @@ def rejected(exc: CatalogRejected) -> ApplicationError:
 class CatalogActivities:
     def __init__(self, catalog: CatalogClient) -> None:
         self.catalog = catalog
+
+    @activity.defn
+    def find_version(self, inp: VersionRef) -> VersionStatus:
+        """What is already published and passed, so a re-run skips it."""
+        try:
+            version = self.catalog.version(inp.image, inp.serial)
+        except CatalogRejected as exc:
+            if exc.status_code == 404:
+                return VersionStatus(version=None)
+            raise rejected(exc) from None
+        return VersionStatus(
+            version=version, missing=self.catalog.missing_checks(inp.image, inp.serial)
+        )
 
     @activity.defn
     def publish_version(self, inp: PublishInput) -> VersionView:
@@ -61,6 +74,23 @@ class CatalogActivities:
                     to=VersionState.active,
                     reason="every required check passed on every arch",
                     workflow_id=inp.workflow_id,
+                ),
+            )
+        except CatalogRejected as exc:
+            raise rejected(exc) from None
+
+    @activity.defn
+    def retire_version(self, inp: RetireInput) -> VersionView:
+        """Take a version out of testing (expired, cancelled); other states are left alone."""
+        try:
+            current = self.catalog.version(inp.image, inp.serial)
+            if current.state != VersionState.testing:
+                return current
+            return self.catalog.transition(
+                inp.image,
+                inp.serial,
+                TransitionRequest(
+                    to=VersionState.inactive, reason=inp.reason, workflow_id=inp.workflow_id
                 ),
             )
         except CatalogRejected as exc:

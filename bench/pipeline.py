@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.lxd import connect_lxd, host_arches
+from core.pipeline import PipelineInput
 from core.temporal import connect
 from core.trigger import new_serial, start_pipeline
 
@@ -47,7 +48,7 @@ async def main(runs: int) -> None:
     for i in range(runs):
         serial = new_serial() + f"-b{i}"
         started = time.monotonic()
-        handle = await start_pipeline(client, image, serial)
+        handle = await start_pipeline(client, PipelineInput(image=image, serial=serial))
         result = await handle.result()
         wall = time.monotonic() - started
         phases = await activity_phases(handle)

@@ -13,8 +13,9 @@ from core.arch import UnknownArchError, to_lxd
 from core.config import REPO_DIR, Settings
 from core.images import ImageDefinitionError, load_image
 from core.lxd import ArchNotSupported, LxdUnavailable, connect_lxd
+from core.pipeline import PipelineInput
 from core.temporal import TemporalUnavailable, connect
-from core.trigger import follow, new_serial, start_pipeline
+from core.trigger import follow, new_serial, trigger
 
 # Errors whose message already says what to do: shown as one line, never a traceback.
 FRIENDLY = (
@@ -144,10 +145,15 @@ async def _trigger(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     if args.arch:
         image = image.model_copy(update={"arches": [to_lxd(a) for a in args.arch]})
-    serial = args.serial or new_serial()
+    inp = PipelineInput(image=image, serial=args.serial or new_serial())
+    if args.worker_wait:
+        inp.worker_wait_s = args.worker_wait
     client = await connect(settings)
-    handle = await start_pipeline(client, image, serial)
-    print(f"pipeline {handle.id}\n  {settings.workflow_ui_link(handle.id)}", flush=True)
+    handle, triggered = await trigger(client, inp, actor=args.actor)
+    print(f"pipeline {handle.id} ({triggered.phase})", flush=True)
+    if triggered.retried:
+        print(f"  it was waiting for a retry: re-testing {', '.join(triggered.retried)}")
+    print(f"  {settings.workflow_ui_link(handle.id)}", flush=True)
     if not args.wait:
         return 0
     result = await follow(handle, lambda line: print(f"  {line}", flush=True))
@@ -205,6 +211,10 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--serial", help="default: the current UTC time, YYYYMMDD-HHMMSS")
     tr.add_argument("--arch", action="append", help="override the definition's arches")
     tr.add_argument("--wait", action="store_true", help="follow until the outcome")
+    tr.add_argument(
+        "--worker-wait", type=int, metavar="S", help="say so when no arch worker polls for S s"
+    )
+    tr.add_argument("--actor", default=os.environ.get("USER", "cli"), help="for the audit trail")
     tr.set_defaults(fn=cmd_trigger)
 
     u = sub.add_parser("up", help="run the whole stack on this machine and the sample image")

@@ -1,19 +1,43 @@
 """Inputs and results of the pipeline workflow and its activities (one model each)."""
 
-from pydantic import BaseModel
+from datetime import datetime
+
+from pydantic import BaseModel, Field
 
 from core.arch import LxdArch
-from core.models import ArchFiles, AssessmentState, ImageSpec, Serial, VersionState
+from core.models import ArchFiles, AssessmentState, ImageSpec, Serial, VersionState, VersionView
+
+DAY_S = 86400
 
 
 class PipelineInput(BaseModel):
     image: ImageSpec
     serial: Serial
+    # A version that has not passed every check after this long in testing goes inactive.
+    expire_after_s: int = Field(default=3 * DAY_S, gt=0)
+    # Work an arch's queue has not picked up after this long is reported as waiting for a worker.
+    worker_wait_s: int = Field(default=300, gt=0)
 
 
-def pipeline_workflow_id(image: ImageSpec, serial: str) -> str:
+def pipeline_workflow_id(image: str, serial: str) -> str:
     """One workflow per image version, so a second trigger finds the first."""
-    return f"icefloe:{image.name}:{serial}"
+    return f"icefloe:{image}:{serial}"
+
+
+class VersionRef(BaseModel):
+    image: str
+    serial: Serial
+
+
+class VersionStatus(BaseModel):
+    """What the catalog already has of a version, so a re-run redoes only what is missing."""
+
+    version: VersionView | None
+    missing: dict[str, list[str]] = {}  # per arch, required checks without a passed result
+
+    def arch_files(self) -> dict[str, ArchFiles]:
+        arches = self.version.arches if self.version else []
+        return {a.arch: ArchFiles(arch=a.arch, files=a.files) for a in arches}
 
 
 class BuildInput(BaseModel):
@@ -30,6 +54,7 @@ class PublishInput(BaseModel):
 
 
 class TestInput(BaseModel):
+    __test__ = False  # not a pytest class
     image: ImageSpec
     serial: Serial
     arch: LxdArch
@@ -59,6 +84,33 @@ class PromoteInput(BaseModel):
     image: ImageSpec
     serial: Serial
     workflow_id: str
+
+
+class RetireInput(BaseModel):
+    """Move a version in testing to inactive, with the reason the catalog records."""
+
+    image: str
+    serial: Serial
+    reason: str
+    workflow_id: str
+
+
+class OperatorRequest(BaseModel):
+    """Who asks a pipeline to act, and why: carried into the catalog's events."""
+
+    actor: str = Field(min_length=1)
+    reason: str = ""
+
+    def says(self, action: str) -> str:
+        return f"{action} by {self.actor}" + (f": {self.reason}" if self.reason else "")
+
+
+class PipelineProgress(BaseModel):
+    phase: str
+    waiting_for_worker: list[str] = []
+    tests: dict[str, ArchTestResult] = {}
+    testing_deadline: datetime | None = None
+    details: str = ""
 
 
 class PipelineResult(BaseModel):

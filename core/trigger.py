@@ -4,13 +4,21 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from core import search_attributes as sa
 from core.arch import CONTROL_TASK_QUEUE
-from core.models import ImageSpec
-from core.pipeline import PipelineInput, PipelineResult, pipeline_workflow_id
+from core.pipeline import (
+    OperatorRequest,
+    PipelineInput,
+    PipelineProgress,
+    PipelineResult,
+    pipeline_workflow_id,
+)
+
+WAITING_FOR_RETRY = "waiting-for-retry"
 
 
 def new_serial(now: datetime | None = None) -> str:
@@ -19,20 +27,55 @@ def new_serial(now: datetime | None = None) -> str:
 
 
 async def start_pipeline(
-    client: Client, image: ImageSpec, serial: str
+    client: Client, inp: PipelineInput
 ) -> WorkflowHandle[object, PipelineResult]:
-    """Start the version's workflow, or attach to it if it is already running."""
+    """Start the version's workflow, or attach to it if it is running.
+
+    A closed run of the same version (failed, cancelled, expired, active) does not block
+    a new one: the new run asks the catalog and redoes only what is missing.
+    """
+    image, serial = inp.image, inp.serial
     return await client.start_workflow(
         "ImagePipeline",
-        PipelineInput(image=image, serial=serial),
-        id=pipeline_workflow_id(image, serial),
+        inp,
+        id=pipeline_workflow_id(image.name, serial),
         task_queue=CONTROL_TASK_QUEUE,
         result_type=PipelineResult,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=sa.initial(image, serial),
         static_summary=f"{image.name} {serial} on {', '.join(image.arches)}",
     )
+
+
+class Triggered(BaseModel):
+    workflow_id: str
+    run_id: str
+    phase: str
+    retried: list[str] = []  # arches a trigger of a pipeline waiting for a retry re-tests
+
+
+async def trigger(
+    client: Client, inp: PipelineInput, actor: str
+) -> tuple[WorkflowHandle[object, PipelineResult], Triggered]:
+    """What CI calls: start or attach; a pipeline waiting for a retry gets one (a CI re-run)."""
+    handle = await start_pipeline(client, inp)
+    desc = await handle.describe()
+    phase = desc.typed_search_attributes.get(sa.PHASE) or "queued"
+    retried: list[str] = []
+    if phase == WAITING_FOR_RETRY:
+        retried = await handle.execute_update(
+            "retry",
+            OperatorRequest(actor=actor, reason="pipeline triggered again"),
+            result_type=list[str],
+        )
+        phase = "retrying"
+    return handle, Triggered(workflow_id=handle.id, run_id=desc.run_id, phase=phase,
+                             retried=retried)  # fmt: skip
+
+
+async def progress(handle: WorkflowHandle) -> PipelineProgress:
+    return await handle.query("progress", result_type=PipelineProgress)
 
 
 async def follow(
@@ -40,16 +83,24 @@ async def follow(
     show: Callable[[str], None],
     every_s: float = 1.0,
 ) -> PipelineResult:
-    """Wait for the result, showing the phase whenever it changes."""
+    """Wait for the result, showing the phase and each arch's checks as they change."""
     result = asyncio.ensure_future(handle.result())
-    last = None
+    phase, shown = None, set()
     while not result.done():
         try:
-            phase = (await handle.query("progress"))["phase"]
-        except Exception:
-            phase = last
-        if phase != last:
+            now = await progress(handle)
+        except Exception:  # a query can fail while a worker restarts; the next one will do
+            now = None
+        if now and now.phase != phase:
+            phase = now.phase
             show(f"phase: {phase}")
-            last = phase
+        for test in now.tests.values() if now else []:
+            for c in test.checks:
+                line = f"{test.arch} on {test.host or '?'}: {c.check} {c.state}" + (
+                    " (passed earlier)" if c.skipped else ""
+                )
+                if line not in shown:
+                    shown.add(line)
+                    show(line)
         await asyncio.wait([result], timeout=every_s)
     return result.result()

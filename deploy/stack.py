@@ -24,6 +24,7 @@ from core.catalog_client import CatalogClient
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.lxd import connect_lxd, host_arches
+from core.pipeline import PipelineInput
 from core.search_attributes import dev_server_flags
 from core.temporal import TemporalUnavailable, connect
 from core.trigger import follow, new_serial, start_pipeline
@@ -192,7 +193,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
 async def _sample(settings: Settings, image) -> str:
     client = await connect(settings)
     serial = new_serial()
-    handle = await start_pipeline(client, image, serial)
+    handle = await start_pipeline(client, PipelineInput(image=image, serial=serial))
     print(f"pipeline {handle.id} for {', '.join(image.arches)}")
     print(f"  {settings.workflow_ui_link(handle.id)}")
     started = time.monotonic()

@@ -17,6 +17,11 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
         client,
         task_queue=CONTROL_TASK_QUEUE,
         workflows=[ImagePipeline],
-        activities=[acts.publish_version, acts.promote_version],
+        activities=[
+            acts.find_version,
+            acts.publish_version,
+            acts.promote_version,
+            acts.retire_version,
+        ],
         activity_executor=executor,
     )

@@ -1,14 +1,21 @@
 """One durable workflow per image version:
-build (per arch) -> publish to `testing` -> test (per arch) -> promote to `active`.
+build (per arch) -> publish to `testing` -> test (per arch) -> promote to `active`,
+or wait for a retry until the version has been in testing too long, then expire it.
 
 Builds and tests run on each arch's own task queue, so a host of that arch does them.
+A re-run asks the catalog first and skips every file already published and every
+check already passed.
 """
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, TimeoutType, is_cancelled_exception
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.build.activity import BuildActivities
@@ -16,129 +23,331 @@ with workflow.unsafe.imports_passed_through():
     from activities.lxd_test.activity import TestActivities
     from core import search_attributes as sa
     from core.arch import CONTROL_TASK_QUEUE, task_queue
-    from core.models import ArchFiles, VersionState
+    from core.models import ArchFiles, AssessmentState, VersionState, VersionView
     from core.pipeline import (
+        DAY_S,
         ArchTestResult,
         BuildInput,
+        CheckOutcome,
+        OperatorRequest,
         PipelineInput,
+        PipelineProgress,
         PipelineResult,
         PromoteInput,
         PublishInput,
+        RetireInput,
         TestInput,
+        VersionRef,
+        VersionStatus,
     )
 
 RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
+WAITING_FOR_RETRY = "waiting-for-retry"
+
+
+def _passed_earlier(status: VersionStatus, arch: str, checks: list[str]) -> ArchTestResult:
+    """An arch the catalog says has passed everything: shown, not re-tested."""
+    assert status.version is not None
+    hosts = [a.host for a in status.version.assessments if a.arch == arch]
+    return ArchTestResult(
+        arch=arch,
+        host=hosts[-1] if hosts else "",
+        checks=[CheckOutcome(check=c, state=AssessmentState.passed, skipped=True) for c in checks],
+    )
 
 
 @workflow.defn(name="ImagePipeline")
 class ImagePipeline:
-    def __init__(self) -> None:
-        self._phase = "starting"
+    @workflow.init
+    def __init__(self, inp: PipelineInput) -> None:
+        self._inp = inp
+        self._stage = "starting"
+        self._details = ""
+        self._no_worker: set[str] = set()
         self._tests: dict[str, ArchTestResult] = {}
+        self._deadline: datetime | None = None
+        self._retry: OperatorRequest | None = None
+        self._promoted: OperatorRequest | None = None
+        self._cancelled_by: OperatorRequest | None = None
 
     @workflow.query
-    def progress(self) -> dict:
-        """Phase and per-arch, per-check results so far."""
-        return {
-            "phase": self._phase,
-            "tests": {arch: r.model_dump(mode="json") for arch, r in self._tests.items()},
-        }
-
-    def _enter(self, phase: str, details: str) -> None:
-        self._phase = phase
-        workflow.upsert_search_attributes([sa.PHASE.value_set(phase)])
-        workflow.set_current_details(details)
-        workflow.logger.info(details)
-
-    @workflow.run
-    async def run(self, inp: PipelineInput) -> PipelineResult:
-        image, serial = inp.image, inp.serial
-        wf_id = workflow.info().workflow_id
-        workflow.upsert_search_attributes(
-            [
-                sa.IMAGE.value_set(image.name),
-                sa.SERIAL.value_set(serial),
-                sa.ARCHES.value_set(list(image.arches)),
-            ]
+    def progress(self) -> PipelineProgress:
+        """Phase, arches nobody polls, and per-arch, per-check results so far."""
+        return PipelineProgress(
+            phase=self._phase(),
+            waiting_for_worker=sorted(self._no_worker),
+            tests=self._tests,
+            testing_deadline=self._deadline,
+            details=self._details,
         )
 
-        self._enter("build", f"building {image.name} {serial} on {', '.join(image.arches)}")
-        built: list[ArchFiles] = await asyncio.gather(
-            *(
-                workflow.execute_activity_method(
-                    BuildActivities.build_image,
-                    BuildInput(image=image, serial=serial, arch=arch),
-                    task_queue=task_queue(arch),
-                    start_to_close_timeout=timedelta(hours=2),
-                    heartbeat_timeout=timedelta(minutes=2),
-                    retry_policy=RETRY,
-                    summary=f"build {arch}",
-                )
-                for arch in image.arches
-            )
-        )
+    @workflow.update
+    def retry(self, req: OperatorRequest) -> list[str]:
+        """Re-run the failed checks now; returns the arches that will be re-tested."""
+        self._retry = req
+        return self._failed()
 
-        self._enter("publish", f"publishing {serial} to the testing channel")
-        version = await workflow.execute_activity_method(
-            CatalogActivities.publish_version,
-            PublishInput(image=image, serial=serial, arches=built, workflow_id=wf_id),
+    @retry.validator
+    def _retry_allowed(self, req: OperatorRequest) -> None:
+        if self._stage != WAITING_FOR_RETRY:
+            raise ValueError(f"nothing to retry: the pipeline is in phase {self._phase()}")
+
+    @workflow.signal
+    def force_promoted(self, req: OperatorRequest) -> None:
+        """An operator promoted the version through the catalog; the pipeline re-reads it."""
+        self._promoted = req
+
+    @workflow.signal
+    def cancelling(self, req: OperatorRequest) -> None:
+        """Sent just before a cancellation, so the catalog learns who cancelled and why."""
+        self._cancelled_by = req
+
+    def _failed(self) -> list[str]:
+        return sorted(a for a, r in self._tests.items() if not r.passed)
+
+    def _phase(self) -> str:
+        if self._no_worker:
+            return f"waiting-for-worker:{','.join(sorted(self._no_worker))}"
+        return self._stage
+
+    def _show(self, details: str | None = None) -> None:
+        """Keep the phase search attribute and the UI's current details in step."""
+        if details is not None:
+            self._details = details
+            workflow.logger.info(details)
+        waiting = ", ".join(sorted(self._no_worker))
+        text = self._details + (
+            f"\nno worker polls {waiting} after {self._inp.worker_wait_s}s: start "
+            f"`icefloe worker arch <arch>` on a host of that arch" if waiting else ""
+        )
+        workflow.upsert_search_attributes([sa.PHASE.value_set(self._phase())])
+        workflow.set_current_details(text)
+
+    def _enter(self, stage: str, details: str) -> None:
+        self._stage = stage
+        self._show(details)
+
+    async def _control(self, activity: Callable, arg: Any, summary: str) -> Any:
+        return await workflow.execute_activity_method(
+            activity,
+            arg,
             task_queue=CONTROL_TASK_QUEUE,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
-            summary="publish to testing",
+            summary=summary,
+        )
+
+    async def _on_arch(self, arch: str, activity: Callable, arg: Any, **options: Any) -> Any:
+        """Run on the arch's queue; while no worker picks the task up, say so and keep waiting."""
+        try:
+            while True:
+                try:
+                    return await workflow.execute_activity_method(
+                        activity,
+                        arg,
+                        task_queue=task_queue(arch),
+                        schedule_to_start_timeout=timedelta(seconds=self._inp.worker_wait_s),
+                        retry_policy=RETRY,
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                        **options,
+                    )
+                except ActivityError as err:
+                    cause = err.cause
+                    if not (
+                        isinstance(cause, ActivityTimeout)
+                        and cause.type == TimeoutType.SCHEDULE_TO_START
+                    ):
+                        raise
+                    self._no_worker.add(arch)
+                    self._show()
+        finally:
+            if arch in self._no_worker:
+                self._no_worker.discard(arch)
+                self._show()
+
+    @workflow.run
+    async def run(self, inp: PipelineInput) -> PipelineResult:
+        image = inp.image
+        workflow.upsert_search_attributes(
+            [
+                sa.IMAGE.value_set(image.name),
+                sa.SERIAL.value_set(inp.serial),
+                sa.ARCHES.value_set(list(image.arches)),
+            ]
+        )
+        try:
+            return await self._pipeline()
+        except BaseException as exc:
+            if not is_cancelled_exception(exc):
+                raise
+            # Arch activities have finished their clean-up (WAIT_CANCELLATION_COMPLETED).
+            who = self._cancelled_by or OperatorRequest(actor="temporal")
+            self._enter("cancelled", who.says("cancelled"))
+            if self._deadline is not None:  # published: take it out of the testing channel
+                await self._retire(who.says("pipeline cancelled"))
+            raise
+
+    async def _pipeline(self) -> PipelineResult:
+        image, serial = self._inp.image, self._inp.serial
+        self._enter("checking", f"asking the catalog what {image.name} {serial} already has")
+        status: VersionStatus = await self._control(
+            CatalogActivities.find_version,
+            VersionRef(image=image.name, serial=serial),
+            "find version",
+        )
+        if status.version and status.version.state == VersionState.active:
+            return self._done(status.version, "already active; nothing to do")
+
+        version = await self._build_and_publish(status)
+        self._deadline = version.state_changed_at + timedelta(seconds=self._inp.expire_after_s)
+        fingerprints = {a.arch: a.fingerprint for a in version.arches}
+        required = image.required_checks
+        to_test = [a for a in image.arches if status.missing.get(a, required)]
+        self._tests = {
+            a: _passed_earlier(status, a, required) for a in image.arches if a not in to_test
+        }
+        while True:
+            if to_test:
+                await self._test(to_test, fingerprints)
+                to_test = []
+            failed = self._failed()
+            if not failed:
+                return await self._promote()
+            self._enter(
+                WAITING_FOR_RETRY,
+                f"checks failed on {', '.join(failed)}; waiting for a retry until "
+                f"{self._deadline:%Y-%m-%d %H:%M} UTC, then {serial} expires",
+            )
+            remaining = (self._deadline - workflow.now()).total_seconds()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._retry is not None or self._promoted is not None,
+                    timeout=max(remaining, 0.001),
+                    timeout_summary="expiry deadline",
+                )
+            except TimeoutError:
+                return await self._expire(failed)
+            if self._promoted is not None:
+                result = await self._check_promoted()
+                if result:
+                    return result
+                continue
+            assert self._retry is not None
+            self._enter("retrying", self._retry.says(f"retry of {', '.join(failed)}"))
+            self._retry, to_test = None, failed
+
+    async def _build_and_publish(self, status: VersionStatus) -> VersionView:
+        """Build only the arches the catalog has no files for; publish unless already testing."""
+        image, serial, wf_id = self._inp.image, self._inp.serial, workflow.info().workflow_id
+        have = status.arch_files()
+        if status.version and status.version.state == VersionState.testing and not (
+            set(image.arches) - set(have)
+        ):
+            workflow.upsert_search_attributes([sa.CHANNEL.value_set("testing")])
+            return status.version
+        to_build = [a for a in image.arches if a not in have]
+        if to_build:
+            self._enter("build", f"building {image.name} {serial} on {', '.join(to_build)}")
+        built: list[ArchFiles] = await asyncio.gather(
+            *(
+                self._on_arch(
+                    arch,
+                    BuildActivities.build_image,
+                    BuildInput(image=image, serial=serial, arch=arch),
+                    start_to_close_timeout=timedelta(hours=2),
+                    heartbeat_timeout=timedelta(minutes=2),
+                    summary=f"build {arch}",
+                )
+                for arch in to_build
+            )
+        )
+        self._enter("publish", f"publishing {serial} to the testing channel")
+        version: VersionView = await self._control(
+            CatalogActivities.publish_version,
+            PublishInput(
+                image=image,
+                serial=serial,
+                arches=[have.get(a) or next(b for b in built if b.arch == a) for a in image.arches],
+                workflow_id=wf_id,
+            ),
+            "publish to testing",
         )
         workflow.upsert_search_attributes([sa.CHANNEL.value_set(version.state.value)])
-        fingerprints = {a.arch: a.fingerprint for a in version.arches}
+        return version
 
-        self._enter("test", f"testing {serial} on {', '.join(image.arches)}")
-        results = await asyncio.gather(
+    async def _test(self, arches: list[str], fingerprints: dict[str, str]) -> None:
+        image, serial = self._inp.image, self._inp.serial
+        self._enter("test", f"testing {serial} on {', '.join(arches)}")
+        results: list[ArchTestResult] = await asyncio.gather(
             *(
-                workflow.execute_activity_method(
+                self._on_arch(
+                    arch,
                     TestActivities.test_image,
                     TestInput(
                         image=image,
                         serial=serial,
                         arch=arch,
                         fingerprint=fingerprints[arch],
-                        workflow_id=wf_id,
+                        workflow_id=workflow.info().workflow_id,
                     ),
-                    task_queue=task_queue(arch),
                     start_to_close_timeout=timedelta(minutes=30),
                     heartbeat_timeout=timedelta(minutes=1),
-                    retry_policy=RETRY,
                     summary=f"test {arch}",
                 )
-                for arch in image.arches
+                for arch in arches
             )
         )
-        self._tests = {r.arch: r for r in results}
+        self._tests.update({r.arch: r for r in results})
 
-        failed = [r.arch for r in results if not r.passed]
-        if failed:
-            self._enter("failed", f"checks failed on {', '.join(failed)}; stays in testing")
-            return PipelineResult(
-                image=image.name,
-                serial=serial,
-                state=VersionState.testing,
-                tests=results,
-                message=f"checks failed on {', '.join(failed)}",
-            )
-
+    async def _promote(self) -> PipelineResult:
+        image, serial = self._inp.image, self._inp.serial
         self._enter("promote", f"every check passed; promoting {serial} to active")
-        version = await workflow.execute_activity_method(
+        version = await self._control(
             CatalogActivities.promote_version,
-            PromoteInput(image=image, serial=serial, workflow_id=wf_id),
-            task_queue=CONTROL_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RETRY,
-            summary="promote to active",
+            PromoteInput(image=image, serial=serial, workflow_id=workflow.info().workflow_id),
+            "promote to active",
+        )
+        return self._done(version, "every check passed on every arch")
+
+    async def _check_promoted(self) -> PipelineResult | None:
+        """After an operator's forced promotion: done if the catalog agrees, else keep waiting."""
+        who, self._promoted = self._promoted, None
+        assert who is not None
+        status: VersionStatus = await self._control(
+            CatalogActivities.find_version,
+            VersionRef(image=self._inp.image.name, serial=self._inp.serial),
+            "re-read after forced promotion",
+        )
+        if status.version and status.version.state == VersionState.active:
+            return self._done(status.version, who.says("force-promoted"))
+        return None
+
+    async def _retire(self, reason: str) -> VersionView:
+        version: VersionView = await self._control(
+            CatalogActivities.retire_version,
+            RetireInput(
+                image=self._inp.image.name,
+                serial=self._inp.serial,
+                reason=reason[:500],
+                workflow_id=workflow.info().workflow_id,
+            ),
+            "retire from testing",
         )
         workflow.upsert_search_attributes([sa.CHANNEL.value_set(version.state.value)])
-        self._enter("done", f"{image.name} {serial} is {version.state}")
+        return version
+
+    async def _expire(self, failed: list[str]) -> PipelineResult:
+        days = self._inp.expire_after_s / DAY_S
+        reason = f"expired: checks failing on {', '.join(failed)} after {days:g} days in testing"
+        return self._done(await self._retire(reason), reason)
+
+    def _done(self, version: VersionView, message: str) -> PipelineResult:
+        workflow.upsert_search_attributes([sa.CHANNEL.value_set(version.state.value)])
+        self._enter("done", f"{version.image} {version.serial} is {version.state}: {message}")
         return PipelineResult(
-            image=image.name,
-            serial=serial,
+            image=version.image,
+            serial=version.serial,
             state=version.state,
-            tests=results,
-            message="every check passed on every arch",
+            tests=[self._tests[a] for a in self._inp.image.arches if a in self._tests],
+            message=message,
         )
