@@ -265,7 +265,7 @@ class VersionCreate(BaseModel):
 
 class TransitionRequest(BaseModel):
     to: VersionState
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why")
     workflow_id: str | None = None
     # Operators only: promote without every required check passed; recorded as forced.
     force: bool = False

@@ -64,6 +64,7 @@ def test_forced_promotion_needs_an_operator_and_is_recorded(catalog, operator, t
     [
         ({"to": "testing", "reason": "x", "force": True}, "force only applies to a promotion"),
         ({"to": "active", "reason": "", "force": True}, "at least 1 character"),
+        ({"to": "active", "reason": "  ", "force": True}, "should match pattern"),
         ({"to": "active", "force": True}, "Field required"),
     ],
 )
