@@ -139,31 +139,31 @@ class ImagePipeline:
 
     async def _on_arch(self, arch: str, activity: Callable, arg: Any, **options: Any) -> Any:
         """Run on the arch's queue; while no worker picks the task up, say so and keep waiting."""
-        try:
-            while True:
-                try:
-                    return await workflow.execute_activity_method(
-                        activity,
-                        arg,
-                        task_queue=task_queue(arch),
-                        schedule_to_start_timeout=timedelta(seconds=self._inp.worker_wait_s),
-                        retry_policy=RETRY,
-                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                        **options,
-                    )
-                except ActivityError as err:
-                    cause = err.cause
-                    if not (
-                        isinstance(cause, ActivityTimeout)
-                        and cause.type == TimeoutType.SCHEDULE_TO_START
-                    ):
-                        raise
-                    self._no_worker.add(arch)
-                    self._show()
-        finally:
+        while True:
+            try:
+                result = await workflow.execute_activity_method(
+                    activity,
+                    arg,
+                    task_queue=task_queue(arch),
+                    schedule_to_start_timeout=timedelta(seconds=self._inp.worker_wait_s),
+                    retry_policy=RETRY,
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    **options,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not (
+                    isinstance(cause, ActivityTimeout)
+                    and cause.type == TimeoutType.SCHEDULE_TO_START
+                ):
+                    raise
+                self._no_worker.add(arch)
+                self._show()
+                continue
             if arch in self._no_worker:
                 self._no_worker.discard(arch)
                 self._show()
+            return result
 
     @workflow.run
     async def run(self, inp: PipelineInput) -> PipelineResult:
