@@ -58,3 +58,10 @@ def publish_built(
         image.name, serial, TransitionRequest(to=VersionState.testing, reason="published by a test")
     )
     return version.arches[0].fingerprint
+
+
+def busybox_spec(release: str, **fields: object) -> ImageSpec:
+    """A one-arch (x86_64) busybox image for a test: fast to build and boot."""
+    return ImageSpec.model_validate(
+        {"os": "busybox", "release": release, "arches": ["x86_64"], **fields}
+    )

@@ -24,7 +24,7 @@ from core.config import Settings
 from core.lxd import ArchNotSupported, checked_arch, connect_lxd
 from core.models import Channel, ImageSpec, InstanceKind
 from core.pipeline import CheckOutcome
-from tests.helpers import publish_built
+from tests.helpers import busybox_spec, publish_built
 
 _serials = itertools.count(1)
 
@@ -81,19 +81,15 @@ def run(lxd, spec: LaunchSpec, image: ImageSpec) -> dict[str, CheckOutcome]:
 def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
     lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
 ) -> None:
-    image = ImageSpec.model_validate(
-        {
-            "os": "busybox",
-            "release": "checks",
-            "arches": ["x86_64"],
-            "privileged": True,
-            "checks": [
-                "stop",  # declared first, runs last
-                *("boots", "init", "ipv4", "ipv6", "dns", "gateway"),
-                {"name": "uname", "command": "uname -m", "stdout_pattern": "^x86_64$"},
-                {"name": "exit-3", "command": "exit 3", "expect_exit": 3},
-            ],
-        }
+    image = busybox_spec(
+        "checks",
+        privileged=True,
+        checks=[
+            "stop",  # declared first, runs last
+            *("boots", "init", "ipv4", "ipv6", "dns", "gateway"),
+            {"name": "uname", "command": "uname -m", "stdout_pattern": "^x86_64$"},
+            {"name": "exit-3", "command": "exit 3", "expect_exit": 3},
+        ],
     )
     serial, fp = publish_busybox(catalog, settings, tmp_path, image)
     cleanup.append(fp)
@@ -123,17 +119,13 @@ def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
 def test_failing_user_checks_say_why(
     lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
 ) -> None:
-    image = ImageSpec.model_validate(
-        {
-            "os": "busybox",
-            "release": "failing",
-            "arches": ["x86_64"],
-            "checks": [
-                {"name": "wrong-exit", "command": "echo out; echo err >&2; exit 2"},
-                {"name": "no-match", "command": "echo hello", "stdout_pattern": "^bye"},
-                {"name": "too-slow", "command": "sleep 30", "timeout_s": 1},
-            ],
-        }
+    image = busybox_spec(
+        "failing",
+        checks=[
+            {"name": "wrong-exit", "command": "echo out; echo err >&2; exit 2"},
+            {"name": "no-match", "command": "echo hello", "stdout_pattern": "^bye"},
+            {"name": "too-slow", "command": "sleep 30", "timeout_s": 1},
+        ],
     )
     serial, fp = publish_busybox(catalog, settings, tmp_path, image)
     cleanup.append(fp)
@@ -149,14 +141,10 @@ def test_failing_user_checks_say_why(
 def test_image_without_network_fails_the_network_checks_with_evidence(
     lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
 ) -> None:
-    image = ImageSpec.model_validate(
-        {
-            "os": "busybox",
-            "release": "nonet",
-            "arches": ["x86_64"],
-            "network": "none",
-            "checks": ["boots", {"kind": "ipv4", "timeout_s": 3}, {"kind": "dns", "timeout_s": 1}],
-        }
+    image = busybox_spec(
+        "nonet",
+        network="none",
+        checks=["boots", {"kind": "ipv4", "timeout_s": 3}, {"kind": "dns", "timeout_s": 1}],
     )
     serial, fp = publish_busybox(catalog, settings, tmp_path, image)
     cleanup.append(fp)

@@ -31,15 +31,20 @@ from core.models import ImageSpec, VersionView
 from core.pipeline import PipelineInput
 from core.trigger import new_serial, start_pipeline
 from tests.conftest import RunningServer
+from tests.helpers import busybox_spec
 from workers.arch import arch_worker
 from workers.control import control_worker
 
 
-def leftovers(lxd: pylxd.Client, serial: str, fingerprints: list[str]) -> list[str]:
+def instances_of(lxd: pylxd.Client, serial: str) -> list[str]:
+    return [i.name for i in lxd.instances.all() if i.config.get(f"{LABEL}serial") == serial]
+
+
+def leftovers(lxd: pylxd.Client, version: VersionView) -> list[str]:
     """Instances of this version and cached copies of its images still in the test project."""
-    instances = [i.name for i in lxd.instances.all() if i.config.get(f"{LABEL}serial") == serial]
+    fingerprints = {a.fingerprint for a in version.arches}
     images = [i.fingerprint for i in lxd.images.all() if i.fingerprint in fingerprints]
-    return instances + images
+    return instances_of(lxd, version.serial) + images
 
 
 def assessed(version: VersionView) -> dict[str, tuple[str, str]]:
@@ -81,21 +86,16 @@ async def test_debian_image_built_with_debootstrap_reaches_active(
     assert checks["dns"][1] == "nameserver 198.51.100.1"
     assert "not applicable" in checks["ipv6"][1]
     assert all(a.duration_s > 0 for a in version.assessments if a.check != "ipv6")
-    fps = [a.fingerprint for a in version.arches]
-    assert leftovers(connect_lxd(settings), serial, fps) == []
+    assert leftovers(connect_lxd(settings), version) == []
 
 
 async def test_image_without_network_fails_the_network_check_and_never_goes_active(
     temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
 ) -> None:
-    image = ImageSpec.model_validate(
-        {
-            "os": "busybox",
-            "release": "no-network",
-            "arches": ["x86_64"],
-            "network": "none",
-            "checks": ["boots", "init", {"kind": "ipv4", "timeout_s": 5}, "stop"],
-        }
+    image = busybox_spec(
+        "no-network",
+        network="none",
+        checks=["boots", "init", {"kind": "ipv4", "timeout_s": 5}, "stop"],
     )
     serial = new_serial()
     # Expire at once instead of waiting days for an operator's retry.
@@ -113,20 +113,15 @@ async def test_image_without_network_fails_the_network_check_and_never_goes_acti
     inside = evidence.split("ip addr show eth0:\n")[1]
     assert "eth0" in inside and "inet " not in inside.split("ip -4 route:")[0]
     assert catalog.missing_checks(image.name, serial) == {"x86_64": ["ipv4"]}
-    fps = [a.fingerprint for a in version.arches]
-    assert leftovers(connect_lxd(settings), serial, fps) == []
+    assert leftovers(connect_lxd(settings), version) == []
 
 
 async def test_cancelled_pipeline_deletes_its_test_instance(
     temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
 ) -> None:
-    image = ImageSpec.model_validate(
-        {
-            "os": "busybox",
-            "release": "cancelled",
-            "arches": ["x86_64"],
-            "checks": ["boots", {"name": "slow", "command": "sleep 60", "timeout_s": 90}],
-        }
+    image = busybox_spec(
+        "cancelled",
+        checks=["boots", {"name": "slow", "command": "sleep 60", "timeout_s": 90}],
     )
     serial = new_serial()
     lxd = connect_lxd(settings)
@@ -136,14 +131,13 @@ async def test_cancelled_pipeline_deletes_its_test_instance(
         lambda: check_state(catalog, image, serial, "slow") == "running",
         120,
     )
-    assert leftovers(lxd, serial, [])
+    assert instances_of(lxd, serial)
     started = time.monotonic()
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert time.monotonic() - started < 30, "cancellation reached the activity mid-check"
-    fps = [a.fingerprint for a in catalog.version(image.name, serial).arches]
-    assert leftovers(lxd, serial, fps) == []
+    assert leftovers(lxd, catalog.version(image.name, serial)) == []
 
 
 async def test_arch_worker_refuses_an_arch_its_lxd_cannot_run(
@@ -212,13 +206,9 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
     tmp_path: Path,
 ) -> None:
     client = await own_namespace(temporal)
-    image = ImageSpec.model_validate(
-        {
-            "os": "busybox",
-            "release": "crash",
-            "arches": ["x86_64"],
-            "checks": ["boots", {"name": "slow", "command": "sleep 15"}, "stop"],
-        }
+    image = busybox_spec(
+        "crash",
+        checks=["boots", {"name": "slow", "command": "sleep 15"}, "stop"],
     )
     serial = new_serial()
     lxd = connect_lxd(settings)
@@ -237,7 +227,7 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
                 )
                 first.send_signal(signal.SIGKILL)
                 first.wait(10)
-                assert leftovers(lxd, serial, []), "the killed worker left its instance"
+                assert instances_of(lxd, serial), "the killed worker left its instance"
 
                 second = arch_worker_process(temporal, image_server, settings, log)
                 result = await asyncio.wait_for(handle.result(), 300)
@@ -252,5 +242,4 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
     assert outcomes["boots"].skipped, "passed before the crash: not run again"
     assert not outcomes["slow"].skipped and outcomes["slow"].state == "passed"
     version = catalog.version(image.name, serial)
-    fps = [a.fingerprint for a in version.arches]
-    assert leftovers(lxd, serial, fps) == []
+    assert leftovers(lxd, version) == []
