@@ -7,13 +7,15 @@ import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 from core.arch import UnknownArchError, to_lxd
 from core.config import REPO_DIR, Settings
 from core.images import ImageDefinitionError, load_image
 from core.lxd import ArchNotSupported, LxdUnavailable, connect_lxd
-from core.pipeline import PipelineInput
+from core.pipeline import DAY_S, PipelineInput, PruneInput
+from core.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from core.temporal import TemporalUnavailable, connect
 from core.trigger import follow, new_serial, trigger
 
@@ -169,6 +171,18 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return asyncio.run(_trigger(args))
 
 
+async def _schedule(args: argparse.Namespace) -> int:
+    client = await connect(Settings())
+    inp = PruneInput(expire_after_s=int(args.expire_after_days * DAY_S))
+    done = await ensure_prune_schedule(client, timedelta(hours=args.every_hours), inp)
+    print(f"schedule {PRUNE_SCHEDULE_ID} {done}: pruning every {args.every_hours:g}h")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    return asyncio.run(_schedule(args))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from deploy.stack import StackError, run_stack
 
@@ -216,6 +230,11 @@ def parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--actor", default=os.environ.get("USER", "cli"), help="for the audit trail")
     tr.set_defaults(fn=cmd_trigger)
+
+    sc = sub.add_parser("schedule", help="create or update the pruning schedule (idempotent)")
+    sc.add_argument("--every-hours", type=float, default=6.0)
+    sc.add_argument("--expire-after-days", type=float, default=3.0)
+    sc.set_defaults(fn=cmd_schedule)
 
     u = sub.add_parser("up", help="run the whole stack on this machine and the sample image")
     u.add_argument("--once", action="store_true", help="stop after the sample pipeline")

@@ -119,3 +119,31 @@ class PipelineResult(BaseModel):
     state: VersionState
     tests: list[ArchTestResult]
     message: str
+
+
+class PruneInput(BaseModel):
+    """What the scheduled pruning looks at; `image` narrows it to one image."""
+
+    expire_after_s: int = Field(default=3 * DAY_S, ge=0)
+    stuck_after_s: int = Field(default=3600, ge=0)  # a running result older than this is stuck
+    image: str | None = None
+
+
+class PruneCandidate(BaseModel):
+    image: str
+    serial: str
+    workflow_id: str
+    past_deadline: bool  # in testing too long and some required check never passed
+    has_running: bool  # some result still says running
+
+
+class AbandonInput(BaseModel):
+    image: str
+    serial: str
+    older_than_s: int
+
+
+class PruneResult(BaseModel):
+    expired: list[str] = []
+    left_to_live_pipelines: list[str] = []
+    abandoned_results: int = 0

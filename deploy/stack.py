@@ -15,16 +15,19 @@ import subprocess
 import sys
 import sysconfig
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
+from core import search_attributes as sa
 from core.arch import KNOWN_ARCHES
 from core.catalog_client import CatalogClient
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.lxd import connect_lxd, host_arches
-from core.pipeline import PipelineInput
+from core.pipeline import PipelineInput, PruneInput
+from core.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from core.search_attributes import dev_server_flags
 from core.temporal import TemporalUnavailable, connect
 from core.trigger import follow, new_serial, start_pipeline
@@ -170,6 +173,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
                  api, a_log)  # fmt: skip
         wait_for(lambda: _temporal_ready(settings), "Temporal", temporal, t_log)
         print(f"Temporal UI: {settings.temporal_ui_url}  image server: {settings.server_url}")
+        asyncio.run(_deploy_temporal(settings))
 
         procs.start("worker-control", [*me, "worker", "control"])
         for arch in image.arches:
@@ -188,6 +192,14 @@ def run_stack(settings: Settings, once: bool = False) -> int:
         return 0
     finally:
         procs.stop()
+
+
+async def _deploy_temporal(settings: Settings) -> None:
+    """What a deploy owes Temporal: the search attributes and the pruning schedule."""
+    client = await connect(settings)
+    await sa.register(client)
+    done = await ensure_prune_schedule(client, timedelta(hours=6), PruneInput())
+    print(f"pruning schedule {PRUNE_SCHEDULE_ID} {done} (every 6h)")
 
 
 async def _sample(settings: Settings, image) -> str:

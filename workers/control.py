@@ -6,22 +6,28 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
+from activities.pruning import PruneActivities
 from core.arch import CONTROL_TASK_QUEUE
 from core.catalog_client import CatalogClient
 from workflows.pipeline import ImagePipeline
+from workflows.prune import PruneTesting
 
 
 def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolExecutor) -> Worker:
     acts = CatalogActivities(catalog)
+    prune = PruneActivities(catalog, client)
     return Worker(
         client,
         task_queue=CONTROL_TASK_QUEUE,
-        workflows=[ImagePipeline],
+        workflows=[ImagePipeline, PruneTesting],
         activities=[
             acts.find_version,
             acts.publish_version,
             acts.promote_version,
             acts.retire_version,
+            prune.find_prune_candidates,
+            prune.pipeline_running,
+            prune.abandon_running,
         ],
         activity_executor=executor,
     )

@@ -1,0 +1,74 @@
+"""Scheduled pruning: versions left in testing past the deadline by a pipeline that no
+longer runs go inactive, and results stuck in running are cleared.
+
+A version a live pipeline owns is left to that pipeline (it expires it itself), and a
+version whose every check passed is never touched.
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.catalog import CatalogActivities
+    from activities.pruning import PruneActivities
+    from core.pipeline import (
+        DAY_S,
+        AbandonInput,
+        PruneCandidate,
+        PruneInput,
+        PruneResult,
+        RetireInput,
+    )
+
+OPTIONS = {
+    "start_to_close_timeout": timedelta(minutes=5),
+    "retry_policy": RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
+}
+
+
+@workflow.defn(name="PruneTesting")
+class PruneTesting:
+    @workflow.run
+    async def run(self, inp: PruneInput) -> PruneResult:
+        candidates: list[PruneCandidate] = await workflow.execute_activity_method(
+            PruneActivities.find_prune_candidates, inp, summary="find stale versions", **OPTIONS
+        )
+        result = PruneResult()
+        days = inp.expire_after_s / DAY_S
+        for c in candidates:
+            name = f"{c.image} {c.serial}"
+            if c.past_deadline:
+                live = await workflow.execute_activity_method(
+                    PruneActivities.pipeline_running, c.workflow_id, summary=f"owner of {name}",
+                    **OPTIONS,
+                )  # fmt: skip
+                if live:
+                    result.left_to_live_pipelines.append(name)
+                else:
+                    await workflow.execute_activity_method(
+                        CatalogActivities.retire_version,
+                        RetireInput(
+                            image=c.image,
+                            serial=c.serial,
+                            reason=f"pruned: over {days:g} days in testing without passing "
+                            "every check, and no pipeline runs for it",
+                            workflow_id=workflow.info().workflow_id,
+                        ),
+                        summary=f"expire {name}",
+                        **OPTIONS,
+                    )
+                    result.expired.append(name)
+            if c.has_running:
+                result.abandoned_results += await workflow.execute_activity_method(
+                    PruneActivities.abandon_running,
+                    AbandonInput(image=c.image, serial=c.serial, older_than_s=inp.stuck_after_s),
+                    summary=f"clear stuck results of {name}",
+                    **OPTIONS,
+                )
+        workflow.set_current_details(
+            f"expired {len(result.expired)}, left {len(result.left_to_live_pipelines)} to live "
+            f"pipelines, cleared {result.abandoned_results} stuck results"
+        )
+        return result
