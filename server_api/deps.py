@@ -1,4 +1,7 @@
-"""FastAPI dependencies: a DB session per request, the shared store and caches, auth."""
+"""FastAPI dependencies: a DB session per request, the shared store and caches, auth.
+
+Dependencies that do no I/O are `async def`: FastAPI runs sync ones in its thread pool,
+and those hops were a fifth of a small feed request's time."""
 
 from collections.abc import Iterator
 from typing import Annotated
@@ -19,15 +22,15 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_store(request: Request) -> FileStore:
+async def get_store(request: Request) -> FileStore:
     return request.app.state.store
 
 
-def get_feeds(request: Request) -> FeedCache:
+async def get_feeds(request: Request) -> FeedCache:
     return request.app.state.feeds
 
 
-def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 

@@ -27,19 +27,19 @@ class Source(NamedTuple):
     flavour: Flavour | None  # None: both
 
 
-def public_channel(channel: Channel, settings: SettingsDep) -> Source:
+async def public_channel(channel: Channel, settings: SettingsDep) -> Source:
     if not settings.public_feeds:
         raise HTTPException(404, "public channel feeds are off here; ask for a private feed")
     return Source(channel, None)
 
 
-def fresh_channel(
+async def fresh_channel(
     channel: Channel,
     settings: SettingsDep,
     tag: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")],
 ) -> Source:
     """Any short tag will do; it only makes the URL new to LXD's cache."""
-    return public_channel(channel, settings)
+    return await public_channel(channel, settings)
 
 
 def credential(secret: Annotated[str, Path(max_length=100)], session: SessionDep) -> Source:
