@@ -19,6 +19,7 @@ class ServerSettings(BaseSettings):
     tls_key: Path | None = None
     max_upload_bytes: int = 8 * 1024**3
     keep_active: int = 3  # active versions kept per image; older ones go inactive
+    images_dir: Path = REPO_DIR / "images"  # definitions POST /api/v1/pipelines can name
     # Off: only private feeds (/feeds/<secret>/) serve images. The pipeline's test
     # activity launches from /channels/testing/fresh/<tag>/, so keep it on for pipelines.
     public_feeds: bool = True

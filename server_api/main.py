@@ -7,7 +7,7 @@ from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.feeds import FeedCache
-from server_api.routes import access, feeds, files, versions
+from server_api.routes import access, feeds, files, pipelines, versions
 from server_api.store import FileStore
 from server_api.tokens import AccessError
 
@@ -39,6 +39,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(files.router)
     app.include_router(versions.router)
+    app.include_router(pipelines.router)
     app.include_router(access.router)
     for prefix, router in feeds.MOUNTS:
         app.include_router(router, prefix=prefix)
