@@ -277,8 +277,8 @@ def bench_render(work: Path, versions: int, rounds: int) -> Path:
         cached = (time.perf_counter() - t) / (rounds * 10)
     engine.dispose()
     print(
-        f"\nimages.json for {versions:,} versions ({versions * len(ARCHES):,} version-arch entries, "
-        f"{len(feed.images) / MiB:.1f} MiB)"
+        f"\nimages.json for {versions:,} versions ({versions * len(ARCHES):,} arch entries,"
+        f" {len(feed.images) / MiB:.1f} MiB)"
     )
     print(f"  in process, cold render      {ms(statistics.median(cold))} (median of {rounds})")
     print(f"  in process, cached           {ms(cached)} (generation query only)")
