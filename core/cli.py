@@ -10,14 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.client import WorkflowUpdateFailedError
+
+from core import operator
 from core.arch import UnknownArchError, to_lxd
+from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import REPO_DIR, Settings
 from core.images import ImageDefinitionError, load_image
 from core.lxd import ArchNotSupported, LxdUnavailable, connect_lxd
-from core.pipeline import DAY_S, PipelineInput, PruneInput
+from core.pipeline import DAY_S, OperatorRequest, PipelineInput, PruneInput
 from core.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from core.temporal import TemporalUnavailable, connect
-from core.trigger import follow, new_serial, trigger
+from core.trigger import follow, new_serial, progress, trigger
 
 # Errors whose message already says what to do: shown as one line, never a traceback.
 FRIENDLY = (
@@ -26,6 +30,7 @@ FRIENDLY = (
     TemporalUnavailable,
     UnknownArchError,
     ImageDefinitionError,
+    CatalogRejected,
 )
 
 
@@ -171,6 +176,47 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return asyncio.run(_trigger(args))
 
 
+async def _operate(args: argparse.Namespace) -> int:
+    settings = Settings()
+    client = await connect(settings)
+    handle = operator.pipeline(client, args.image, args.serial)
+    req = OperatorRequest(actor=args.actor, reason=args.reason or "")
+    if args.action == "status":
+        now = await progress(handle)
+        print(f"{handle.id}: {now.phase}\n  {now.details}")
+        for test in now.tests.values():
+            for c in test.checks:
+                print(f"  {test.arch} on {test.host or '?'}: {c.check} {c.state}")
+        if now.testing_deadline:
+            print(f"  expires at {now.testing_deadline:%Y-%m-%d %H:%M} UTC unless it passes")
+    elif args.action == "retry":
+        arches = await operator.retry(handle, req)
+        print(f"{handle.id}: re-testing {', '.join(arches)}")
+    elif args.action == "promote":
+        token = os.environ.get("ICEFLOE_OPERATOR_TOKEN")
+        if not token or not args.reason:
+            print("icefloe: promote needs --reason and ICEFLOE_OPERATOR_TOKEN", file=sys.stderr)
+            return 2
+        ops = CatalogClient(settings, token=token)
+        try:
+            await operator.force_promote(handle, ops, args.image, args.serial, req)
+        finally:
+            ops.close()
+        print(f"{handle.id}: force-promoted")
+    else:
+        await operator.cancel(handle, req)
+        print(f"{handle.id}: cancel requested")
+    return 0
+
+
+def cmd_operate(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_operate(args))
+    except WorkflowUpdateFailedError as exc:
+        print(f"icefloe: {exc.cause}", file=sys.stderr)
+        return 1
+
+
 async def _schedule(args: argparse.Namespace) -> int:
     client = await connect(Settings())
     inp = PruneInput(expire_after_s=int(args.expire_after_days * DAY_S))
@@ -230,6 +276,19 @@ def parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--actor", default=os.environ.get("USER", "cli"), help="for the audit trail")
     tr.set_defaults(fn=cmd_trigger)
+
+    for action, text in (
+        ("status", "show a pipeline's phase and per-arch, per-check results"),
+        ("retry", "re-run a waiting pipeline's failed checks"),
+        ("promote", "force-promote past the gate (operator token, --reason; audited)"),
+        ("cancel", "cancel a pipeline: its instances are deleted, the version leaves testing"),
+    ):
+        op = sub.add_parser(action, help=text)
+        op.add_argument("image", help="os:release:variant")
+        op.add_argument("serial")
+        op.add_argument("--reason")
+        op.add_argument("--actor", default=os.environ.get("USER", "cli"))
+        op.set_defaults(fn=cmd_operate, action=action)
 
     sc = sub.add_parser("schedule", help="create or update the pruning schedule (idempotent)")
     sc.add_argument("--every-hours", type=float, default=6.0)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlmodel import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -25,6 +26,7 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from core import operator
 from core import search_attributes as sa
 from core.catalog_client import CatalogClient
 from core.config import REPO_DIR, Settings
@@ -35,6 +37,7 @@ from core.pipeline import OperatorRequest, PipelineInput, PipelineProgress
 from core.trigger import new_serial, progress, trigger
 from deploy.stack import temporal_binary
 from server_api.tls import ensure_self_signed
+from server_api.tokens import create_token
 from workers.arch import arch_worker
 from workers.control import control_worker
 
@@ -114,11 +117,12 @@ async def test_rerun_after_a_failed_run_retests_only_the_failed_arch(
         assert waiting.tests["x86_64"].passed and not waiting.tests["i686"].passed
         assert "x509" in waiting.tests["i686"].checks[0].evidence
         # The operator gives up on this run: cancelled, the version leaves testing.
-        await handle.signal("cancelling", OperatorRequest(actor="alice", reason="fix i686 host"))
-        await handle.cancel()
+        await operator.cancel(handle, OperatorRequest(actor="alice", reason="fix i686 host"))
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-    assert catalog.version(inp.image.name, inp.serial).state == "inactive"
+    event = catalog.events(inp.image.name, inp.serial)[-1]
+    assert (event.to_state, event.workflow_id) == ("inactive", handle.id)
+    assert event.reason == "pipeline cancelled by alice: fix i686 host"
 
     async with running(client, catalog, settings):  # the i686 host is fixed
         handle, second = await trigger(client, inp, actor="ci")
@@ -177,3 +181,23 @@ async def test_an_arch_without_a_worker_is_reported_and_cancel_cleans_up(
         if i.config.get("user.icefloe.serial") == inp.serial
     ]
     assert leftovers == []
+
+
+async def test_an_operator_force_promotes_a_waiting_pipeline(
+    client, catalog: CatalogClient, settings: Settings, wrong_ca: Path, image_server
+) -> None:
+    inp = PipelineInput(image=sample("x86_64", "i686"), serial=new_serial() + "-forced")
+    broken = settings.model_copy(update={"server_ca": wrong_ca})
+    with Session(image_server.app.state.engine) as session:
+        ops = CatalogClient(settings, token=create_token(session, "ops-alice", "operator"))
+    async with running(client, catalog, settings, i686=broken):
+        handle, _ = await trigger(client, inp, actor="ci")
+        await until(handle, lambda p: p.phase == "waiting-for-retry")
+        req = OperatorRequest(actor="alice", reason="i686 host broken, image fine")
+        await operator.force_promote(handle, ops, inp.image.name, inp.serial, req)
+        result = await handle.result()
+    ops.close()
+    assert result.state == "active"
+    assert result.message == "force-promoted by alice: i686 host broken, image fine"
+    event = catalog.events(inp.image.name, inp.serial)[-1]
+    assert (event.actor, event.forced, event.workflow_id) == ("ops-alice", True, handle.id)
