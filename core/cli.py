@@ -18,7 +18,7 @@ from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import REPO_DIR, Settings
 from core.images import ImageDefinitionError, load_image
 from core.lxd import ArchNotSupported, LxdUnavailable, connect_lxd
-from core.pipeline import DAY_S, OperatorRequest, PipelineInput, PruneInput
+from core.pipeline import DAY_S, OperatorRequest, PipelineInput, PipelineProgress, PruneInput
 from core.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from core.temporal import TemporalUnavailable, connect
 from core.trigger import follow, new_serial, progress, trigger
@@ -163,7 +163,10 @@ async def _trigger(args: argparse.Namespace) -> int:
     print(f"  {settings.workflow_ui_link(handle.id)}", flush=True)
     if not args.wait:
         return 0
-    result = await follow(handle, lambda line: print(f"  {line}", flush=True))
+    result = await follow(handle, lambda line: print(f"  {line}", flush=True), until_retry=True)
+    if isinstance(result, PipelineProgress):
+        print(f"{result.details}\n  re-run this job, or `icefloe retry {image.name} {inp.serial}`")
+        return 1
     for test in result.tests:
         for check in test.checks:
             note = " (passed earlier)" if check.skipped else f" in {check.duration_s:.2f}s"

@@ -82,8 +82,13 @@ async def follow(
     handle: WorkflowHandle[object, PipelineResult],
     show: Callable[[str], None],
     every_s: float = 1.0,
-) -> PipelineResult:
-    """Wait for the result, showing the phase and each arch's checks as they change."""
+    until_retry: bool = False,
+) -> PipelineResult | PipelineProgress:
+    """Wait for the result, showing the phase and each arch's checks as they change.
+
+    `until_retry`: return the progress once the pipeline waits for a retry (a CI job
+    should fail then, not wait days; re-running it retries).
+    """
     result = asyncio.ensure_future(handle.result())
     phase, shown = None, set()
     while not result.done():
@@ -102,5 +107,8 @@ async def follow(
                 if line not in shown:
                     shown.add(line)
                     show(line)
+        if until_retry and now and now.phase == WAITING_FOR_RETRY:
+            result.cancel()
+            return now
         await asyncio.wait([result], timeout=every_s)
     return result.result()
