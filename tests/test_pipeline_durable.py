@@ -34,7 +34,7 @@ from core.images import load_image
 from core.lxd import connect_lxd
 from core.models import ImageSpec
 from core.pipeline import OperatorRequest, PipelineInput, PipelineProgress
-from core.trigger import new_serial, progress, trigger
+from core.trigger import Triggered, new_serial, progress, trigger
 from deploy.stack import temporal_binary
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
@@ -106,16 +106,25 @@ def sample(*arches: str) -> ImageSpec:
     return image.model_copy(update={"arches": list(arches)})
 
 
+async def failed_on_i686(
+    client: Client, catalog: CatalogClient, settings: Settings, wrong_ca: Path, tag: str
+) -> tuple[PipelineInput, WorkflowHandle, Triggered, PipelineProgress]:
+    """A pipeline whose i686 host pins the wrong certificate, once it waits for a retry."""
+    inp = PipelineInput(image=sample("x86_64", "i686"), serial=f"{new_serial()}-{tag}")
+    broken = settings.model_copy(update={"server_ca": wrong_ca})
+    async with running(client, catalog, settings, i686=broken):
+        handle, triggered = await trigger(client, inp, actor="ci")
+        waiting = await until(handle, lambda p: p.phase == "waiting-for-retry")
+    return inp, handle, triggered, waiting
+
+
 async def test_rerun_after_a_failed_run_retests_only_the_failed_arch(
     client, catalog: CatalogClient, settings: Settings, wrong_ca: Path
 ) -> None:
-    inp = PipelineInput(image=sample("x86_64", "i686"), serial=new_serial() + "-rerun")
-    broken = settings.model_copy(update={"server_ca": wrong_ca})
-    async with running(client, catalog, settings, i686=broken):
-        handle, first = await trigger(client, inp, actor="ci")
-        waiting = await until(handle, lambda p: p.phase == "waiting-for-retry")
-        assert waiting.tests["x86_64"].passed and not waiting.tests["i686"].passed
-        assert "x509" in waiting.tests["i686"].checks[0].evidence
+    inp, handle, first, waiting = await failed_on_i686(client, catalog, settings, wrong_ca, "rerun")
+    assert waiting.tests["x86_64"].passed and not waiting.tests["i686"].passed
+    assert "x509" in waiting.tests["i686"].checks[0].evidence
+    async with running(client, catalog, settings):
         # The operator gives up on this run: cancelled, the version leaves testing.
         await operator.cancel(handle, OperatorRequest(actor="alice", reason="fix i686 host"))
         with pytest.raises(WorkflowFailureError):
@@ -142,11 +151,7 @@ async def test_rerun_after_a_failed_run_retests_only_the_failed_arch(
 async def test_a_second_trigger_attaches_and_retries_a_waiting_pipeline(
     client, catalog: CatalogClient, settings: Settings, wrong_ca: Path
 ) -> None:
-    inp = PipelineInput(image=sample("x86_64", "i686"), serial=new_serial() + "-again")
-    broken = settings.model_copy(update={"server_ca": wrong_ca})
-    async with running(client, catalog, settings, i686=broken):
-        handle, first = await trigger(client, inp, actor="ci")
-        await until(handle, lambda p: p.phase == "waiting-for-retry")
+    inp, _, first, _ = await failed_on_i686(client, catalog, settings, wrong_ca, "again")
     async with running(client, catalog, settings):
         handle, again = await trigger(client, inp, actor="ci")
         result = await handle.result()
@@ -186,13 +191,10 @@ async def test_an_arch_without_a_worker_is_reported_and_cancel_cleans_up(
 async def test_an_operator_force_promotes_a_waiting_pipeline(
     client, catalog: CatalogClient, settings: Settings, wrong_ca: Path, image_server
 ) -> None:
-    inp = PipelineInput(image=sample("x86_64", "i686"), serial=new_serial() + "-forced")
-    broken = settings.model_copy(update={"server_ca": wrong_ca})
+    inp, handle, _, _ = await failed_on_i686(client, catalog, settings, wrong_ca, "forced")
     with Session(image_server.app.state.engine) as session:
         ops = CatalogClient(settings, token=create_token(session, "ops-alice", "operator"))
-    async with running(client, catalog, settings, i686=broken):
-        handle, _ = await trigger(client, inp, actor="ci")
-        await until(handle, lambda p: p.phase == "waiting-for-retry")
+    async with running(client, catalog, settings):
         req = OperatorRequest(actor="alice", reason="i686 host broken, image fine")
         await operator.force_promote(handle, ops, inp.image.name, inp.serial, req)
         result = await handle.result()
