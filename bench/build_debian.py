@@ -58,7 +58,7 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
             fingerprint=fp,
             certificate=settings.server_ca_path.read_text(),
             workflow="bench",
-            namespace="bench",
+            temporal="bench",
         )
         results: list[CheckOutcome] = []
         t = time.monotonic()

@@ -2,6 +2,7 @@
 a busybox image is built, published to testing, launched by fingerprint and checked."""
 
 import itertools
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from core.pipeline import CheckOutcome
 from tests.helpers import busybox_spec, publish_built
 
 _serials = itertools.count(1)
+# Labels of this run's instances: concurrent runs on one LXD must not judge each other's.
+SCOPE = f"tests@{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def spec_for(
         fingerprint=fp,
         certificate=settings.server_ca_path.read_text(),
         workflow=workflow,
-        namespace="default",
+        temporal=SCOPE,
     )
 
 
@@ -167,16 +170,16 @@ def test_janitor_deletes_only_instances_of_finished_or_too_old_workflows(
     spec = spec_for(catalog, settings, image, serial, fp, workflow="wf-crashed")
     launch(lxd, spec, 120, lambda _: None)  # as if the worker died right after
 
-    found = [i for i in labelled(lxd, "default") if i.name == spec.name]
+    found = [i for i in labelled(lxd, SCOPE) if i.name == spec.name]
     assert [(i.workflow, i.base_image) for i in found] == [("wf-crashed", fp)]
     assert 0 <= found[0].age_s < 120
     assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=3600) == []
     assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=0) == [spec.name]
 
     launch(lxd, spec, 120, lambda _: None)
-    assert [i.name for i in labelled(lxd, "default")] == [spec.name]
-    assert labelled(lxd, "elsewhere") == [], "another namespace's janitor leaves it alone"
-    assert sweep(lxd, labelled(lxd, "default"), running=set(), max_age_s=3600) == [spec.name]
+    assert [i.name for i in labelled(lxd, SCOPE)] == [spec.name]
+    assert labelled(lxd, "default@elsewhere:7233") == [], "another Temporal's janitor leaves it"
+    assert sweep(lxd, labelled(lxd, SCOPE), running=set(), max_age_s=3600) == [spec.name]
     assert spec.name not in [i.name for i in lxd.instances.all()]
     assert fp not in [i.fingerprint for i in lxd.images.all()], "its cached image goes too"
 

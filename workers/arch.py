@@ -31,6 +31,12 @@ JANITOR_EVERY_S = 600.0
 MAX_INSTANCE_AGE_S = 2 * 3600.0
 
 
+def temporal_scope(client: Client) -> str:
+    """Whose workflows a janitor may judge: this namespace on this server. Several Temporal
+    servers may share one LXD project (test runs do); each must leave the others' alone."""
+    return f"{client.namespace}@{client.service_client.config.target_host}"
+
+
 async def _running(client: Client, workflow_ids: set[str]) -> set[str]:
     running = set()
     for wf in workflow_ids:
@@ -51,7 +57,7 @@ async def janitor_pass(
     """One sweep: delete labelled instances whose workflow stopped or that are too old."""
     loop = asyncio.get_running_loop()
     conn = await loop.run_in_executor(executor, lxd)
-    found = await loop.run_in_executor(executor, labelled, conn, client.namespace)
+    found = await loop.run_in_executor(executor, labelled, conn, temporal_scope(client))
     running = await _running(client, {i.workflow for i in found})
     deleted = await loop.run_in_executor(executor, sweep, conn, found, running, MAX_INSTANCE_AGE_S)
     if deleted:
@@ -109,7 +115,7 @@ def arch_worker(
     arch = checked_arch(arch, conn)
     ensure_project(conn, settings.lxd_project)
     build = BuildActivities(catalog, settings)
-    test = TestActivities(catalog, lxd, settings)
+    test = TestActivities(catalog, lxd, settings, temporal_scope(client))
     worker = Worker(
         client,
         task_queue=task_queue(arch),

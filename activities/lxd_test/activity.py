@@ -28,9 +28,14 @@ from core.pipeline import ArchTestResult, CheckOutcome, TestInput
 
 class TestActivities:
     def __init__(
-        self, catalog: CatalogClient, lxd: Callable[[], pylxd.Client], settings: Settings
+        self,
+        catalog: CatalogClient,
+        lxd: Callable[[], pylxd.Client],
+        settings: Settings,
+        temporal: str,
     ) -> None:
         self.catalog = catalog
+        self.temporal = temporal  # labels instances for this worker's janitor
         self.lxd = lxd
         ca = settings.server_ca_path
         self.certificate = ca.read_text() if ca else None
@@ -94,7 +99,7 @@ class TestActivities:
                     fingerprint=inp.fingerprint,
                     certificate=self.certificate,
                     workflow=inp.workflow_id,
-                    namespace=activity.info().workflow_namespace,
+                    temporal=self.temporal,
                 )
                 beat(f"{inp.arch}: launching {spec.name} ({kind}) from {inp.fingerprint[:12]}")
                 run_suite(client, spec, todo, report, beat)

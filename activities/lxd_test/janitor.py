@@ -14,26 +14,26 @@ from activities.lxd_test.runner import LABEL, forget_image, remove
 @dataclass(frozen=True)
 class Labelled:
     name: str
-    namespace: str
+    temporal: str
     workflow: str
     base_image: str
     age_s: float
 
 
-def labelled(client: pylxd.Client, namespace: str) -> list[Labelled]:
-    """Instances in the client's project labelled with a workflow of this Temporal namespace
-    (another Icefloe sharing the project judges its own)."""
+def labelled(client: pylxd.Client, temporal: str) -> list[Labelled]:
+    """Instances in the client's project owned by a workflow of this Temporal (namespace and
+    server, see `temporal_scope`): another Icefloe sharing the LXD project judges its own."""
     now = datetime.now(UTC)
     found = []
     for inst in client.instances.all():
         workflow = inst.config.get(f"{LABEL}workflow")
-        if workflow is None or inst.config.get(f"{LABEL}namespace") != namespace:
+        if workflow is None or inst.config.get(f"{LABEL}temporal") != temporal:
             continue
         created = datetime.fromisoformat(inst.created_at.replace("Z", "+00:00"))
         found.append(
             Labelled(
                 inst.name,
-                namespace,
+                temporal,
                 workflow,
                 inst.config.get("volatile.base_image", ""),
                 (now - created).total_seconds(),

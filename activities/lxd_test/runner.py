@@ -85,9 +85,10 @@ def instance_name(image: str, serial: str, arch: str, kind: InstanceKind) -> str
 
 def launch_spec(
     image: str, serial: str, arch: str, kind: InstanceKind, *, server_url: str,
-    fingerprint: str, certificate: str | None, workflow: str, namespace: str,
+    fingerprint: str, certificate: str | None, workflow: str, temporal: str,
 ) -> LaunchSpec:  # fmt: skip
-    """The instance of one (version, arch, kind), labelled so the janitor can judge it."""
+    """The instance of one (version, arch, kind), labelled so the janitor can judge it:
+    `temporal` names the namespace and server whose workflow owns it."""
     return LaunchSpec(
         name=instance_name(image, serial, arch, kind),
         server_url=server_url,
@@ -98,7 +99,7 @@ def launch_spec(
             "serial": serial,
             "arch": arch,
             "workflow": workflow,
-            "namespace": namespace,
+            "temporal": temporal,
         },
         kind=kind,
     )
