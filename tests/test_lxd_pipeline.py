@@ -106,7 +106,7 @@ async def test_image_without_network_fails_the_network_check_and_never_goes_acti
     version = catalog.version(image.name, serial)
     assert version.state != "active"
     checks = assessed(version)
-    assert checks["boots"][0] == checks["init"][0] == checks["stop"][0] == "passed"
+    assert checks["boots"][0] == checks["init"][0] == checks["stop"][0] == "passed", checks
     state, evidence = checks["ipv4"]
     assert state == "failed"
     assert "no global inet address on eth0 within 5s" in evidence
