@@ -14,19 +14,16 @@ import pytest_asyncio
 import uvicorn
 from sqlmodel import Session
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from core import search_attributes as sa
 from core.arch import KNOWN_ARCHES
 from core.catalog_client import CatalogClient
 from core.config import Settings
 from core.lxd import connect_lxd, host_arches
-from deploy.stack import temporal_binary
 from server_api.config import ServerSettings
 from server_api.main import create_app
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
+from tests.helpers import start_dev_server
 from workers.arch import arch_worker
 from workers.control import control_worker
 
@@ -111,13 +108,7 @@ def local_arches(settings: Settings) -> list[str]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def temporal() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        search_attributes=sa.ALL,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    async with env:
+    async with await start_dev_server() as env:
         yield env.client
 
 

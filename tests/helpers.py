@@ -4,6 +4,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from core import search_attributes as sa
 from core.catalog_client import CatalogClient
 from core.models import (
     ArchFiles,
@@ -14,6 +18,7 @@ from core.models import (
     VersionCreate,
     VersionState,
 )
+from deploy.stack import temporal_binary
 
 
 def fake_files(tmp: Path, arch: str = "x86_64") -> list[tuple[BuiltFile, Path]]:
@@ -64,4 +69,14 @@ def busybox_spec(release: str, **fields: object) -> ImageSpec:
     """A one-arch (x86_64) busybox image for a test: fast to build and boot."""
     return ImageSpec.model_validate(
         {"os": "busybox", "release": release, "arches": ["x86_64"], **fields}
+    )
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    """A real Temporal dev server (in memory) with the project's search attributes."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=sa.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
     )

@@ -23,8 +23,6 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from core import operator
 from core import search_attributes as sa
@@ -35,22 +33,17 @@ from core.lxd import connect_lxd
 from core.models import ImageSpec
 from core.pipeline import OperatorRequest, PipelineInput, PipelineProgress
 from core.trigger import Triggered, new_serial, progress, trigger
-from deploy.stack import temporal_binary
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
+from tests.helpers import start_dev_server
 from workers.arch import arch_worker
 from workers.control import control_worker
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        search_attributes=sa.ALL,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    async with env:
+    """A dev server of this module's own, so no other test's workers take its tasks."""
+    async with await start_dev_server() as env:
         yield env.client
 
 
