@@ -7,6 +7,7 @@ import pytest
 from activities.build.debootstrap import build_debootstrap, foreign_arch_check
 from activities.build.distrobuilder import build_distrobuilder
 from activities.build.errors import BuildError
+from activities.build.image_files import stream_tool
 from core.config import REPO_DIR
 from core.images import ImageDefinitionError, load_image
 from core.models import DEFAULT_CHECKS, CommandCheck, ImageSpec
@@ -110,3 +111,14 @@ def test_distrobuilder_missing_fails_at_once_naming_the_tool(
         build_distrobuilder(spec, "x86_64", SERIAL, tmp_path / "out")
     assert "needs distrobuilder or lxd-imagebuilder on this worker host" in str(err.value)
     assert not (tmp_path / "out").exists(), "failed before doing anything"
+
+
+def test_a_tool_that_ran_and_failed_may_be_retried_a_missing_tool_may_not() -> None:
+    """A debootstrap run can fail on a mirror mid-sync; a missing tool will stay missing."""
+    with pytest.raises(BuildError) as failed:
+        stream_tool(["sh", "-c", "echo mirror hiccup; exit 3"], "debootstrap", lambda _: None)
+    assert failed.value.retryable and "exit 3" in str(failed.value)
+    assert "mirror hiccup" in str(failed.value)
+    with pytest.raises(BuildError) as missing:
+        stream_tool(["no-such-builder-tool"], "build", lambda _: None)
+    assert not missing.value.retryable and "not installed" in str(missing.value)

@@ -53,7 +53,9 @@ class BuildActivities:
         try:
             built = self._build(inp, out_dir, progress)
         except BuildError as exc:
-            raise ApplicationError(str(exc), type="BuildError", non_retryable=True) from None
+            raise ApplicationError(
+                str(exc), type="BuildError", non_retryable=not exc.retryable
+            ) from None
         try:
             for file, path in built:
                 sent = self.catalog.upload(

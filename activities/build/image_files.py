@@ -67,7 +67,9 @@ def stream_tool(cmd: list[str], what: str, progress: Progress, **kw) -> None:
             if proc.poll() is None:
                 proc.kill()
     if proc.wait() != 0:
-        raise BuildError(f"{what} failed (exit {proc.returncode}): {_tail(chr(10).join(last))}")
+        raise BuildError(
+            f"{what} failed (exit {proc.returncode}): {_tail(chr(10).join(last))}", retryable=True
+        )
 
 
 def sha256_file(path: Path) -> str:

@@ -159,6 +159,10 @@ def forget_image(client: pylxd.Client, fingerprint: str) -> bool:
         client.images.get(fingerprint).delete(wait=True)
     except NotFound:
         return False
+    except LXDAPIException:
+        if client.images.exists(fingerprint):
+            raise
+        return False  # another worker's janitor deleted it first
     return True
 
 
