@@ -1,6 +1,5 @@
 """A typed client for the image server's API, used by activities and the CLI."""
 
-import hashlib
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,18 +31,8 @@ class CatalogRejected(Exception):
         self.status_code = status_code
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class CatalogClient:
-    def __init__(
-        self, settings: Settings, timeout: float = 60.0, token: str | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, timeout: float = 60.0, token: str | None = None) -> None:
         """`token` overrides the settings' publisher token (e.g. an operator's, for gc)."""
         token = token or settings.publisher_token_value
         ca = settings.server_ca_path

@@ -196,11 +196,10 @@ async def _operate(args: argparse.Namespace) -> int:
         arches = await operator.retry(handle, req)
         print(f"{handle.id}: re-testing {', '.join(arches)}")
     elif args.action == "promote":
-        token = os.environ.get("ICEFLOE_OPERATOR_TOKEN")
-        if not token or not args.reason:
+        if not settings.operator_token or not args.reason:
             print("icefloe: promote needs --reason and ICEFLOE_OPERATOR_TOKEN", file=sys.stderr)
             return 2
-        ops = CatalogClient(settings, token=token)
+        ops = CatalogClient(settings, token=settings.operator_token.get_secret_value())
         try:
             await operator.force_promote(handle, ops, args.image, args.serial, req)
         finally:
@@ -230,6 +229,23 @@ async def _schedule(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     return asyncio.run(_schedule(args))
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Delete the files of versions inactive for longer than the grace period."""
+    settings = Settings()
+    if not settings.operator_token:
+        print("icefloe: gc needs an operator token in ICEFLOE_OPERATOR_TOKEN", file=sys.stderr)
+        return 2
+    ops = CatalogClient(settings, token=settings.operator_token.get_secret_value())
+    try:
+        done = ops.gc(grace_s=int(args.grace_days * DAY_S))
+    finally:
+        ops.close()
+    print(f"deleted {len(done.files)} files ({done.bytes} bytes) of {len(done.versions)} versions")
+    for version in done.versions:
+        print(f"  {version}")
+    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -297,6 +313,10 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--every-hours", type=float, default=6.0)
     sc.add_argument("--expire-after-days", type=float, default=3.0)
     sc.set_defaults(fn=cmd_schedule)
+
+    g = sub.add_parser("gc", help="delete files of long-inactive versions (operator token)")
+    g.add_argument("--grace-days", type=float, default=7.0, help="inactive at least this long")
+    g.set_defaults(fn=cmd_gc)
 
     u = sub.add_parser("up", help="run the whole stack on this machine and the sample image")
     u.add_argument("--once", action="store_true", help="stop after the sample pipeline")

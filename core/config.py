@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # Unset: the local stack's self-signed certificate, else the system CAs.
     server_ca: Path | None = None
     publisher_token: SecretStr | None = None
+    operator_token: SecretStr | None = None  # forced promotion, garbage collection
 
     # Unset: the local LXD unix socket. Remote hosts: https://host:8443 plus a trusted client cert.
     lxd_endpoint: str | None = None

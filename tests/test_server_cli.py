@@ -7,7 +7,8 @@ import sys
 
 from core.config import REPO_DIR
 from tests.conftest import RunningServer
-from tests.server_support import http
+from tests.helpers import publish_fake
+from tests.server_support import http, move, new_image, next_serial, token
 
 
 def icefloe(state_dir, *args: str) -> subprocess.CompletedProcess:
@@ -62,3 +63,32 @@ def test_token_cli_bad_input_is_one_line(tmp_path):
     ]:
         r = icefloe(tmp_path, *args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gc_cli_deletes_files_of_inactive_versions_with_an_operator_token(
+    image_server, catalog, tmp_path
+):
+    image = new_image()
+    serial = next_serial()
+    publish_fake(catalog, tmp_path, image, serial)
+    move(catalog, image, serial, "testing", "inactive")
+    env = {
+        "ICEFLOE_SERVER_URL": image_server.url,
+        "ICEFLOE_SERVER_CA": str(image_server.server_settings.cert_path),
+        "ICEFLOE_LOG_LEVEL": "ERROR",
+    }
+    run = lambda **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "core.cli", "gc", "--grace-days", "0"],
+        capture_output=True, text=True, cwd=REPO_DIR, timeout=60, env=os.environ | env | extra,
+    )  # fmt: skip
+
+    refused = run()
+    assert refused.returncode == 2 and "operator token" in refused.stderr
+    wrong = run(ICEFLOE_OPERATOR_TOKEN=token(image_server, "publisher"))
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+
+    done = run(ICEFLOE_OPERATOR_TOKEN=token(image_server, "operator"))
+    assert done.returncode == 0, done.stderr
+    assert f"{image.name} {serial}" in done.stdout
+    assert catalog.version(image.name, serial).arches  # the catalog keeps the record
