@@ -17,7 +17,7 @@ from core.arch import UnknownArchError, to_lxd
 from core.catalog_client import CatalogClient, CatalogRejected
 from core.config import REPO_DIR, Settings
 from core.images import ImageDefinitionError, load_image
-from core.lxd import ArchNotSupported, LxdUnavailable, connect_lxd
+from core.lxd import ArchNotSupported, LxdUnavailable, checked_arch, connect_lxd
 from core.pipeline import DAY_S, OperatorRequest, PipelineInput, PipelineProgress, PruneInput
 from core.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from core.temporal import TemporalUnavailable, connect
@@ -142,8 +142,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    if args.kind == "arch":
-        to_lxd(args.arch or "(none given)")  # refuse a bad name before connecting anywhere
+    if args.kind == "arch":  # refuse a bad or foreign arch before connecting to Temporal
+        checked_arch(args.arch or "(none given)", connect_lxd(Settings()))
     return asyncio.run(_run_worker(args))
 
 
