@@ -4,16 +4,11 @@ The server decides; these only ask, and turn its refusals into non-retryable err
 """
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from core.catalog_client import CatalogClient, CatalogRejected
-from core.models import TransitionRequest, VersionCreate, VersionState, VersionView
+from activities.errors import refusals_are_final
+from clients.catalog import CatalogClient, CatalogRejected
+from core.catalog import TransitionRequest, VersionCreate, VersionState, VersionView
 from core.pipeline import PromoteInput, PublishInput, RetireInput, VersionRef, VersionStatus
-
-
-def rejected(exc: CatalogRejected) -> ApplicationError:
-    """A 4xx will be the same next time: fail the activity without retrying."""
-    return ApplicationError(str(exc), type="CatalogRejected", non_retryable=True)
 
 
 class CatalogActivities:
@@ -23,23 +18,23 @@ class CatalogActivities:
     @activity.defn
     def find_version(self, inp: VersionRef) -> VersionStatus:
         """What is already published and passed, so a re-run skips it."""
-        try:
-            version = self.catalog.version(inp.image, inp.serial)
-        except CatalogRejected as exc:
-            if exc.status_code == 404:
-                return VersionStatus(version=None)
-            raise rejected(exc) from None
-        return VersionStatus(
-            version=version, missing=self.catalog.missing_checks(inp.image, inp.serial)
-        )
+        with refusals_are_final():
+            try:
+                version = self.catalog.version(inp.image, inp.serial)
+            except CatalogRejected as exc:
+                if exc.status_code == 404:
+                    return VersionStatus(version=None)
+                raise
+            missing = self.catalog.missing_checks(inp.image, inp.serial)
+        return VersionStatus(version=version, missing=missing)
 
     @activity.defn
     def publish_version(self, inp: PublishInput) -> VersionView:
         """Register the uploaded files as a version and move it to testing (idempotent)."""
-        try:
+        with refusals_are_final():
             version = self.catalog.publish(
                 VersionCreate(
-                    image=inp.image,
+                    spec=inp.spec,
                     serial=inp.serial,
                     arches=inp.arches,
                     workflow_id=inp.workflow_id,
@@ -47,7 +42,7 @@ class CatalogActivities:
             )
             if version.state in (VersionState.created, VersionState.inactive):
                 version = self.catalog.transition(
-                    inp.image.name,
+                    inp.spec.name,
                     inp.serial,
                     TransitionRequest(
                         to=VersionState.testing,
@@ -55,20 +50,18 @@ class CatalogActivities:
                         workflow_id=inp.workflow_id,
                     ),
                 )
-        except CatalogRejected as exc:
-            raise rejected(exc) from None
-        activity.logger.info("%s %s is %s", inp.image.name, inp.serial, version.state)
+        activity.logger.info("%s %s is %s", inp.spec.name, inp.serial, version.state)
         return version
 
     @activity.defn
     def promote_version(self, inp: PromoteInput) -> VersionView:
         """Ask the server to activate; its gate checks every required result itself."""
-        try:
-            current = self.catalog.version(inp.image.name, inp.serial)
+        with refusals_are_final():
+            current = self.catalog.version(inp.image, inp.serial)
             if current.state == VersionState.active:
                 return current
             return self.catalog.transition(
-                inp.image.name,
+                inp.image,
                 inp.serial,
                 TransitionRequest(
                     to=VersionState.active,
@@ -76,13 +69,11 @@ class CatalogActivities:
                     workflow_id=inp.workflow_id,
                 ),
             )
-        except CatalogRejected as exc:
-            raise rejected(exc) from None
 
     @activity.defn
     def retire_version(self, inp: RetireInput) -> VersionView:
         """Take a version out of testing (expired, cancelled); other states are left alone."""
-        try:
+        with refusals_are_final():
             current = self.catalog.version(inp.image, inp.serial)
             if current.state != VersionState.testing:
                 return current
@@ -93,5 +84,3 @@ class CatalogActivities:
                     to=VersionState.inactive, reason=inp.reason, workflow_id=inp.workflow_id
                 ),
             )
-        except CatalogRejected as exc:
-            raise rejected(exc) from None

@@ -4,12 +4,12 @@ whether a pipeline still owns one, and clear results stuck in running."""
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
-from activities.catalog import rejected
-from core.catalog_client import CatalogClient, CatalogRejected
-from core.models import AssessmentState, VersionState
+from activities.errors import refusals_are_final
+from clients.catalog import CatalogClient
+from clients.temporal import running
+from core.catalog import AssessmentState, VersionState
 from core.pipeline import AbandonInput, PruneCandidate, PruneInput, pipeline_workflow_id
 
 
@@ -26,35 +26,25 @@ class PruneActivities:
         """
         cutoff = datetime.now(UTC) - timedelta(seconds=inp.expire_after_s)
         out = []
-        try:
+        with refusals_are_final():
             for v in self.catalog.versions(state=VersionState.testing, image=inp.image):
                 past = v.state_changed_at.replace(tzinfo=v.state_changed_at.tzinfo or UTC) < cutoff
                 if past:
                     past = any(self.catalog.missing_checks(v.image, v.serial).values())
-                running = any(a.state == AssessmentState.running for a in v.assessments)
-                if past or running:
+                stuck = any(a.state == AssessmentState.running for a in v.assessments)
+                if past or stuck:
                     wf_id = v.workflow_id or pipeline_workflow_id(v.image, v.serial)
                     out.append(PruneCandidate(image=v.image, serial=v.serial, workflow_id=wf_id,
-                                              past_deadline=past, has_running=running))  # fmt: skip
-        except CatalogRejected as exc:
-            raise rejected(exc) from None
+                                              past_deadline=past, has_running=stuck))  # fmt: skip
         return out
 
     @activity.defn
     async def pipeline_running(self, workflow_id: str) -> bool:
         """Whether a live workflow owns the version: then it decides, not the pruning."""
-        try:
-            desc = await self.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return desc.status == WorkflowExecutionStatus.RUNNING
+        return workflow_id in await running(self.client, [workflow_id])
 
     @activity.defn
     def abandon_running(self, inp: AbandonInput) -> int:
         """Ask the server to fail results stuck in running (their worker died)."""
-        try:
+        with refusals_are_final():
             return self.catalog.abandon_running(inp.image, inp.serial, inp.older_than_s)
-        except CatalogRejected as exc:
-            raise rejected(exc) from None

@@ -15,18 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from activities.build.debootstrap import build_debootstrap
+from activities.builders.base import BuildJob, HostDirs
+from activities.builders.debootstrap import build_debootstrap
 from activities.lxd_test.checks import suite
-from activities.lxd_test.runner import ensure_project, forget_image, launch_spec, run_suite
-from core.catalog_client import CatalogClient
+from activities.lxd_test.instances import ensure_project, forget_image, launch_spec
+from activities.lxd_test.suite import run_suite
+from clients.catalog import CatalogClient
+from clients.lxd import connect_lxd
+from core.catalog import Channel
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.lxd import connect_lxd
-from core.models import Channel
 from core.pipeline import CheckOutcome
-from core.trigger import new_serial
-from tests.conftest import RunningServer
-from tests.helpers import publish_built
+from tests.support import DEBS, RunningServer, publish_built
+from workflows.trigger import new_serial
 
 
 def icefloe(arch: str, state: Path) -> dict[str, float]:
@@ -41,7 +42,10 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp, RunningServer(Path(tmp) / "server") as server:
         settings = server.client_settings()
-        built = build_debootstrap(image, arch, serial, state / "cache", Path(tmp) / "out", progress)
+        built = build_debootstrap(
+            BuildJob(image, arch, serial, Path(tmp) / "out", progress),
+            HostDirs(DEBS, state / "cache"),
+        )
         catalog = CatalogClient(settings)
         t = time.monotonic()
         fp = publish_built(catalog, image, serial, arch, built)
@@ -53,7 +57,7 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
             image.name,
             serial,
             arch,
-            image.instance_kinds[0],
+            image.privileges[0],
             server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
             fingerprint=fp,
             certificate=settings.server_ca_path.read_text(),

@@ -18,13 +18,13 @@ from collections import defaultdict
 
 from temporalio.api.enums.v1 import EventType
 
+from clients.lxd import connect_lxd, host_arches
+from clients.temporal import connect
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.lxd import connect_lxd, host_arches
-from core.models import ImageSpec
 from core.pipeline import PipelineInput
-from core.temporal import connect
-from core.trigger import new_serial, start_pipeline
+from core.spec import ImageSpec
+from workflows.trigger import new_serial, start_pipeline
 
 
 async def activity_phases(handle) -> dict[str, float]:
@@ -58,7 +58,7 @@ async def main(runs: int, checks: list[str] | None) -> None:
     for i in range(runs):
         serial = new_serial() + f"-b{i}"
         started = time.monotonic()
-        handle = await start_pipeline(client, PipelineInput(image=image, serial=serial))
+        handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
         result = await handle.result()
         wall = time.monotonic() - started
         phases = await activity_phases(handle)

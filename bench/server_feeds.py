@@ -34,8 +34,8 @@ import httpx
 from sqlalchemy import insert
 from sqlmodel import Session
 
+from core.catalog import Channel, VersionState
 from core.config import REPO_DIR
-from core.models import Channel, VersionState
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.feeds import FeedCache, render
@@ -173,7 +173,7 @@ def server(state_dir: Path) -> Iterator[tuple[str, int, ssl.SSLContext]]:
         "ICEFLOE_SERVER_PORT": str(settings.port),
         "ICEFLOE_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "server"], env=env, cwd=REPO_DIR)
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "server"], env=env, cwd=REPO_DIR)
     url = f"https://127.0.0.1:{settings.port}"
     trust = ssl.create_default_context(cafile=settings.cert_path)
     try:

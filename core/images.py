@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from core.models import ImageSpec
+from core.spec import ImageSpec
 
 
 class ImageDefinitionError(ValueError):

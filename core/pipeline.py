@@ -1,17 +1,40 @@
 """Inputs and results of the pipeline workflow and its activities (one model each)."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from core.arch import LxdArch
-from core.models import ArchFiles, AssessmentState, ImageSpec, Serial, VersionState, VersionView
+from core.catalog import ArchFiles, AssessmentState, VersionState, VersionView
+from core.spec import Serial, SpecField
 
 DAY_S = 86400
 
 
+class Phase(StrEnum):
+    """Where a pipeline is: the `progress` query, the IcefloePhase search attribute and the
+    CLI all say one of these (`waiting-for-worker:<arches>` while no worker polls)."""
+
+    queued = "queued"
+    looking_up = "looking-up"  # asking the catalog what the version already has
+    building = "building"
+    publishing = "publishing"
+    testing = "testing"
+    waiting_for_retry = "waiting-for-retry"
+    retrying = "retrying"
+    promoting = "promoting"
+    done = "done"
+    cancelled = "cancelled"
+    waiting_for_worker = "waiting-for-worker"
+
+    def on(self, arches: list[str]) -> str:
+        """The phase with the arches it concerns, as `waiting-for-worker:i686,x86_64`."""
+        return f"{self.value}:{','.join(sorted(arches))}"
+
+
 class PipelineInput(BaseModel):
-    image: ImageSpec
+    spec: SpecField
     serial: Serial
     # A version that has not passed every check after this long in testing goes inactive.
     expire_after_s: int = Field(default=3 * DAY_S, gt=0)
@@ -41,21 +64,20 @@ class VersionStatus(BaseModel):
 
 
 class BuildInput(BaseModel):
-    image: ImageSpec
+    spec: SpecField
     serial: Serial
     arch: LxdArch
 
 
 class PublishInput(BaseModel):
-    image: ImageSpec
+    spec: SpecField
     serial: Serial
     arches: list[ArchFiles]
     workflow_id: str
 
 
-class TestInput(BaseModel):
-    __test__ = False  # not a pytest class
-    image: ImageSpec
+class ArchTestInput(BaseModel):
+    spec: SpecField
     serial: Serial
     arch: LxdArch
     fingerprint: str
@@ -81,7 +103,7 @@ class ArchTestResult(BaseModel):
 
 
 class PromoteInput(BaseModel):
-    image: ImageSpec
+    image: str
     serial: Serial
     workflow_id: str
 
@@ -106,7 +128,7 @@ class OperatorRequest(BaseModel):
 
 
 class PipelineProgress(BaseModel):
-    phase: str
+    phase: str  # a Phase, or Phase.waiting_for_worker.on(arches)
     waiting_for_worker: list[str] = []
     tests: dict[str, ArchTestResult] = {}
     testing_deadline: datetime | None = None

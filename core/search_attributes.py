@@ -1,17 +1,11 @@
 """Search attributes the pipeline keeps current, so the Temporal UI can filter on them.
 
-The deploy scripts and test fixtures register exactly these.
+The deploy scripts and test fixtures register exactly these (`clients.temporal.register`).
 """
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-)
-from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError, RPCStatusCode
 
-from core.models import ImageSpec
+from core.spec import ImageSpec
 
 IMAGE = SearchAttributeKey.for_keyword("IcefloeImage")
 SERIAL = SearchAttributeKey.for_keyword("IcefloeSerial")
@@ -42,16 +36,3 @@ def initial(image: ImageSpec, serial: str) -> TypedSearchAttributes:
             SearchAttributePair(PHASE, "queued"),
         ]
     )
-
-
-async def register(client: Client) -> None:
-    """Add the attributes to a server started without them (a cluster, the time-skipping
-    server): an unknown attribute fails the pipeline's workflow task and it hangs."""
-    wanted = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL}
-    try:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=wanted)
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.ALREADY_EXISTS:
-            raise

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import httpx
 
-from core import search_attributes as sa
+from clients.catalog import CatalogClient
+from clients.lxd import connect_lxd, host_arches
+from clients.temporal import TemporalUnavailable, connect
+from clients.temporal import register as register_search_attributes
 from core.arch import KNOWN_ARCHES
-from core.catalog_client import CatalogClient
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.lxd import connect_lxd, host_arches
 from core.pipeline import PipelineInput, PruneInput
-from core.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from core.search_attributes import dev_server_flags
-from core.temporal import TemporalUnavailable, connect
-from core.trigger import follow, new_serial, start_pipeline
 from server_api.config import ServerSettings
 from server_api.tls import ensure_self_signed
+from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
+from workflows.trigger import follow, new_serial, start_pipeline
 
 READY_TIMEOUT_S = 60
 
@@ -157,7 +157,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     procs = Processes(settings.state_dir / "logs")
-    me = [sys.executable, "-m", "core.cli"]
+    me = [sys.executable, "-m", "cli.main"]
     try:
         temporal, t_log = procs.start(
             "temporal",
@@ -197,7 +197,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
 async def _deploy_temporal(settings: Settings) -> None:
     """What a deploy owes Temporal: the search attributes and the pruning schedule."""
     client = await connect(settings)
-    await sa.register(client)
+    await register_search_attributes(client)
     done = await ensure_prune_schedule(client, timedelta(hours=6), PruneInput())
     print(f"pruning schedule {PRUNE_SCHEDULE_ID} {done} (every 6h)")
 
@@ -205,7 +205,7 @@ async def _deploy_temporal(settings: Settings) -> None:
 async def _sample(settings: Settings, image) -> str:
     client = await connect(settings)
     serial = new_serial()
-    handle = await start_pipeline(client, PipelineInput(image=image, serial=serial))
+    handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
     print(f"pipeline {handle.id} for {', '.join(image.arches)}")
     print(f"  {settings.workflow_ui_link(handle.id)}")
     started = time.monotonic()

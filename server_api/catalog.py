@@ -1,4 +1,5 @@
 """Catalog rules: publishing, the version state machine, the promotion gate, assessments.
+Reading views lives in `views`, garbage collection in `gc`.
 
 Routes stay thin; every rule that decides what an image's state may become lives here,
 so the server (not the client) is the one that decides.
@@ -9,20 +10,15 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.models import (
-    ArchView,
+from core.catalog import (
     AssessmentReport,
     AssessmentState,
     BuiltFile,
-    EventView,
     FileType,
-    GcResult,
     TransitionRequest,
     VersionCreate,
     VersionState,
-    VersionView,
 )
-from core.models import Assessment as AssessmentView
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
 from server_api.store import FileStore
 
@@ -52,68 +48,6 @@ def get_version(session: Session, image: str, serial: str) -> Version:
     return version
 
 
-def view(session: Session, version: Version) -> VersionView:
-    arches = session.exec(
-        select(VersionArch).where(VersionArch.version_id == version.id).order_by(VersionArch.arch)
-    ).all()
-    assessments = session.exec(
-        select(Assessment).where(Assessment.version_id == version.id).order_by(col(Assessment.id))
-    ).all()
-    return VersionView(
-        image=version.image,
-        serial=version.serial,
-        state=version.state,
-        arches=[
-            ArchView(
-                arch=a.arch,
-                fingerprint=a.fingerprint,
-                files=[
-                    BuiltFile(
-                        ftype=FileType.metadata,
-                        name="lxd.tar.xz",
-                        sha256=a.metadata_sha256,
-                        size=a.metadata_size,
-                    ),
-                    BuiltFile(
-                        ftype=FileType.squashfs,
-                        name="rootfs.squashfs",
-                        sha256=a.rootfs_sha256,
-                        size=a.rootfs_size,
-                    ),
-                ],
-            )
-            for a in arches
-        ],
-        assessments=[AssessmentView.model_validate(a, from_attributes=True) for a in assessments],
-        created_at=version.created_at,
-        state_changed_at=version.state_changed_at,
-        workflow_id=session.exec(
-            select(Event.workflow_id)
-            .where(Event.version_id == version.id, col(Event.workflow_id).is_not(None))
-            .order_by(col(Event.id).desc())
-        ).first(),
-        files_deleted_at=version.files_deleted_at,
-    )
-
-
-def list_versions(
-    session: Session, state: VersionState | None, image: str | None
-) -> list[VersionView]:
-    query = select(Version).order_by(Version.image, Version.serial)
-    if state is not None:
-        query = query.where(Version.state == state)
-    if image is not None:
-        query = query.where(Version.image == image)
-    return [view(session, v) for v in session.exec(query)]
-
-
-def events(session: Session, version: Version) -> list[EventView]:
-    rows = session.exec(
-        select(Event).where(Event.version_id == version.id).order_by(col(Event.id))
-    ).all()
-    return [EventView.model_validate(e, from_attributes=True) for e in rows]
-
-
 def _pair(session: Session, store: FileStore, arch_files) -> tuple[BuiltFile, BuiltFile]:
     by_type = {f.ftype: f for f in arch_files.files}
     if len(by_type) != 2 or len(arch_files.files) != 2:
@@ -133,7 +67,7 @@ def publish(
     session: Session, store: FileStore, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
     """Create a version from uploaded files. The same request again is a no-op (False)."""
-    spec = req.image
+    spec = req.spec
     pairs = {a.arch: _pair(session, store, a) for a in req.arches}
     if len(pairs) != len(req.arches):
         raise CatalogError(422, "each arch may appear once")
@@ -350,42 +284,3 @@ def abandon_running(session: Session, version: Version, older_than_s: int) -> in
         session.add(row)
     session.commit()
     return len(rows)
-
-
-def collect_garbage(session: Session, store: FileStore, grace_s: int) -> GcResult:
-    """Delete the files of versions inactive for longer than `grace_s`, and uploads that
-    no version lists, keeping every file a surviving version still references."""
-    cutoff = utcnow() - timedelta(seconds=grace_s)
-    expired = session.exec(
-        select(Version).where(
-            Version.state == VersionState.inactive,
-            Version.state_changed_at <= cutoff,
-            col(Version.files_deleted_at).is_(None),
-        )
-    ).all()
-    gone = {v.id for v in expired}
-    kept: set[str] = set()
-    for varch, deleted_at in session.exec(
-        select(VersionArch, Version.files_deleted_at).join(
-            Version, Version.id == VersionArch.version_id
-        )
-    ):
-        if deleted_at is None and varch.version_id not in gone:
-            kept.update((varch.metadata_sha256, varch.rootfs_sha256))
-    old = session.exec(select(Blob).where(Blob.created_at <= cutoff)).all()
-    blobs = [b for b in old if b.sha256 not in kept]
-    now = utcnow()
-    for version in expired:
-        version.files_deleted_at = now
-        session.add(version)
-    for blob in blobs:
-        session.delete(blob)
-    session.commit()
-    # Rows first, then bytes: a crash in between leaves stray files, never a dangling row.
-    for blob in blobs:
-        store.delete(blob.sha256)
-    return GcResult(
-        versions=[f"{v.image} {v.serial}" for v in expired],
-        files=sorted(b.sha256 for b in blobs),
-        bytes=sum(b.size for b in blobs),
-    )

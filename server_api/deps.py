@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from sqlmodel import Session
 
-from core.models import TokenScope
 from server_api.config import ServerSettings
 from server_api.feeds import FeedCache
 from server_api.models import Token
+from server_api.schemas import TokenScope
 from server_api.store import FileStore
 from server_api.tokens import lookup
 

@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.arch import to_debian
-from core.models import Channel, Flavour, VersionState
+from core.catalog import Channel, Flavour, VersionState
 from server_api.models import Event, Image, Version, VersionArch
 
 

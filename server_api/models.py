@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Column, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
-from core.models import AssessmentState, Channel, Flavour, TokenScope, VersionState
+from core.catalog import AssessmentState, Channel, Flavour, VersionState
+from server_api.schemas import TokenScope
 
 
 def utcnow() -> datetime:

@@ -11,8 +11,9 @@ from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
-from core.models import (
-    Channel,
+from core.catalog import Channel
+from server_api.models import FeedCredential, Secret, Token, utcnow
+from server_api.schemas import (
     CredentialCreate,
     CredentialIssued,
     CredentialView,
@@ -20,7 +21,6 @@ from core.models import (
     TokenIssued,
     TokenView,
 )
-from server_api.models import FeedCredential, Secret, Token, utcnow
 
 Secretive = TypeVar("Secretive", Token, FeedCredential)
 

@@ -1,85 +1,24 @@
 """Shared real parts for the tests: a Temporal dev server, the image server over HTTPS on
-loopback, and workers for every arch the local LXD runs. Nothing here is a stand-in."""
+loopback, and workers for every arch the local LXD runs. Nothing here is a stand-in.
 
-import socket
-import threading
-import time
+A test that uses LXD or Temporal carries the `lxd` or `temporal` marker (set here from its
+fixtures, or by its module), so `pytest -m "not lxd and not temporal"` is the fast tier."""
+
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import uvicorn
-from sqlmodel import Session
 from temporalio.client import Client
 
+from clients.catalog import CatalogClient
+from clients.lxd import connect_lxd, host_arches
 from core.arch import KNOWN_ARCHES
-from core.catalog_client import CatalogClient
 from core.config import Settings
-from core.lxd import connect_lxd, host_arches
-from server_api.config import ServerSettings
-from server_api.main import create_app
-from server_api.tls import ensure_self_signed
-from server_api.tokens import create_token
-from tests.helpers import start_dev_server
+from tests.support import RunningServer, start_dev_server
 from workers.arch import arch_worker
 from workers.control import control_worker
-
-DEBS = Settings().state_dir / "debs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningServer:
-    """The image server in a thread of this process, like `icefloe server` runs it."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.server_settings = ServerSettings(state_dir=state_dir, port=free_port())
-        s = self.server_settings
-        ensure_self_signed(s.cert_path, s.key_path, s.host)
-        self.app = create_app(s)
-        with Session(self.app.state.engine) as session:
-            self.token = create_token(session, "tests", "publisher")
-        self.url = f"https://{s.host}:{s.port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                host=s.host,
-                port=s.port,
-                ssl_certfile=s.cert_path,
-                ssl_keyfile=s.key_path,
-                log_level="warning",
-            )
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> "RunningServer":
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            assert time.monotonic() < deadline, "image server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-
-    def client_settings(self, **overrides: object) -> Settings:
-        return Settings(
-            state_dir=self.server_settings.state_dir,
-            server_url=self.url,
-            server_ca=self.server_settings.cert_path,
-            publisher_token=self.token,
-            deb_dir=DEBS,
-            **overrides,
-        )
 
 
 @pytest.fixture(scope="session")
@@ -126,3 +65,15 @@ async def workers(
             for worker in running:
                 await stack.enter_async_context(worker)
             yield local_arches
+
+
+# Fixtures that bring up a real part, by the marker a test using them gets.
+_NEEDS = {"temporal": {"temporal", "workers"}, "lxd": {"local_arches", "workers"}}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _NEEDS.items():
+            if used & fixtures:
+                item.add_marker(marker)

@@ -12,18 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pylxd
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.build.activity import BuildActivities
-from activities.lxd_test.activity import TestActivities
+from activities.builders.activity import BuildActivities
+from activities.lxd_test.activity import ImageTestActivities
+from activities.lxd_test.instances import ensure_project
 from activities.lxd_test.janitor import labelled, sweep
-from activities.lxd_test.runner import ensure_project
+from clients.catalog import CatalogClient
+from clients.lxd import checked_arch
+from clients.temporal import running as workflows_running
 from core.arch import task_queue
-from core.catalog_client import CatalogClient
 from core.config import Settings
-from core.lxd import checked_arch
 
 log = logging.getLogger(__name__)
 JANITOR_EVERY_S = 600.0
@@ -37,20 +37,6 @@ def temporal_scope(client: Client) -> str:
     return f"{client.namespace}@{client.service_client.config.target_host}"
 
 
-async def _running(client: Client, workflow_ids: set[str]) -> set[str]:
-    running = set()
-    for wf in workflow_ids:
-        try:
-            desc = await client.get_workflow_handle(wf).describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            continue
-        if desc.status == WorkflowExecutionStatus.RUNNING:
-            running.add(wf)
-    return running
-
-
 async def janitor_pass(
     client: Client, lxd: Callable[[], pylxd.Client], executor: ThreadPoolExecutor
 ) -> list[str]:
@@ -58,7 +44,7 @@ async def janitor_pass(
     loop = asyncio.get_running_loop()
     conn = await loop.run_in_executor(executor, lxd)
     found = await loop.run_in_executor(executor, labelled, conn, temporal_scope(client))
-    running = await _running(client, {i.workflow for i in found})
+    running = await workflows_running(client, (i.workflow for i in found))
     deleted = await loop.run_in_executor(executor, sweep, conn, found, running, MAX_INSTANCE_AGE_S)
     if deleted:
         log.info("janitor deleted leftover instances: %s", ", ".join(deleted))
@@ -115,7 +101,7 @@ def arch_worker(
     arch = checked_arch(arch, conn)
     ensure_project(conn, settings.lxd_project)
     build = BuildActivities(catalog, settings)
-    test = TestActivities(catalog, lxd, settings, temporal_scope(client))
+    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client))
     worker = Worker(
         client,
         task_queue=task_queue(arch),

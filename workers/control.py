@@ -7,8 +7,8 @@ from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
 from activities.pruning import PruneActivities
+from clients.catalog import CatalogClient
 from core.arch import CONTROL_TASK_QUEUE
-from core.catalog_client import CatalogClient
 from workflows.pipeline import ImagePipeline
 from workflows.prune import PruneTesting
 

@@ -10,42 +10,44 @@ check already passed.
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutType, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
+from workflows.options import BUILD, CONTROL, TEST
+
 with workflow.unsafe.imports_passed_through():
-    from activities.build.activity import BuildActivities
+    from activities.builders.activity import BuildActivities
     from activities.catalog import CatalogActivities
-    from activities.lxd_test.activity import TestActivities
+    from activities.lxd_test.activity import ImageTestActivities
     from core import search_attributes as sa
-    from core.arch import CONTROL_TASK_QUEUE, task_queue
-    from core.models import ArchFiles, AssessmentState, VersionState, VersionView
+    from core.arch import LxdArch, task_queue
+    from core.catalog import ArchFiles, AssessmentState, Channel, VersionState, VersionView
     from core.pipeline import (
         DAY_S,
+        ArchTestInput,
         ArchTestResult,
         BuildInput,
         CheckOutcome,
         OperatorRequest,
+        Phase,
         PipelineInput,
         PipelineProgress,
         PipelineResult,
         PromoteInput,
         PublishInput,
         RetireInput,
-        TestInput,
         VersionRef,
         VersionStatus,
     )
 
-RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
-WAITING_FOR_RETRY = "waiting-for-retry"
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
 
 
-def _passed_earlier(status: VersionStatus, arch: str, checks: list[str]) -> ArchTestResult:
+def _passed_earlier(status: VersionStatus, arch: LxdArch, checks: list[str]) -> ArchTestResult:
     """An arch the catalog says has passed everything: shown, not re-tested."""
     assert status.version is not None
     hosts = [a.host for a in status.version.assessments if a.arch == arch]
@@ -61,7 +63,7 @@ class ImagePipeline:
     @workflow.init
     def __init__(self, inp: PipelineInput) -> None:
         self._inp = inp
-        self._stage = "starting"
+        self._phase = Phase.queued
         self._details = ""
         self._no_worker: set[str] = set()
         self._tests: dict[str, ArchTestResult] = {}
@@ -74,7 +76,7 @@ class ImagePipeline:
     def progress(self) -> PipelineProgress:
         """Phase, arches nobody polls, and per-arch, per-check results so far."""
         return PipelineProgress(
-            phase=self._phase(),
+            phase=self._shown_phase(),
             waiting_for_worker=sorted(self._no_worker),
             tests=self._tests,
             testing_deadline=self._deadline,
@@ -89,8 +91,8 @@ class ImagePipeline:
 
     @retry.validator
     def _retry_allowed(self, req: OperatorRequest) -> None:
-        if self._stage != WAITING_FOR_RETRY:
-            raise ValueError(f"nothing to retry: the pipeline is in phase {self._phase()}")
+        if self._phase != Phase.waiting_for_retry:
+            raise ValueError(f"nothing to retry: the pipeline is in phase {self._shown_phase()}")
 
     @workflow.signal
     def force_promoted(self, req: OperatorRequest) -> None:
@@ -105,10 +107,11 @@ class ImagePipeline:
     def _failed(self) -> list[str]:
         return sorted(a for a, r in self._tests.items() if not r.passed)
 
-    def _phase(self) -> str:
+    def _shown_phase(self) -> str:
+        """The phase, unless some arch's work waits for a worker: that is what to fix first."""
         if self._no_worker:
-            return f"waiting-for-worker:{','.join(sorted(self._no_worker))}"
-        return self._stage
+            return Phase.waiting_for_worker.on(sorted(self._no_worker))
+        return self._phase.value
 
     def _show(self, details: str | None = None) -> None:
         """Keep the phase search attribute and the UI's current details in step."""
@@ -119,36 +122,40 @@ class ImagePipeline:
         text = self._details + (
             f"\nno worker polls {waiting} after {self._inp.worker_wait_s}s: start "
             f"`icefloe worker arch <arch>` on a host of that arch" if waiting else ""
-        )
-        workflow.upsert_search_attributes([sa.PHASE.value_set(self._phase())])
+        )  # fmt: skip
+        workflow.upsert_search_attributes([sa.PHASE.value_set(self._shown_phase())])
         workflow.set_current_details(text)
 
-    def _enter(self, stage: str, details: str) -> None:
-        self._stage = stage
+    def _enter(self, phase: Phase, details: str) -> None:
+        self._phase = phase
         self._show(details)
 
-    async def _control(self, activity: Callable, arg: Any, summary: str) -> Any:
-        return await workflow.execute_activity_method(
-            activity,
-            arg,
-            task_queue=CONTROL_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=RETRY,
-            summary=summary,
-        )
+    def _set_channel(self, state: VersionState) -> None:
+        workflow.upsert_search_attributes([sa.CHANNEL.value_set(state.value)])
 
-    async def _on_arch(self, arch: str, activity: Callable, arg: Any, **options: Any) -> Any:
+    async def _control(
+        self, activity: Callable[[Any, ArgT], ResultT], arg: ArgT, summary: str
+    ) -> ResultT:
+        return await workflow.execute_activity_method(activity, arg, **CONTROL, summary=summary)
+
+    async def _on_arch(
+        self,
+        arch: LxdArch,
+        activity: Callable[[Any, ArgT], ResultT],
+        arg: ArgT,
+        options: workflow.ActivityConfig,
+        summary: str,
+    ) -> ResultT:
         """Run on the arch's queue; while no worker picks the task up, say so and keep waiting."""
         while True:
             try:
                 result = await workflow.execute_activity_method(
                     activity,
                     arg,
+                    **options,
                     task_queue=task_queue(arch),
                     schedule_to_start_timeout=timedelta(seconds=self._inp.worker_wait_s),
-                    retry_policy=RETRY,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    **options,
+                    summary=summary,
                 )
             except ActivityError as err:
                 cause = err.cause
@@ -167,12 +174,12 @@ class ImagePipeline:
 
     @workflow.run
     async def run(self, inp: PipelineInput) -> PipelineResult:
-        image = inp.image
+        spec = inp.spec
         workflow.upsert_search_attributes(
             [
-                sa.IMAGE.value_set(image.name),
+                sa.IMAGE.value_set(spec.name),
                 sa.SERIAL.value_set(inp.serial),
-                sa.ARCHES.value_set(list(image.arches)),
+                sa.ARCHES.value_set(list(spec.arches)),
             ]
         )
         try:
@@ -182,29 +189,26 @@ class ImagePipeline:
                 raise
             # Arch activities have finished their clean-up (WAIT_CANCELLATION_COMPLETED).
             who = self._cancelled_by or OperatorRequest(actor="temporal")
-            self._enter("cancelled", who.says("cancelled"))
+            self._enter(Phase.cancelled, who.says("cancelled"))
             if self._deadline is not None:  # published: take it out of the testing channel
                 await self._retire(who.says("pipeline cancelled"))
             raise
 
     async def _pipeline(self) -> PipelineResult:
-        image, serial = self._inp.image, self._inp.serial
-        self._enter("checking", f"asking the catalog what {image.name} {serial} already has")
-        status: VersionStatus = await self._control(
-            CatalogActivities.find_version,
-            VersionRef(image=image.name, serial=serial),
-            "find version",
-        )
+        spec, serial = self._inp.spec, self._inp.serial
+        self._enter(Phase.looking_up, f"asking the catalog what {spec.name} {serial} already has")
+        ref = VersionRef(image=spec.name, serial=serial)
+        status = await self._control(CatalogActivities.find_version, ref, "find version")
         if status.version and status.version.state == VersionState.active:
             return self._done(status.version, "already active; nothing to do")
 
         version = await self._build_and_publish(status)
         self._deadline = version.state_changed_at + timedelta(seconds=self._inp.expire_after_s)
         fingerprints = {a.arch: a.fingerprint for a in version.arches}
-        required = image.required_checks
-        to_test = [a for a in image.arches if status.missing.get(a, required)]
+        required = spec.required_checks
+        to_test = [a for a in spec.arches if status.missing.get(a, required)]
         self._tests = {
-            a: _passed_earlier(status, a, required) for a in image.arches if a not in to_test
+            a: _passed_earlier(status, a, required) for a in spec.arches if a not in to_test
         }
         while True:
             if to_test:
@@ -214,7 +218,7 @@ class ImagePipeline:
             if not failed:
                 return await self._promote()
             self._enter(
-                WAITING_FOR_RETRY,
+                Phase.waiting_for_retry,
                 f"checks failed on {', '.join(failed)}; waiting for a retry until "
                 f"{self._deadline:%Y-%m-%d %H:%M} UTC, then {serial} expires",
             )
@@ -233,66 +237,67 @@ class ImagePipeline:
                     return result
                 continue
             assert self._retry is not None
-            self._enter("retrying", self._retry.says(f"retry of {', '.join(failed)}"))
-            self._retry, to_test = None, failed
+            self._enter(Phase.retrying, self._retry.says(f"retry of {', '.join(failed)}"))
+            self._retry = None
+            to_test = sorted(a for a in spec.arches if a in failed)
 
     async def _build_and_publish(self, status: VersionStatus) -> VersionView:
         """Build only the arches the catalog has no files for; publish unless already testing."""
-        image, serial, wf_id = self._inp.image, self._inp.serial, workflow.info().workflow_id
+        spec, serial, wf_id = self._inp.spec, self._inp.serial, workflow.info().workflow_id
         have = status.arch_files()
-        if status.version and status.version.state == VersionState.testing and not (
-            set(image.arches) - set(have)
+        if (
+            status.version
+            and status.version.state == VersionState.testing
+            and not (set(spec.arches) - set(have))
         ):
-            workflow.upsert_search_attributes([sa.CHANNEL.value_set("testing")])
+            self._set_channel(VersionState.testing)
             return status.version
-        to_build = [a for a in image.arches if a not in have]
+        to_build = [a for a in spec.arches if a not in have]
         if to_build:
-            self._enter("build", f"building {image.name} {serial} on {', '.join(to_build)}")
+            self._enter(Phase.building, f"building {spec.name} {serial} on {', '.join(to_build)}")
         built: list[ArchFiles] = await asyncio.gather(
             *(
                 self._on_arch(
                     arch,
                     BuildActivities.build_image,
-                    BuildInput(image=image, serial=serial, arch=arch),
-                    start_to_close_timeout=timedelta(hours=2),
-                    heartbeat_timeout=timedelta(minutes=2),
-                    summary=f"build {arch}",
+                    BuildInput(spec=spec, serial=serial, arch=arch),
+                    BUILD,
+                    f"build {arch}",
                 )
                 for arch in to_build
             )
         )
-        self._enter("publish", f"publishing {serial} to the testing channel")
-        version: VersionView = await self._control(
+        self._enter(Phase.publishing, f"publishing {serial} to the {Channel.testing} channel")
+        version = await self._control(
             CatalogActivities.publish_version,
             PublishInput(
-                image=image,
+                spec=spec,
                 serial=serial,
-                arches=[have.get(a) or next(b for b in built if b.arch == a) for a in image.arches],
+                arches=[have.get(a) or next(b for b in built if b.arch == a) for a in spec.arches],
                 workflow_id=wf_id,
             ),
             "publish to testing",
         )
-        workflow.upsert_search_attributes([sa.CHANNEL.value_set(version.state.value)])
+        self._set_channel(version.state)
         return version
 
-    async def _test(self, arches: list[str], fingerprints: dict[str, str]) -> None:
-        image, serial = self._inp.image, self._inp.serial
-        self._enter("test", f"testing {serial} on {', '.join(arches)}")
+    async def _test(self, arches: list[LxdArch], fingerprints: dict[str, str]) -> None:
+        spec, serial = self._inp.spec, self._inp.serial
+        self._enter(Phase.testing, f"testing {serial} on {', '.join(arches)}")
         results: list[ArchTestResult] = await asyncio.gather(
             *(
                 self._on_arch(
                     arch,
-                    TestActivities.test_image,
-                    TestInput(
-                        image=image,
+                    ImageTestActivities.test_image,
+                    ArchTestInput(
+                        spec=spec,
                         serial=serial,
                         arch=arch,
                         fingerprint=fingerprints[arch],
                         workflow_id=workflow.info().workflow_id,
                     ),
-                    start_to_close_timeout=timedelta(minutes=30),
-                    heartbeat_timeout=timedelta(minutes=1),
-                    summary=f"test {arch}",
+                    TEST,
+                    f"test {arch}",
                 )
                 for arch in arches
             )
@@ -300,11 +305,13 @@ class ImagePipeline:
         self._tests.update({r.arch: r for r in results})
 
     async def _promote(self) -> PipelineResult:
-        image, serial = self._inp.image, self._inp.serial
-        self._enter("promote", f"every check passed; promoting {serial} to active")
+        serial = self._inp.serial
+        self._enter(Phase.promoting, f"every check passed; promoting {serial} to active")
         version = await self._control(
             CatalogActivities.promote_version,
-            PromoteInput(image=image, serial=serial, workflow_id=workflow.info().workflow_id),
+            PromoteInput(
+                image=self._inp.spec.name, serial=serial, workflow_id=workflow.info().workflow_id
+            ),
             "promote to active",
         )
         return self._done(version, "every check passed on every arch")
@@ -313,9 +320,9 @@ class ImagePipeline:
         """After an operator's forced promotion: done if the catalog agrees, else keep waiting."""
         who, self._promoted = self._promoted, None
         assert who is not None
-        status: VersionStatus = await self._control(
+        status = await self._control(
             CatalogActivities.find_version,
-            VersionRef(image=self._inp.image.name, serial=self._inp.serial),
+            VersionRef(image=self._inp.spec.name, serial=self._inp.serial),
             "re-read after forced promotion",
         )
         if status.version and status.version.state == VersionState.active:
@@ -323,17 +330,17 @@ class ImagePipeline:
         return None
 
     async def _retire(self, reason: str) -> VersionView:
-        version: VersionView = await self._control(
+        version = await self._control(
             CatalogActivities.retire_version,
             RetireInput(
-                image=self._inp.image.name,
+                image=self._inp.spec.name,
                 serial=self._inp.serial,
                 reason=reason[:500],
                 workflow_id=workflow.info().workflow_id,
             ),
             "retire from testing",
         )
-        workflow.upsert_search_attributes([sa.CHANNEL.value_set(version.state.value)])
+        self._set_channel(version.state)
         return version
 
     async def _expire(self, failed: list[str]) -> PipelineResult:
@@ -342,12 +349,12 @@ class ImagePipeline:
         return self._done(await self._retire(reason), reason)
 
     def _done(self, version: VersionView, message: str) -> PipelineResult:
-        workflow.upsert_search_attributes([sa.CHANNEL.value_set(version.state.value)])
-        self._enter("done", f"{version.image} {version.serial} is {version.state}: {message}")
+        self._set_channel(version.state)
+        self._enter(Phase.done, f"{version.image} {version.serial} is {version.state}: {message}")
         return PipelineResult(
             image=version.image,
             serial=version.serial,
             state=version.state,
-            tests=[self._tests[a] for a in self._inp.image.arches if a in self._tests],
+            tests=[self._tests[a] for a in self._inp.spec.arches if a in self._tests],
             message=message,
         )

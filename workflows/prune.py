@@ -5,10 +5,9 @@ A version a live pipeline owns is left to that pipeline (it expires it itself), 
 version whose every check passed is never touched.
 """
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows.options import CONTROL
 
 with workflow.unsafe.imports_passed_through():
     from activities.catalog import CatalogActivities
@@ -22,18 +21,13 @@ with workflow.unsafe.imports_passed_through():
         RetireInput,
     )
 
-OPTIONS = {
-    "start_to_close_timeout": timedelta(minutes=5),
-    "retry_policy": RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
-}
-
 
 @workflow.defn(name="PruneTesting")
 class PruneTesting:
     @workflow.run
     async def run(self, inp: PruneInput) -> PruneResult:
         candidates: list[PruneCandidate] = await workflow.execute_activity_method(
-            PruneActivities.find_prune_candidates, inp, summary="find stale versions", **OPTIONS
+            PruneActivities.find_prune_candidates, inp, **CONTROL, summary="find stale versions"
         )
         result = PruneResult()
         days = inp.expire_after_s / DAY_S
@@ -41,8 +35,8 @@ class PruneTesting:
             name = f"{c.image} {c.serial}"
             if c.past_deadline:
                 live = await workflow.execute_activity_method(
-                    PruneActivities.pipeline_running, c.workflow_id, summary=f"owner of {name}",
-                    **OPTIONS,
+                    PruneActivities.pipeline_running, c.workflow_id, **CONTROL,
+                    summary=f"owner of {name}",
                 )  # fmt: skip
                 if live:
                     result.left_to_live_pipelines.append(name)
@@ -57,7 +51,7 @@ class PruneTesting:
                             workflow_id=workflow.info().workflow_id,
                         ),
                         summary=f"expire {name}",
-                        **OPTIONS,
+                        **CONTROL,
                     )
                     result.expired.append(name)
             if c.has_running:
@@ -65,7 +59,7 @@ class PruneTesting:
                     PruneActivities.abandon_running,
                     AbandonInput(image=c.image, serial=c.serial, older_than_s=inp.stuck_after_s),
                     summary=f"clear stuck results of {name}",
-                    **OPTIONS,
+                    **CONTROL,
                 )
         workflow.set_current_details(
             f"expired {len(result.expired)}, left {len(result.left_to_live_pipelines)} to live "

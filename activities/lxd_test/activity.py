@@ -9,24 +9,20 @@ from collections.abc import Callable
 import pylxd
 from temporalio import activity
 
-from activities.catalog import rejected
+from activities.errors import refusals_are_final
 from activities.heartbeat import heartbeating
 from activities.lxd_test.checks import suite
-from activities.lxd_test.runner import (
-    forget_image,
-    halt,
-    instance_name,
-    launch_spec,
-    run_suite,
-)
-from core.catalog_client import CatalogClient, CatalogRejected
+from activities.lxd_test.instances import forget_image, halt, instance_name, launch_spec
+from activities.lxd_test.suite import run_suite
+from clients.catalog import CatalogClient
+from clients.lxd import host_name
+from core.catalog import AssessmentReport, AssessmentState, Channel
 from core.config import Settings
-from core.lxd import host_name
-from core.models import AssessmentReport, AssessmentState, Channel, check_key
-from core.pipeline import ArchTestResult, CheckOutcome, TestInput
+from core.pipeline import ArchTestInput, ArchTestResult, CheckOutcome
+from core.spec import check_key
 
 
-class TestActivities:
+class ImageTestActivities:
     def __init__(
         self,
         catalog: CatalogClient,
@@ -41,24 +37,21 @@ class TestActivities:
         self.certificate = ca.read_text() if ca else None
 
     @activity.defn
-    def test_image(self, inp: TestInput) -> ArchTestResult:
+    def test_image(self, inp: ArchTestInput) -> ArchTestResult:
         names = [
-            instance_name(inp.image.name, inp.serial, inp.arch, kind)
-            for kind in inp.image.instance_kinds
+            instance_name(inp.spec.name, inp.serial, inp.arch, privilege)
+            for privilege in inp.spec.privileges
         ]
-        try:
-            with heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat:
-                return self._test(inp, beat)
-        except CatalogRejected as exc:
-            raise rejected(exc) from None
+        with refusals_are_final(), heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat:
+            return self._test(inp, beat)
 
-    def _test(self, inp: TestInput, beat: Callable[[str], None]) -> ArchTestResult:
+    def _test(self, inp: ArchTestInput, beat: Callable[[str], None]) -> ArchTestResult:
         client = self.lxd()
         host = host_name(client)
-        missing = self.catalog.missing_checks(inp.image.name, inp.serial).get(inp.arch, [])
+        missing = self.catalog.missing_checks(inp.spec.name, inp.serial).get(inp.arch, [])
         outcomes = [
             CheckOutcome(check=c, state=AssessmentState.passed, skipped=True)
-            for c in inp.image.required_checks
+            for c in inp.spec.required_checks
             if c not in missing
         ]
         if not missing:
@@ -67,7 +60,7 @@ class TestActivities:
 
         def report(outcome: CheckOutcome) -> None:
             self.catalog.record(
-                inp.image.name,
+                inp.spec.name,
                 inp.serial,
                 AssessmentReport(
                     arch=inp.arch,
@@ -84,25 +77,25 @@ class TestActivities:
 
         url = self.catalog.channel_url(Channel.testing, fresh=inp.fingerprint[:16])
         try:
-            for kind in inp.image.instance_kinds:
-                todo = [
-                    (n, fn) for n, fn in suite(inp.image.checks) if check_key(n, kind) in missing
-                ]
+            for privilege in inp.spec.privileges:
+                checks = suite(inp.spec.checks)
+                todo = [(n, fn) for n, fn in checks if check_key(n, privilege) in missing]
                 if not todo:
                     continue
-                spec = launch_spec(
-                    inp.image.name,
+                instance = launch_spec(
+                    inp.spec.name,
                     inp.serial,
                     inp.arch,
-                    kind,
+                    privilege,
                     server_url=url,
                     fingerprint=inp.fingerprint,
                     certificate=self.certificate,
                     workflow=inp.workflow_id,
                     temporal=self.temporal,
                 )
-                beat(f"{inp.arch}: launching {spec.name} ({kind}) from {inp.fingerprint[:12]}")
-                run_suite(client, spec, todo, report, beat)
+                fingerprint = inp.fingerprint[:12]
+                beat(f"{inp.arch}: launching {instance.name} ({privilege}) from {fingerprint}")
+                run_suite(client, instance, todo, report, beat)
         finally:
             with activity.shield_thread_cancel_exception():
                 forget_image(client, inp.fingerprint)

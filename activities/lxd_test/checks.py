@@ -8,11 +8,14 @@ import re
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 from pylxd.exceptions import LXDAPIException
 
-from activities.lxd_test.runner import POLL_INTERVAL, CheckFn, Target, run, wait_until
-from core.models import BuiltinCheck, CommandCheck
+from activities.lxd_test.execs import POLL_INTERVAL, run, wait_until
+from activities.lxd_test.instances import Target
+from activities.lxd_test.suite import CheckFn
+from core.spec import BuiltinCheck, BuiltinKind, CommandCheck
 
 EXCERPT = 1500
 
@@ -159,26 +162,31 @@ def command(spec: CommandCheck, t: Target) -> tuple[bool, str]:
     return not problems, excerpt(f"{verdict}\n{r.output}")
 
 
-BUILTIN: dict[str, Callable[[Target, float], tuple[bool, str]]] = {
-    "boots": boots,
-    "init": init,
-    "ipv4": ipv4,
-    "ipv6": ipv6,
-    "dns": dns,
-    "gateway": gateway,
-    "stop": stop,
+class Builtin(NamedTuple):
+    run: Callable[[Target, float], tuple[bool, str]]
+    timeout_s: float  # the default; polled checks poll until then, never sleep blindly
+
+
+BUILTIN: dict[BuiltinKind, Builtin] = {
+    "boots": Builtin(boots, 30),
+    "init": Builtin(init, 120),
+    "ipv4": Builtin(ipv4, 60),
+    "ipv6": Builtin(ipv6, 60),
+    "dns": Builtin(dns, 30),
+    "gateway": Builtin(gateway, 30),
+    "stop": Builtin(stop, 60),
 }
+
+
+def _builtin(check: BuiltinCheck) -> CheckFn:
+    builtin = BUILTIN[check.kind]
+    return lambda t: builtin.run(t, check.timeout_s or builtin.timeout_s)
 
 
 def suite(checks: list[BuiltinCheck | CommandCheck]) -> list[tuple[str, CheckFn]]:
     """(name, runnable check) in declared order, except that `stop` always runs last."""
     ordered = sorted(checks, key=lambda c: c.kind == "stop")
     return [
-        (
-            c.name,
-            partial(command, c)
-            if isinstance(c, CommandCheck)
-            else lambda t, c=c: BUILTIN[c.kind](t, c.deadline_s),
-        )
+        (c.name, partial(command, c) if isinstance(c, CommandCheck) else _builtin(c))
         for c in ordered
     ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pylxd
 
-from activities.lxd_test.runner import LABEL, forget_image, remove
+from activities.lxd_test.instances import LABEL, forget_image, remove
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from core.models import (
+from server_api import tokens
+from server_api.deps import Operator, SessionDep
+from server_api.schemas import (
     CredentialCreate,
     CredentialIssued,
     CredentialUpdate,
@@ -14,8 +16,6 @@ from core.models import (
     TokenIssued,
     TokenView,
 )
-from server_api import tokens
-from server_api.deps import Operator, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 # Ids are int4 on Postgres: a larger number is a bad request, not a database error.

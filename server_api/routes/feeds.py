@@ -16,7 +16,7 @@ from typing import Annotated, NamedTuple
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 
-from core.models import Channel, Flavour
+from core.catalog import Channel, Flavour
 from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep
 from server_api.feeds import Feed
 from server_api.tokens import find_credential

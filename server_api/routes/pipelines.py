@@ -8,14 +8,14 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from clients.temporal import TemporalUnavailable, connect
 from core.arch import LxdArch
 from core.config import Settings
 from core.images import ImageDefinitionError, load_image
-from core.models import ImageSpec, Serial
 from core.pipeline import PipelineInput
-from core.temporal import TemporalUnavailable, connect
-from core.trigger import Triggered, new_serial, trigger
+from core.spec import ImageSpec, Serial
 from server_api.deps import Publisher, SettingsDep
+from workflows.trigger import Triggered, new_serial, trigger
 
 router = APIRouter(prefix="/api/v1", tags=["pipelines"])
 
@@ -61,7 +61,7 @@ async def start_pipeline(
     if req.arches:
         image = image.model_copy(update={"arches": req.arches})
     client, settings = await _temporal(request)
-    inp = PipelineInput(image=image, serial=req.serial or new_serial())
+    inp = PipelineInput(spec=image, serial=req.serial or new_serial())
     _, triggered = await trigger(client, inp, actor)
     return PipelineStarted(
         **triggered.model_dump(),

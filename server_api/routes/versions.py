@@ -4,13 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from core.models import (
+from core.catalog import (
     AbandonRequest,
     AssessmentReport,
     EventView,
     GcRequest,
     GcResult,
-    TokenScope,
     TransitionRequest,
     VersionCreate,
     VersionState,
@@ -18,22 +17,21 @@ from core.models import (
 )
 from server_api.catalog import (
     abandon_running,
-    collect_garbage,
-    events,
     get_version,
-    list_versions,
     missing_checks,
     publish,
     record_assessment,
     transition,
-    view,
 )
 from server_api.deps import CallerDep, Operator, Publisher, SessionDep, SettingsDep, StoreDep
+from server_api.gc import collect_garbage
+from server_api.schemas import TokenScope
+from server_api.views import events, list_versions, view
 
 router = APIRouter(prefix="/api/v1", tags=["versions"])
 IMAGE_NAME = r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$"
 ImageName = Annotated[str, Path(pattern=IMAGE_NAME)]
-Serial = Annotated[str, Path(max_length=40)]
+SerialPath = Annotated[str, Path(max_length=40)]
 
 
 @router.get("/versions", summary="List versions, optionally by state and image")
@@ -56,14 +54,14 @@ def create_version(
 
 
 @router.get("/images/{image}/versions/{serial}")
-def read_version(image: ImageName, serial: Serial, session: SessionDep) -> VersionView:
+def read_version(image: ImageName, serial: SerialPath, session: SessionDep) -> VersionView:
     return view(session, get_version(session, image, serial))
 
 
 @router.post("/images/{image}/versions/{serial}/transitions", summary="Change a version's state")
 def move_version(
     image: ImageName,
-    serial: Serial,
+    serial: SerialPath,
     req: TransitionRequest,
     session: SessionDep,
     settings: SettingsDep,
@@ -77,13 +75,17 @@ def move_version(
 
 
 @router.get("/images/{image}/versions/{serial}/events", summary="A version's transitions")
-def read_events(image: ImageName, serial: Serial, session: SessionDep) -> list[EventView]:
+def read_events(image: ImageName, serial: SerialPath, session: SessionDep) -> list[EventView]:
     return events(session, get_version(session, image, serial))
 
 
 @router.put("/images/{image}/versions/{serial}/assessments", summary="Record one check result")
 def put_assessment(
-    image: ImageName, serial: Serial, report: AssessmentReport, session: SessionDep, _: Publisher
+    image: ImageName,
+    serial: SerialPath,
+    report: AssessmentReport,
+    session: SessionDep,
+    _: Publisher,
 ) -> VersionView:
     version = get_version(session, image, serial)
     record_assessment(session, version, report)
@@ -95,7 +97,7 @@ def put_assessment(
     summary="Required checks without a passed result, per arch",
 )
 def read_missing_checks(
-    image: ImageName, serial: Serial, session: SessionDep
+    image: ImageName, serial: SerialPath, session: SessionDep
 ) -> dict[str, list[str]]:
     return missing_checks(session, get_version(session, image, serial))
 
@@ -105,7 +107,7 @@ def read_missing_checks(
     summary="Fail running results whose tester went silent; answers how many",
 )
 def abandon_running_assessments(
-    image: ImageName, serial: Serial, req: AbandonRequest, session: SessionDep, _: Publisher
+    image: ImageName, serial: SerialPath, req: AbandonRequest, session: SessionDep, _: Publisher
 ) -> int:
     return abandon_running(session, get_version(session, image, serial), req.older_than_s)
 

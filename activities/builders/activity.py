@@ -1,0 +1,60 @@
+"""Build activity (arch worker): build one arch of an image, upload its files.
+
+Runs on the arch's task queue because the files are made on, and for, that host.
+"""
+
+import shutil
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.builders.base import BuildJob, Built, HostDirs, Progress
+from activities.builders.errors import BuildError
+from activities.builders.registry import BUILDERS
+from activities.errors import refusals_are_final
+from activities.heartbeat import heartbeating
+from clients.catalog import CatalogClient
+from core.catalog import ArchFiles
+from core.config import Settings
+from core.pipeline import BuildInput
+
+
+class BuildActivities:
+    def __init__(self, catalog: CatalogClient, settings: Settings) -> None:
+        self.catalog = catalog
+        self.dirs = HostDirs(
+            debs=settings.deb_dir or settings.state_dir / "debs",
+            cache=settings.state_dir / "cache",
+        )
+        self.build_dir = settings.build_dir or settings.state_dir / "builds"
+
+    @activity.defn
+    def build_image(self, inp: BuildInput) -> ArchFiles:
+        with heartbeating() as progress:
+            return self._build_and_upload(inp, progress)
+
+    def _build_and_upload(self, inp: BuildInput, progress: Progress) -> ArchFiles:
+        out_dir = self.build_dir / inp.spec.name.replace(":", "_") / inp.serial / inp.arch
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        job = BuildJob(inp.spec, inp.arch, inp.serial, out_dir, progress)
+        try:
+            built: Built = BUILDERS[inp.spec.builder](job, self.dirs)
+        except BuildError as exc:
+            raise ApplicationError(
+                str(exc), type="BuildError", non_retryable=not exc.retryable
+            ) from None
+        try:
+            with refusals_are_final():
+                for file, path in built:
+                    sent = self.catalog.upload(
+                        path,
+                        file,
+                        progress=lambda n, name=file.name, size=file.size: activity.heartbeat(
+                            f"uploading {name}: {n}/{size} bytes"
+                        ),
+                    )
+                    progress(f"{file.name}: {'uploaded' if sent else 'already on the server'}")
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        return ArchFiles(arch=inp.arch, files=[file for file, _ in built])

@@ -1,0 +1,122 @@
+"""Build a bootable Debian or Ubuntu LXD container image with debootstrap.
+
+minbase plus systemd as init, iproute2 and ping, and ifupdown with a DHCP client on
+eth0 (unless the image asks for no network). The hostname comes from LXD templates
+in the metadata. Downloaded packages stay in a per-arch cache directory, so a rebuild
+with unchanged inputs fetches only the archive indexes. A plain function, no Temporal.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from activities.builders.base import BuildJob, Built, HostDirs
+from activities.builders.errors import BuildError
+from activities.builders.image_files import checked_inputs, package, stream_tool
+from core.arch import LxdArch
+from core.spec import ImageSpec
+
+# What each distribution needs: its mirror, components, and the network packages.
+DISTROS = {
+    "debian": ("http://deb.debian.org/debian", "main"),
+    "ubuntu": ("http://archive.ubuntu.com/ubuntu", "main,universe"),
+}
+BASE_PACKAGES = ["systemd-sysv", "iproute2", "iputils-ping"]
+DHCP_PACKAGES = ["ifupdown", "isc-dhcp-client"]
+# Arches a host of a given machine type runs without emulation.
+NATIVE = {"x86_64": {"x86_64", "i686"}, "aarch64": {"aarch64", "armv7l"}}
+QEMU_NAMES = {"x86_64": "x86_64", "i686": "i386", "aarch64": "aarch64", "armv7l": "arm"}
+
+_INTERFACES = """\
+# Written by Icefloe's debootstrap builder.
+auto lo
+iface lo inet loopback
+"""
+_DHCP = """
+auto eth0
+iface eth0 inet dhcp
+"""
+
+
+def foreign_arch_check(arch: LxdArch, machine: str | None = None) -> str | None:
+    """None if this host runs arch natively; the qemu binary used if emulated; else BuildError."""
+    machine = machine or os.uname().machine
+    if arch in NATIVE.get(machine, {machine}):
+        return None
+    qemu = f"qemu-{QEMU_NAMES[arch]}-static"
+    registered = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{QEMU_NAMES[arch]}"
+    if shutil.which(qemu) and registered.exists():
+        return qemu
+    raise BuildError(
+        f"cannot build {arch} on this {machine} host: it needs qemu-user-static "
+        f"({qemu} in PATH and binfmt_misc entry {registered}); install qemu-user-static "
+        "and binfmt-support, or build on a host of that arch"
+    )
+
+
+def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> None:
+    """Make the debootstrapped tree an image: no host leftovers, network, apt sources."""
+    etc = root / "etc"
+    (etc / "hostname").write_text(f"{image.os}\n")  # LXD's template replaces it on create
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {image.os}\n")
+    # debootstrap copies the build host's resolver; the image must get its own by DHCP.
+    (etc / "resolv.conf").unlink(missing_ok=True)
+    (etc / "resolv.conf").write_text("")
+    # Empty: systemd makes a new machine-id on first boot of every instance.
+    (etc / "machine-id").unlink(missing_ok=True)
+    (etc / "machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    network = etc / "network"
+    network.mkdir(exist_ok=True)
+    (network / "interfaces").write_text(_INTERFACES + (_DHCP if image.network == "dhcp" else ""))
+    (etc / "apt/sources.list").write_text(
+        f"deb {mirror} {image.release} {components.replace(',', ' ')}\n"
+    )
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for path in (root / junk).glob("*"):
+            if path.is_file():
+                path.unlink()
+
+
+def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
+    """Build `lxd.tar.xz` and `rootfs.squashfs` for one arch into out_dir (see busybox)."""
+    image, arch, serial, progress = job.spec, job.arch, job.serial, job.progress
+    debian_arch = checked_inputs(arch, serial)
+    if image.os not in DISTROS:
+        raise BuildError(f"debootstrap builds {', '.join(DISTROS)}, not {image.os!r}")
+    qemu = foreign_arch_check(arch)
+    default_mirror, components = DISTROS[image.os]
+    mirror = image.mirror or default_mirror
+    packages = BASE_PACKAGES + (DHCP_PACKAGES if image.network == "dhcp" else []) + image.packages
+    # Per arch: two arches building at once must not write the same cached .deb.
+    cache = dirs.cache.resolve() / "debootstrap" / f"{image.os}-{debian_arch}"
+    cache.mkdir(parents=True, exist_ok=True)
+    out_dir = job.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=".build-debootstrap-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        root = work / "rootfs"
+        progress(
+            f"{arch}: debootstrap {image.release} from {mirror}{' via ' + qemu if qemu else ''}"
+        )
+        stream_tool(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--arch={debian_arch}",
+                f"--components={components}",
+                f"--include={','.join(packages)}",
+                f"--cache-dir={cache}",
+                image.release,
+                str(root),
+                mirror,
+            ],
+            f"{arch}: debootstrap",
+            progress,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        progress(f"{arch}: configuring the rootfs")
+        _configure(root, image, mirror, components)
+        return package(image, arch, serial, root, work, out_dir, progress)

@@ -1,0 +1,1 @@
+"""The `icefloe` command line: the outermost layer, it may import every package."""

@@ -1,0 +1,139 @@
+"""A typed client for the image server's API, used by activities and the CLI."""
+
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from core.catalog import (
+    AbandonRequest,
+    AssessmentReport,
+    BuiltFile,
+    EventView,
+    GcRequest,
+    GcResult,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+    VersionView,
+)
+from core.config import Settings
+
+CHUNK = 1 << 20
+
+
+class CatalogRejected(Exception):
+    """The server refused the request (4xx); retrying the same request will not help."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"image server said {status_code}: {message}")
+        self.status_code = status_code
+
+
+class CatalogClient:
+    def __init__(self, settings: Settings, timeout: float = 60.0, token: str | None = None) -> None:
+        """`token` overrides the settings' publisher token (e.g. an operator's, for gc)."""
+        token = token or settings.publisher_token_value
+        ca = settings.server_ca_path
+        self.base_url = settings.server_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            verify=ssl.create_default_context(cafile=ca) if ca else True,
+            timeout=timeout,
+        )
+
+    def channel_url(self, channel: str, fresh: str | None = None) -> str:
+        """Base URL of a channel feed, as LXD hosts use it; `fresh` bypasses LXD's cache."""
+        url = f"{self.base_url}/channels/{channel}"
+        return f"{url}/fresh/{fresh}" if fresh else url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.is_client_error:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise CatalogRejected(response.status_code, str(detail))
+        response.raise_for_status()
+        return response
+
+    def upload(
+        self, path: Path, file: BuiltFile, progress: Callable[[int], None] = lambda _: None
+    ) -> bool:
+        """Stream one file; skipped when the server already has the content. True if sent."""
+        url = f"/api/v1/files/{file.sha256}"
+        if self._http.head(url).status_code == 200:
+            return False
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            with path.open("rb") as f:
+                while block := f.read(CHUNK):
+                    sent += len(block)
+                    progress(sent)
+                    yield block
+
+        self._check(
+            self._http.put(
+                url,
+                params={"size": file.size},
+                content=body(),
+                headers={"Content-Length": str(file.size)},
+            )
+        )
+        return True
+
+    def publish(self, req: VersionCreate) -> VersionView:
+        r = self._http.post("/api/v1/versions", json=req.model_dump(mode="json"))
+        return VersionView.model_validate_json(self._check(r).content)
+
+    def version(self, image: str, serial: str) -> VersionView:
+        r = self._http.get(f"/api/v1/images/{image}/versions/{serial}")
+        return VersionView.model_validate_json(self._check(r).content)
+
+    def transition(self, image: str, serial: str, req: TransitionRequest) -> VersionView:
+        r = self._http.post(
+            f"/api/v1/images/{image}/versions/{serial}/transitions",
+            json=req.model_dump(mode="json"),
+        )
+        return VersionView.model_validate_json(self._check(r).content)
+
+    def record(self, image: str, serial: str, report: AssessmentReport) -> None:
+        r = self._http.put(
+            f"/api/v1/images/{image}/versions/{serial}/assessments",
+            json=report.model_dump(mode="json"),
+        )
+        self._check(r)
+
+    def missing_checks(self, image: str, serial: str) -> dict[str, list[str]]:
+        r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/missing-checks")
+        return self._check(r).json()
+
+    def versions(
+        self, state: VersionState | None = None, image: str | None = None
+    ) -> list[VersionView]:
+        params = {k: v for k, v in (("state", state), ("image", image)) if v is not None}
+        r = self._http.get("/api/v1/versions", params=params)
+        return [VersionView.model_validate(v) for v in self._check(r).json()]
+
+    def events(self, image: str, serial: str) -> list[EventView]:
+        r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/events")
+        return [EventView.model_validate(e) for e in self._check(r).json()]
+
+    def abandon_running(self, image: str, serial: str, older_than_s: int) -> int:
+        """Fail running results not updated for `older_than_s`; returns how many."""
+        r = self._http.post(
+            f"/api/v1/images/{image}/versions/{serial}/assessments/abandon-running",
+            json=AbandonRequest(older_than_s=older_than_s).model_dump(),
+        )
+        return int(self._check(r).json())
+
+    def gc(self, grace_s: int) -> GcResult:
+        """Delete files of versions inactive longer than `grace_s` (needs an operator token)."""
+        r = self._http.post("/api/v1/gc", json=GcRequest(grace_s=grace_s).model_dump())
+        return GcResult.model_validate_json(self._check(r).content)

@@ -1,0 +1,162 @@
+"""The catalog's vocabulary: versions, their files, states, assessments and events, as
+the image server's API and its clients (activities, CLI) exchange them."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from core.arch import LxdArch
+from core.spec import CheckKey, Serial, SpecField
+
+
+class VersionState(StrEnum):
+    created = "created"
+    testing = "testing"
+    active = "active"
+    inactive = "inactive"
+
+
+class Channel(StrEnum):
+    """A release channel: a feed that lists the versions in the state of the same name."""
+
+    testing = "testing"
+    active = "active"
+
+
+class Flavour(StrEnum):
+    """Which client a private feed serves: the metadata item's ftype differs, nothing else."""
+
+    lxd = "lxd"
+    incus = "incus"
+
+
+class AssessmentState(StrEnum):
+    running = "running"
+    passed = "passed"
+    failed = "failed"
+
+
+class FileType(StrEnum):
+    """simplestreams item ftypes Icefloe publishes."""
+
+    metadata = "lxd.tar.xz"
+    squashfs = "squashfs"
+
+
+# The file name each type has in a build's output and in the API's listings.
+FILE_NAMES: dict[FileType, str] = {
+    FileType.metadata: "lxd.tar.xz",
+    FileType.squashfs: "rootfs.squashfs",
+}
+
+
+class BuiltFile(BaseModel):
+    """One file a build produced, as declared to the image server."""
+
+    ftype: FileType
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class ArchFiles(BaseModel):
+    """The files of one arch of a version: a metadata tarball and a rootfs."""
+
+    arch: LxdArch
+    files: list[BuiltFile]
+
+
+class VersionCreate(BaseModel):
+    """Publish request: the files must already be uploaded; the server checks them."""
+
+    spec: SpecField
+    serial: Serial
+    arches: list[ArchFiles] = Field(min_length=1)
+    workflow_id: str | None = None
+
+
+class TransitionRequest(BaseModel):
+    to: VersionState
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why")
+    workflow_id: str | None = None
+    # Operators only: promote without every required check passed; recorded as forced.
+    force: bool = False
+
+    @model_validator(mode="after")
+    def _force_only_promotes(self) -> "TransitionRequest":
+        if self.force and self.to != VersionState.active:
+            raise ValueError("force only applies to a promotion (to: active)")
+        return self
+
+
+class AssessmentReport(BaseModel):
+    """One check result for one (version, arch, check, instance type, host)."""
+
+    arch: LxdArch
+    check: CheckKey
+    instance_type: Literal["container", "virtual-machine"] = "container"
+    host: str = Field(min_length=1, max_length=253)
+    state: AssessmentState
+    evidence: str = Field(default="", max_length=4000)
+    duration_s: float = Field(default=0.0, ge=0)
+
+
+class AssessmentView(AssessmentReport):
+    updated_at: datetime
+
+
+class ArchView(BaseModel):
+    arch: LxdArch
+    fingerprint: str
+    files: list[BuiltFile]
+
+
+class VersionView(BaseModel):
+    """A version as the API shows it: never a secret, always the computed fingerprints."""
+
+    image: str
+    serial: str
+    state: VersionState
+    arches: list[ArchView]
+    assessments: list[AssessmentView]
+    created_at: datetime
+    state_changed_at: datetime
+    # The workflow of the newest event that named one: the pipeline driving this version.
+    workflow_id: str | None = None
+    # Set once garbage collection deleted the version's files.
+    files_deleted_at: datetime | None = None
+
+
+class EventView(BaseModel):
+    """One stored state transition."""
+
+    id: int
+    actor: str
+    from_state: VersionState | None
+    to_state: VersionState
+    reason: str
+    workflow_id: str | None
+    forced: bool
+    at: datetime
+
+
+# Durations the server adds to or takes from "now": bounded so the date stays representable.
+Seconds = Annotated[int, Field(ge=0, le=100 * 365 * 86400)]
+
+
+class AbandonRequest(BaseModel):
+    older_than_s: Seconds = Field(description="running results not updated for this long")
+
+
+class GcRequest(BaseModel):
+    grace_s: Seconds = Field(description="how long a version stays inactive before its files go")
+
+
+class GcResult(BaseModel):
+    """What garbage collection deleted: versions whose files went, and the files themselves."""
+
+    versions: list[str]  # "image serial"
+    files: list[str]  # sha256
+    bytes: int

@@ -1,0 +1,206 @@
+"""The check suite and the janitor against real LXD and the real image server (no Temporal):
+a busybox image is built, published to testing, launched by fingerprint and checked."""
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pylxd
+import pytest
+
+from activities.builders.base import BuildJob, HostDirs
+from activities.builders.busybox import build_busybox
+from activities.lxd_test.checks import suite
+from activities.lxd_test.instances import (
+    LaunchSpec,
+    ensure_project,
+    forget_image,
+    launch,
+    launch_spec,
+)
+from activities.lxd_test.janitor import labelled, sweep
+from activities.lxd_test.suite import run_suite
+from clients.catalog import CatalogClient
+from clients.lxd import ArchNotSupported, checked_arch, connect_lxd
+from core.catalog import Channel
+from core.config import Settings
+from core.pipeline import CheckOutcome
+from core.spec import ImageSpec, Privilege
+from tests.support import DEBS, busybox_spec, publish_built
+
+pytestmark = pytest.mark.lxd
+
+_serials = itertools.count(1)
+# Labels of this run's instances: concurrent runs on one LXD must not judge each other's.
+SCOPE = f"tests@{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def lxd(settings: Settings) -> pylxd.Client:
+    ensure_project(connect_lxd(settings), settings.lxd_project)
+    return connect_lxd(settings)
+
+
+def publish_busybox(
+    catalog: CatalogClient, settings: Settings, tmp: Path, image: ImageSpec
+) -> tuple[str, str]:
+    """Build x86_64, upload, publish to testing; returns (serial, fingerprint)."""
+    serial = f"20261125-lxd{next(_serials)}"
+    built = build_busybox(
+        BuildJob(image, "x86_64", serial, tmp / "out"),
+        HostDirs(debs=settings.deb_dir or DEBS, cache=tmp),
+    )
+    return serial, publish_built(catalog, image, serial, "x86_64", built)
+
+
+def spec_for(
+    catalog: CatalogClient, settings: Settings, image: ImageSpec, serial: str, fp: str,
+    kind: Privilege = Privilege.unprivileged, workflow: str = "test-workflow",
+) -> LaunchSpec:  # fmt: skip
+    assert settings.server_ca_path is not None
+    return launch_spec(
+        image.name,
+        serial,
+        "x86_64",
+        kind,
+        server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
+        fingerprint=fp,
+        certificate=settings.server_ca_path.read_text(),
+        workflow=workflow,
+        temporal=SCOPE,
+    )
+
+
+@pytest.fixture
+def cleanup(lxd: pylxd.Client) -> Iterator[list[str]]:
+    """Fingerprints whose cached image the test must leave deleted."""
+    fingerprints: list[str] = []
+    yield fingerprints
+    for fp in fingerprints:
+        forget_image(lxd, fp)
+
+
+def run(lxd, spec: LaunchSpec, image: ImageSpec) -> dict[str, CheckOutcome]:
+    seen: list[CheckOutcome] = []
+    run_suite(lxd, spec, suite(image.checks), seen.append, lambda _: None)
+    assert [o.state for o in seen[::2]] == ["running"] * len(image.checks), "running first"
+    return {o.check: o for o in seen[1::2]}
+
+
+def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    image = busybox_spec(
+        "checks",
+        privileged=True,
+        checks=[
+            "stop",  # declared first, runs last
+            *("boots", "init", "ipv4", "ipv6", "dns", "gateway"),
+            {"name": "uname", "command": "uname -m", "stdout_pattern": "^x86_64$"},
+            {"name": "exit-3", "command": "exit 3", "expect_exit": 3},
+        ],
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+
+    for kind in image.privileges:
+        spec = spec_for(catalog, settings, image, serial, fp, kind)
+        results = run(lxd, spec, image)
+        suffix = "" if kind == Privilege.unprivileged else "@privileged"
+        assert list(results)[-1] == f"stop{suffix}"
+        failed = {k: o.evidence for k, o in results.items() if o.state != "passed"}
+        assert not failed, failed
+        assert set(results) == {
+            k for k in image.required_checks if k.endswith(suffix) and (suffix or "@" not in k)
+        }
+        assert "pid 1 is init" in results[f"init{suffix}"].evidence
+        assert "eth0: 198.51.100." in results[f"ipv4{suffix}"].evidence
+        assert "not applicable" in results[f"ipv6{suffix}"].evidence
+        assert "nameserver 198.51.100.1" in results[f"dns{suffix}"].evidence
+        assert "1 packets received" in results[f"gateway{suffix}"].evidence
+        assert "Stopped" in results[f"stop{suffix}"].evidence
+        assert all(o.duration_s > 0 for o in results.values())
+        assert spec.name not in [i.name for i in lxd.instances.all()]
+    assert forget_image(lxd, fp)
+    assert fp not in [i.fingerprint for i in lxd.images.all()]
+
+
+def test_failing_user_checks_say_why(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    image = busybox_spec(
+        "failing",
+        checks=[
+            {"name": "wrong-exit", "command": "echo out; echo err >&2; exit 2"},
+            {"name": "no-match", "command": "echo hello", "stdout_pattern": "^bye"},
+            {"name": "too-slow", "command": "sleep 30", "timeout_s": 1},
+        ],
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+    results = run(lxd, spec_for(catalog, settings, image, serial, fp), image)
+    assert {k: o.state for k, o in results.items()} == dict.fromkeys(results, "failed")
+    assert results["wrong-exit"].evidence.startswith("exit 2, expected 0\nout")
+    assert "err" in results["wrong-exit"].evidence
+    assert "stdout does not match /^bye/" in results["no-match"].evidence
+    assert results["too-slow"].evidence.startswith("timed out after 1s")
+    assert results["too-slow"].duration_s < 10
+
+
+def test_image_without_network_fails_the_network_checks_with_evidence(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    image = busybox_spec(
+        "nonet",
+        network="none",
+        checks=["boots", {"kind": "ipv4", "timeout_s": 3}, {"kind": "dns", "timeout_s": 1}],
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+    results = run(lxd, spec_for(catalog, settings, image, serial, fp), image)
+    assert results["boots"].state == "passed"
+    assert results["ipv4"].state == "failed"
+    evidence = results["ipv4"].evidence
+    assert "no global inet address on eth0 within 3s" in evidence
+    assert "ip addr show eth0:\n" in evidence and "ip -4 route:\n(empty)" in evidence
+    assert 3 <= results["ipv4"].duration_s < 15, "polled until the deadline, not longer"
+    assert results["dns"].state == "failed"
+    assert "no nameserver in /etc/resolv.conf" in results["dns"].evidence
+
+
+def test_janitor_deletes_only_instances_of_finished_or_too_old_workflows(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path
+) -> None:
+    image = ImageSpec(os="busybox", release="janitor", arches=["x86_64"], checks=["boots"])
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    spec = spec_for(catalog, settings, image, serial, fp, workflow="wf-crashed")
+    launch(lxd, spec, 120, lambda _: None)  # as if the worker died right after
+
+    found = [i for i in labelled(lxd, SCOPE) if i.name == spec.name]
+    assert [(i.workflow, i.base_image) for i in found] == [("wf-crashed", fp)]
+    assert 0 <= found[0].age_s < 120
+    assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=3600) == []
+    assert sweep(lxd, found, running={"wf-crashed"}, max_age_s=0) == [spec.name]
+
+    launch(lxd, spec, 120, lambda _: None)
+    assert [i.name for i in labelled(lxd, SCOPE)] == [spec.name]
+    assert labelled(lxd, "default@elsewhere:7233") == [], "another Temporal's janitor leaves it"
+    assert sweep(lxd, labelled(lxd, SCOPE), running=set(), max_age_s=3600) == [spec.name]
+    assert spec.name not in [i.name for i in lxd.instances.all()]
+    assert fp not in [i.fingerprint for i in lxd.images.all()], "its cached image goes too"
+
+
+def test_worker_serves_only_arches_its_lxd_runs(lxd) -> None:
+    assert checked_arch("amd64", lxd) == "x86_64"
+    assert checked_arch("i686", lxd) == "i686"
+    with pytest.raises(ArchNotSupported, match="not aarch64: start the worker for that arch"):
+        checked_arch("aarch64", lxd)
+
+
+def test_project_is_created_once(lxd, settings: Settings) -> None:
+    assert lxd.projects.exists(settings.lxd_project)
+    assert ensure_project(lxd, settings.lxd_project) is False
+    project = lxd.projects.get(settings.lxd_project)
+    assert project.config["features.profiles"] == "false"
+    assert project.config["features.images"] == "true"

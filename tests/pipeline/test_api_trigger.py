@@ -1,0 +1,45 @@
+"""POST /api/v1/pipelines over real HTTPS: CI starts (or attaches to) a real pipeline."""
+
+import ssl
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from clients.catalog import CatalogClient
+from core.pipeline import PipelineResult
+from workflows.trigger import new_serial
+
+
+@pytest.fixture
+def api(image_server, temporal: Client, catalog: CatalogClient, monkeypatch) -> httpx.Client:
+    """The server reaches this test's Temporal through the usual ICEFLOE_TEMPORAL_* settings."""
+    monkeypatch.setenv("ICEFLOE_TEMPORAL_ADDRESS", temporal.service_client.config.target_host)
+    image_server.app.state.temporal = None
+    yield catalog._http
+    image_server.app.state.temporal = None
+
+
+async def test_ci_trigger_starts_then_attaches(api: httpx.Client, temporal: Client, workers):
+    body = {"image": "busybox", "serial": new_serial() + "-api", "arches": ["x86_64"]}
+    first = api.post("/api/v1/pipelines", json=body)
+    assert first.status_code == 202, first.text
+    started = first.json()
+    assert started["workflow_id"] == f"icefloe:busybox:1.35:default:{body['serial']}"
+    assert started["ui_link"].endswith(started["workflow_id"].replace(":", "%3A"))
+
+    again = api.post("/api/v1/pipelines", json=body).json()
+    assert again["run_id"] == started["run_id"]
+    handle = temporal.get_workflow_handle(started["workflow_id"], result_type=PipelineResult)
+    assert (await handle.result()).state == "active"
+
+
+def test_ci_trigger_needs_a_token_and_a_known_definition(api: httpx.Client, image_server):
+    anonymous = httpx.post(
+        f"{image_server.url}/api/v1/pipelines",
+        json={"image": "busybox"},
+        verify=ssl.create_default_context(cafile=image_server.server_settings.cert_path),
+    )
+    assert anonymous.status_code == 401
+    missing = api.post("/api/v1/pipelines", json={"image": "no-such-image"})
+    assert missing.status_code == 404 and "no image definition" in missing.json()["detail"]

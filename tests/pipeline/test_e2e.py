@@ -1,0 +1,41 @@
+"""The real pipeline, end to end: build, publish to testing, test in LXD on every local
+arch (by fingerprint, certificate pinned), promote to active."""
+
+import pytest
+
+from clients.catalog import CatalogClient
+from clients.lxd import connect_lxd
+from core.config import REPO_DIR
+from core.images import load_image
+from core.pipeline import PipelineInput
+from workflows.trigger import new_serial, start_pipeline
+
+pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
+
+
+async def test_sample_image_reaches_active_on_every_local_arch(
+    temporal, workers, catalog: CatalogClient, settings
+) -> None:
+    assert {"x86_64", "i686"} <= set(workers), f"this host runs only {workers}"
+    image = load_image(REPO_DIR / "images" / "busybox.yaml")
+    image = image.model_copy(update={"arches": ["x86_64", "i686"]})
+    serial = new_serial()
+
+    handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=serial))
+    result = await handle.result()
+
+    assert result.state == "active", result.message
+    version = catalog.version(image.name, serial)
+    assert version.state == "active"
+    recorded = {(a.arch, a.check, a.state) for a in version.assessments}
+    assert recorded == {
+        (arch, check, "passed") for arch in ("x86_64", "i686") for check in image.required_checks
+    }
+    assert all(a.host for a in version.assessments)
+    assert catalog.missing_checks(image.name, serial) == {"x86_64": [], "i686": []}
+    leftovers = [
+        i.name
+        for i in connect_lxd(settings).instances.all()
+        if i.config.get("user.icefloe.serial") == serial
+    ]
+    assert leftovers == []

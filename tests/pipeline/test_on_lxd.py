@@ -1,0 +1,247 @@
+"""The pipeline on real Temporal, LXD and image server with real images: a Debian image built
+with debootstrap reaches active; an image without networking never does; a test worker
+killed in the middle of a check is replaced and the pipeline completes, leaving nothing."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pylxd
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.lxd_test.instances import LABEL
+from clients.catalog import CatalogClient, CatalogRejected
+from clients.lxd import ArchNotSupported, connect_lxd
+from core import search_attributes as sa
+from core.catalog import VersionView
+from core.config import REPO_DIR, Settings
+from core.images import load_image
+from core.pipeline import PipelineInput
+from core.spec import ImageSpec
+from tests.support import RunningServer, busybox_spec
+from workers.arch import arch_worker
+from workers.control import control_worker
+from workflows.trigger import new_serial, start_pipeline
+
+pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
+
+
+def instances_of(lxd: pylxd.Client, serial: str) -> list[str]:
+    return [i.name for i in lxd.instances.all() if i.config.get(f"{LABEL}serial") == serial]
+
+
+def leftovers(lxd: pylxd.Client, version: VersionView) -> list[str]:
+    """Instances of this version and cached copies of its images still in the test project."""
+    fingerprints = {a.fingerprint for a in version.arches}
+    images = [i.fingerprint for i in lxd.images.all() if i.fingerprint in fingerprints]
+    return instances_of(lxd, version.serial) + images
+
+
+def assessed(version: VersionView) -> dict[str, tuple[str, str]]:
+    return {a.check: (a.state, a.evidence) for a in version.assessments}
+
+
+def check_state(catalog: CatalogClient, image: ImageSpec, serial: str, check: str) -> str:
+    """The catalog's state of one check, "" before the version or the result exists."""
+    try:
+        version = catalog.version(image.name, serial)
+    except CatalogRejected:
+        return ""
+    return assessed(version).get(check, ("",))[0]
+
+
+async def poll(what: str, probe: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(probe):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_debian_image_built_with_debootstrap_reaches_active(
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
+) -> None:
+    image = load_image(REPO_DIR / "images" / "debian-bookworm.yaml")
+    image = image.model_copy(update={"arches": ["x86_64"]})
+    serial = new_serial()
+
+    handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=serial))
+    result = await handle.result()
+
+    assert result.state == "active", result.message
+    version = catalog.version(image.name, serial)
+    checks = assessed(version)
+    assert {c: s for c, (s, _) in checks.items()} == dict.fromkeys(image.required_checks, "passed")
+    assert checks["init"][1].startswith("systemd: running after")
+    assert checks["ipv4"][1].startswith("eth0: 198.51.100.")
+    assert checks["dns"][1] == "nameserver 198.51.100.1"
+    assert "not applicable" in checks["ipv6"][1]
+    assert all(a.duration_s > 0 for a in version.assessments if a.check != "ipv6")
+    assert leftovers(connect_lxd(settings), version) == []
+
+
+async def test_image_without_network_fails_the_network_check_and_never_goes_active(
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
+) -> None:
+    image = busybox_spec(
+        "no-network",
+        network="none",
+        checks=["boots", "init", {"kind": "ipv4", "timeout_s": 5}, "stop"],
+    )
+    serial = new_serial()
+    # Expire at once instead of waiting days for an operator's retry.
+    inp = PipelineInput(spec=image, serial=serial, expire_after_s=1)
+    result = await (await start_pipeline(temporal, inp)).result()
+
+    assert result.state != "active"
+    version = catalog.version(image.name, serial)
+    assert version.state != "active"
+    checks = assessed(version)
+    assert checks["boots"][0] == checks["init"][0] == checks["stop"][0] == "passed", checks
+    state, evidence = checks["ipv4"]
+    assert state == "failed"
+    assert "no global inet address on eth0 within 5s" in evidence
+    inside = evidence.split("ip addr show eth0:\n")[1]
+    assert "eth0" in inside and "inet " not in inside.split("ip -4 route:")[0]
+    assert catalog.missing_checks(image.name, serial) == {"x86_64": ["ipv4"]}
+    assert leftovers(connect_lxd(settings), version) == []
+
+
+async def test_cancelled_pipeline_deletes_its_test_instance(
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
+) -> None:
+    image = busybox_spec(
+        "cancelled",
+        checks=["boots", {"name": "slow", "command": "sleep 60", "timeout_s": 90}],
+    )
+    serial = new_serial()
+    lxd = connect_lxd(settings)
+    handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=serial))
+    await poll(
+        "the slow check to start",
+        lambda: check_state(catalog, image, serial, "slow") == "running",
+        120,
+    )
+    assert instances_of(lxd, serial)
+    started = time.monotonic()
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert time.monotonic() - started < 30, "cancellation reached the activity mid-check"
+    assert leftovers(lxd, catalog.version(image.name, serial)) == []
+
+
+async def test_arch_worker_refuses_an_arch_its_lxd_cannot_run(
+    temporal: Client, catalog: CatalogClient, settings: Settings
+) -> None:
+    with ThreadPoolExecutor(max_workers=1) as executor, pytest.raises(ArchNotSupported) as err:
+        arch_worker(temporal, "arm64", catalog, lambda: connect_lxd(settings), settings, executor)
+    assert "not aarch64: start the worker for that arch on a host of that arch" in str(err.value)
+
+
+CRASH_NAMESPACE = "icefloe-crash"
+
+
+async def own_namespace(temporal: Client) -> Client:
+    """A namespace of the test's own, so the in-process arch workers cannot take its tasks."""
+    await temporal.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=CRASH_NAMESPACE,
+            workflow_execution_retention_period=Duration(seconds=86400),
+        )
+    )
+    kinds = {
+        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+    }
+    await temporal.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=CRASH_NAMESPACE,
+            search_attributes={k.name: kinds[k.indexed_value_type.name] for k in sa.ALL},
+        )
+    )
+    return Client(
+        temporal.service_client, namespace=CRASH_NAMESPACE, data_converter=pydantic_data_converter
+    )
+
+
+def arch_worker_process(
+    temporal: Client, server: RunningServer, settings: Settings, log: Path
+) -> subprocess.Popen:
+    """`icefloe worker arch x86_64` as its own process, pointed at the test servers."""
+    env = {
+        **os.environ,
+        "ICEFLOE_TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
+        "ICEFLOE_TEMPORAL_NAMESPACE": CRASH_NAMESPACE,
+        "ICEFLOE_SERVER_URL": server.url,
+        "ICEFLOE_SERVER_CA": str(server.server_settings.cert_path),
+        "ICEFLOE_PUBLISHER_TOKEN": server.token,
+        "ICEFLOE_STATE_DIR": str(settings.state_dir),
+        "ICEFLOE_DEB_DIR": str(settings.deb_dir),
+    }
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "arch", "x86_64"],
+            cwd=REPO_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving_nothing(
+    temporal: Client,
+    image_server: RunningServer,
+    catalog: CatalogClient,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    client = await own_namespace(temporal)
+    image = busybox_spec(
+        "crash",
+        checks=["boots", {"name": "slow", "command": "sleep 15"}, "stop"],
+    )
+    serial = new_serial()
+    lxd = connect_lxd(settings)
+    log = tmp_path / "worker.log"
+    first = arch_worker_process(temporal, image_server, settings, log)
+    second = None
+    try:
+        with ThreadPoolExecutor(max_workers=4) as executor:
+            async with control_worker(client, catalog, executor):
+                handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
+
+                await poll(
+                    "the slow check to start",
+                    lambda: check_state(catalog, image, serial, "slow") == "running",
+                    120,
+                )
+                first.send_signal(signal.SIGKILL)
+                first.wait(10)
+                assert instances_of(lxd, serial), "the killed worker left its instance"
+
+                second = arch_worker_process(temporal, image_server, settings, log)
+                result = await asyncio.wait_for(handle.result(), 300)
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+    assert result.state == "active", f"{result.message}\n{log.read_text()[-3000:]}"
+    outcomes = {c.check: c for c in result.tests[0].checks}
+    assert outcomes["boots"].skipped, "passed before the crash: not run again"
+    assert not outcomes["slow"].skipped and outcomes["slow"].state == "passed"
+    version = catalog.version(image.name, serial)
+    assert leftovers(lxd, version) == []

@@ -1,0 +1,115 @@
+"""Schema migrations on SQLite and Postgres: the models and the Alembic history agree,
+catalogs made before migrations are adopted, and the server runs on Postgres."""
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from core.catalog import TransitionRequest
+from core.config import REPO_DIR
+from server_api.db import ALEMBIC_INI, engine_for, make_engine
+from tests.support import (
+    RunningServer,
+    client,
+    http,
+    move,
+    new_image,
+    next_serial,
+    pass_all,
+    publish_fake,
+    token,
+)
+
+
+def _drift(url: str) -> list:
+    """Differences between the migrated schema and the SQLModel tables."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+
+
+def test_sqlite_migrations_match_the_models(tmp_path):
+    assert _drift(f"sqlite:///{tmp_path / 'c.db'}") == []
+
+
+def test_downgrade_to_base_and_up_again(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    cfg = Config(str(ALEMBIC_INI))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+        assert set(inspect(conn).get_table_names()) == {"alembic_version"}
+        command.upgrade(cfg, "head")
+        assert "feedcredential" in inspect(conn).get_table_names()
+
+
+def test_a_catalog_from_before_migrations_is_adopted_and_keeps_its_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config(str(ALEMBIC_INI))
+    with engine_for(url).begin() as conn:  # the skeleton's create_all schema, no history
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("INSERT INTO image VALUES ('a:b:c', 'a', 'b', 'c', '', '[]', '{}')"))
+    with make_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT name FROM image")).scalar() == "a:b:c"
+        columns = {c["name"] for c in inspect(conn).get_columns("token")}
+        assert "expires_at" in columns
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the host's Postgres, installed and started when possible."""
+    script = REPO_DIR / "deploy" / "postgres-for-tests"
+    try:
+        out = subprocess.run(
+            [script, "icefloe_test"], capture_output=True, text=True, timeout=600, check=True
+        ).stdout.splitlines()
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"no Postgres server here: {exc.stderr.strip()}")
+    yield out[0]
+    if len(out) > 1:  # we started the cluster: stop it again
+        _, version, cluster = out[1].split()
+        subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=False, timeout=60)
+
+
+def test_postgres_migrations_match_the_models(postgres_url):
+    assert _drift(postgres_url) == []
+
+
+def test_the_server_runs_on_postgres(postgres_url, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("ICEFLOE_SERVER_DATABASE_URL", postgres_url)
+    with RunningServer(tmp_path) as server, http(server) as anonymous:
+        assert server.server_settings.db_url == postgres_url
+        publisher, operator = (
+            client(server, server.token),
+            client(server, token(server, "operator")),
+        )
+        image, old, new = new_image(arches=["x86_64"]), next_serial(), next_serial()
+        for serial in (old, new):
+            publish_fake(publisher, tmp_path, image, serial)
+            move(publisher, image, serial, "testing")
+        pass_all(publisher, image, new)
+        move(publisher, image, new, "active")
+        move(publisher, image, old, "inactive")
+        retest = TransitionRequest(to="testing", reason="re-test")
+        assert operator.transition(image.name, old, retest).state == "testing"
+
+        cred = operator._http.post("/api/v1/credentials", json={"name": "pg"}).json()
+        feed = anonymous.get(f"{cred['feed_path']}/streams/v1/images.json").json()
+        assert list(feed["products"][f"{image.os}:one:amd64:default"]["versions"]) == [new]
+        assert [v.serial for v in publisher.versions(state="testing", image=image.name)] == [old]
+        move(publisher, image, old, "inactive")
+        assert operator.gc(grace_s=0).versions == [f"{image.name} {old}"]
+        assert len(operator.events(image.name, old)) == 5
+        for c in (publisher, operator):
+            c.close()

@@ -1,0 +1,114 @@
+"""The feeds as the real `lxc` client sees them: `lxc remote add` of a private feed,
+`lxc image list` shows the active image with its alias, `lxc launch` by alias works,
+and a version only in testing shows on the testing feed and never on the active one.
+
+Every run uses new credentials, so every feed URL is new to LXD's one-hour cache.
+Everything it creates (instance, cached images, remotes in a throwaway LXC_CONF) goes.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from activities.builders.base import BuildJob, HostDirs
+from activities.builders.busybox import build_busybox
+from clients.catalog import CatalogClient
+from core.catalog import ArchFiles, VersionCreate
+from core.spec import ImageSpec
+from tests.support import DEBS, RunningServer, client, move, new_image, next_serial, pass_all, token
+
+pytestmark = pytest.mark.lxd
+
+
+class Lxc:
+    """The `lxc` CLI with its own config directory (remotes and pinned certificates)."""
+
+    def __init__(self, conf: Path) -> None:
+        self.env = os.environ | {"LXD_CONF": str(conf), "LXC_CONF": str(conf)}
+        self.conf = conf
+
+    def __call__(self, *args: str, timeout: float = 120) -> str:
+        r = subprocess.run(
+            ["lxc", *args], capture_output=True, text=True, env=self.env, timeout=timeout
+        )
+        assert r.returncode == 0, f"lxc {' '.join(args)}: {r.stderr.strip()}"
+        return r.stdout
+
+    def add_remote(self, name: str, url: str, cert: Path) -> None:
+        (self.conf / "servercerts").mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, self.conf / "servercerts" / f"{name}.crt")
+        self("remote", "add", name, url, "--protocol", "simplestreams")
+
+    def images(self, remote: str) -> dict[str, list[str]]:
+        """fingerprint -> aliases of every image the remote lists."""
+        listed = json.loads(self("image", "list", f"{remote}:", "--format", "json"))
+        return {i["fingerprint"]: [a["name"] for a in i["aliases"] or []] for i in listed}
+
+
+def _publish_built(catalog: CatalogClient, image: ImageSpec, serial: str, out: Path) -> str:
+    arches = []
+    for arch in image.arches:
+        built = build_busybox(
+            BuildJob(image, arch, serial, out / serial / arch), HostDirs(DEBS, out)
+        )
+        for file, path in built:
+            catalog.upload(path, file)
+        arches.append(ArchFiles(arch=arch, files=[f for f, _ in built]))
+    return (
+        catalog.publish(VersionCreate(spec=image, serial=serial, arches=arches))
+        .arches[0]
+        .fingerprint
+    )
+
+
+@pytest.fixture
+def lxc(tmp_path: Path) -> Iterator[Lxc]:
+    yield Lxc(tmp_path / "lxc-conf")
+
+
+def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testing(
+    image_server: RunningServer, catalog: CatalogClient, lxc: Lxc, tmp_path: Path
+):
+    alias = f"icefloe-lxc-{uuid.uuid4().hex[:8]}"
+    image = new_image(arches=["x86_64"], aliases=[alias])
+    active, testing = next_serial(), next_serial()
+    active_fp = _publish_built(catalog, image, active, tmp_path)
+    testing_fp = _publish_built(catalog, image, testing, tmp_path)
+    move(catalog, image, active, "testing")
+    pass_all(catalog, image, active)
+    move(catalog, image, active, "active")
+    move(catalog, image, testing, "testing")
+
+    operator = client(image_server, token(image_server, "operator"))
+    cert = image_server.server_settings.cert_path
+    for remote, channel, flavour in [
+        ("act", "active", "lxd"),
+        ("tst", "testing", "lxd"),
+        ("inc", "active", "incus"),
+    ]:
+        body = {"name": remote, "channel": channel, "flavour": flavour}
+        path = operator._http.post("/api/v1/credentials", json=body).json()["feed_path"]
+        lxc.add_remote(remote, image_server.url + path, cert)
+    operator.close()
+
+    on_active, on_testing = lxc.images("act"), lxc.images("tst")
+    assert alias in on_active[active_fp] and testing_fp not in on_active
+    assert alias in on_testing[testing_fp] and active_fp not in on_testing
+    assert active_fp not in lxc.images("inc"), "an Incus feed has no lxd.tar.xz for LXD"
+
+    name = f"icefloe-lxc-{uuid.uuid4().hex[:8]}"
+    try:
+        lxc("launch", f"act:{alias}", name, timeout=300)
+        info = json.loads(lxc("list", name, "--format", "json"))[0]
+        assert info["status"] == "Running"
+        assert info["config"]["volatile.base_image"] == active_fp
+    finally:
+        subprocess.run(["lxc", "delete", "--force", name], env=lxc.env, capture_output=True)
+        # The launch cached exactly this image (it is new: its serial is new).
+        subprocess.run(["lxc", "image", "delete", active_fp], env=lxc.env, capture_output=True)

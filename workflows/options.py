@@ -1,0 +1,32 @@
+"""Activity options the workflows share: one retry policy, typed configs per kind of work."""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from core.arch import CONTROL_TASK_QUEUE
+
+RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
+
+# Catalog and Temporal calls on the control worker: short, and any host will do.
+CONTROL = workflow.ActivityConfig(
+    task_queue=CONTROL_TASK_QUEUE,
+    start_to_close_timeout=timedelta(minutes=10),
+    retry_policy=RETRY,
+)
+
+# Arch work: cleaned up before the workflow goes on when it is cancelled.
+BUILD = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(hours=2),
+    heartbeat_timeout=timedelta(minutes=2),
+    retry_policy=RETRY,
+    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+)
+TEST = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=30),
+    heartbeat_timeout=timedelta(minutes=1),
+    retry_policy=RETRY,
+    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+)

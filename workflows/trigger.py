@@ -1,0 +1,111 @@
+"""Starting a pipeline (or attaching to the one already running) and following it."""
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from core import search_attributes as sa
+from core.arch import CONTROL_TASK_QUEUE
+from core.pipeline import (
+    OperatorRequest,
+    Phase,
+    PipelineInput,
+    PipelineProgress,
+    PipelineResult,
+    pipeline_workflow_id,
+)
+from workflows.pipeline import ImagePipeline
+
+
+def new_serial(now: datetime | None = None) -> str:
+    """A serial LXD orders correctly: YYYYMMDD-HHMMSS (UTC)."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+
+
+async def start_pipeline(
+    client: Client, inp: PipelineInput
+) -> WorkflowHandle[ImagePipeline, PipelineResult]:
+    """Start the version's workflow, or attach to it if it is running.
+
+    A closed run of the same version (failed, cancelled, expired, active) does not block
+    a new one: the new run asks the catalog and redoes only what is missing.
+    """
+    spec, serial = inp.spec, inp.serial
+    return await client.start_workflow(
+        ImagePipeline.run,
+        inp,
+        id=pipeline_workflow_id(spec.name, serial),
+        task_queue=CONTROL_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=sa.initial(spec, serial),
+        static_summary=f"{spec.name} {serial} on {', '.join(spec.arches)}",
+    )
+
+
+class Triggered(BaseModel):
+    workflow_id: str
+    run_id: str
+    phase: str
+    retried: list[str] = []  # arches a trigger of a pipeline waiting for a retry re-tests
+
+
+async def trigger(
+    client: Client, inp: PipelineInput, actor: str
+) -> tuple[WorkflowHandle[ImagePipeline, PipelineResult], Triggered]:
+    """What CI calls: start or attach; a pipeline waiting for a retry gets one (a CI re-run)."""
+    handle = await start_pipeline(client, inp)
+    desc = await handle.describe()
+    phase = desc.typed_search_attributes.get(sa.PHASE) or Phase.queued
+    retried: list[str] = []
+    if phase == Phase.waiting_for_retry:
+        retried = await handle.execute_update(
+            ImagePipeline.retry, OperatorRequest(actor=actor, reason="pipeline triggered again")
+        )
+        phase = Phase.retrying
+    return handle, Triggered(workflow_id=handle.id, run_id=desc.run_id, phase=phase,
+                             retried=retried)  # fmt: skip
+
+
+async def progress(handle: WorkflowHandle[ImagePipeline, PipelineResult]) -> PipelineProgress:
+    return await handle.query(ImagePipeline.progress)
+
+
+async def follow(
+    handle: WorkflowHandle[ImagePipeline, PipelineResult],
+    show: Callable[[str], None],
+    every_s: float = 1.0,
+    until_retry: bool = False,
+) -> PipelineResult | PipelineProgress:
+    """Wait for the result, showing the phase and each arch's checks as they change.
+
+    `until_retry`: return the progress once the pipeline waits for a retry (a CI job
+    should fail then, not wait days; re-running it retries).
+    """
+    result = asyncio.ensure_future(handle.result())
+    phase, shown = None, set()
+    while not result.done():
+        try:
+            now = await progress(handle)
+        except Exception:  # a query can fail while a worker restarts; the next one will do
+            now = None
+        if now and now.phase != phase:
+            phase = now.phase
+            show(f"phase: {phase}")
+        for test in now.tests.values() if now else []:
+            for c in test.checks:
+                line = f"{test.arch} on {test.host or '?'}: {c.check} {c.state}" + (
+                    " (passed earlier)" if c.skipped else ""
+                )
+                if line not in shown:
+                    shown.add(line)
+                    show(line)
+        if until_retry and now and now.phase == Phase.waiting_for_retry:
+            result.cancel()
+            return now
+        await asyncio.wait([result], timeout=every_s)
+    return result.result()
