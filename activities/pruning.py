@@ -34,8 +34,15 @@ class PruneActivities:
                 stuck = any(a.state == AssessmentState.running for a in v.assessments)
                 if past or stuck:
                     wf_id = v.workflow_id or pipeline_workflow_id(v.image, v.serial)
-                    out.append(PruneCandidate(image=v.image, serial=v.serial, workflow_id=wf_id,
-                                              past_deadline=past, has_running=stuck))  # fmt: skip
+                    out.append(
+                        PruneCandidate(
+                            image=v.image,
+                            serial=v.serial,
+                            workflow_id=wf_id,
+                            past_deadline=past,
+                            has_running=stuck,
+                        )
+                    )
         return out
 
     @activity.defn

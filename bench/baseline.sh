@@ -8,6 +8,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="$REPO/.venv/bin/python"
 STATE="${ICEFLOE_STATE_DIR:-$REPO/.state}"
 DEBS="$STATE/debs"
 ARCHES=(${BASELINE_ARCHES:-x86_64 i686})
@@ -109,26 +110,8 @@ X
 [ -s /run/udhcpc.eth0.pid ] && kill "$(cat /run/udhcpc.eth0.pid)" 2>/dev/null
 sync
 X
-    cat >"$r/etc/udhcpc.script" <<'X'
-#!/bin/sh
-case "$1" in
-deconfig)
-    ip -4 addr flush dev "$interface"
-    ip link set "$interface" up
-    ;;
-bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip -4 addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
-    if [ -n "$router" ]; then
-        ip -4 route del default 2>/dev/null
-        for r in $router; do ip -4 route add default via "$r" dev "$interface" && break; done
-    fi
-    { [ -n "$domain" ] && echo "search $domain"; for d in $dns; do echo "nameserver $d"; done
-    } >/etc/resolv.conf.new && mv /etc/resolv.conf.new /etc/resolv.conf
-    ;;
-esac
-exit 0
-X
+    PYTHONPATH="$REPO" "$PY" -c 'from activities.builders.busybox import UDHCPC_SCRIPT as s; print(s, end="")' \
+        >"$r/etc/udhcpc.script"
     chmod 755 "$r/etc/init.d/rcS" "$r/etc/init.d/rcK" "$r/etc/udhcpc.script"
     echo busybox >"$r/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 busybox\n' >"$r/etc/hosts"

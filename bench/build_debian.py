@@ -22,6 +22,7 @@ from activities.lxd_test.instances import ensure_project, forget_image, launch_s
 from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
+from core.arch import to_lxd
 from core.catalog import Channel
 from core.config import REPO_DIR, Settings
 from core.images import load_image
@@ -43,7 +44,7 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, RunningServer(Path(tmp) / "server") as server:
         settings = server.client_settings()
         built = build_debootstrap(
-            BuildJob(image, arch, serial, Path(tmp) / "out", progress),
+            BuildJob(image, to_lxd(arch), serial, Path(tmp) / "out", progress),
             HostDirs(DEBS, state / "cache"),
         )
         catalog = CatalogClient(settings)

@@ -255,7 +255,9 @@ def wrk(url: str, seconds: int, connections: int) -> float:
         check=True,
         timeout=seconds + 30,
     ).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert found, f"wrk printed no rate:\n{out}"
+    return float(found[1])
 
 
 def bench_render(work: Path, versions: int, rounds: int) -> Path:
@@ -333,7 +335,9 @@ def bench_rps(work: Path, seconds: int, connections: int, big: Path) -> None:
 
 def vm(pid: int, field: str) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M)[1]) * 1024
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    assert found, f"no {field} in /proc/{pid}/status"
+    return int(found[1]) * 1024
 
 
 def bench_upload(work: Path, gib: float) -> None:

@@ -118,14 +118,16 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 async def _run_worker(args: argparse.Namespace) -> int:
-    from clients.catalog import CatalogClient
-    from workers.arch import arch_worker
+    from temporalio.worker import Worker
+
+    from workers.arch import ArchWorker, arch_worker
     from workers.control import control_worker
 
     settings = Settings()
     client = await connect(settings)
     catalog = CatalogClient(settings)
     with ThreadPoolExecutor(max_workers=16) as executor:
+        worker: Worker | ArchWorker
         if args.role == "control":
             worker = control_worker(client, catalog, executor)
         else:

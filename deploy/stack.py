@@ -29,6 +29,7 @@ from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.pipeline import PipelineInput, PruneInput
 from core.search_attributes import dev_server_flags
+from core.spec import ImageSpec
 from server_api.config import ServerSettings
 from server_api.tls import ensure_self_signed
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
@@ -162,15 +163,26 @@ def run_stack(settings: Settings, once: bool = False) -> int:
         temporal, t_log = procs.start(
             "temporal",
             [
-                temporal_binary(), "server", "start-dev",
-                "--db-filename", str(settings.state_dir / "temporal.db"),
-                "--ip", t_host, "--port", t_port, "--ui-port", "8233",
-                "--log-level", "error", *dev_server_flags(),
+                temporal_binary(),
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(settings.state_dir / "temporal.db"),
+                "--ip",
+                t_host,
+                "--port",
+                t_port,
+                "--ui-port",
+                "8233",
+                "--log-level",
+                "error",
+                *dev_server_flags(),
             ],
-        )  # fmt: skip
+        )
         api, a_log = procs.start("server", [*me, "server"])
-        wait_for(lambda: _server_ready(settings.server_url, server.cert_path), "image server",
-                 api, a_log)  # fmt: skip
+        wait_for(
+            lambda: _server_ready(settings.server_url, server.cert_path), "image server", api, a_log
+        )
         wait_for(lambda: _temporal_ready(settings), "Temporal", temporal, t_log)
         print(f"Temporal UI: {settings.temporal_ui_url}  image server: {settings.server_url}")
         asyncio.run(_deploy_temporal(settings))
@@ -202,7 +214,7 @@ async def _deploy_temporal(settings: Settings) -> None:
     print(f"pruning schedule {PRUNE_SCHEDULE_ID} {done} (every 6h)")
 
 
-async def _sample(settings: Settings, image) -> str:
+async def _sample(settings: Settings, image: ImageSpec) -> str:
     client = await connect(settings)
     serial = new_serial()
     handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))

@@ -89,11 +89,13 @@ def publish(
             )
         return existing, False
 
-    image = session.get(Image, spec.name) or Image(name=spec.name)
-    image.sqlmodel_update(
-        spec.model_dump(include={"os", "release", "variant", "release_title", "aliases"})
-        | {"requirements": spec.requirements}
-    )
+    described = spec.model_dump(include={"os", "release", "variant", "release_title", "aliases"})
+    described["requirements"] = spec.requirements
+    image = session.get(Image, spec.name)
+    if image is None:
+        image = Image(name=spec.name, **described)
+    else:
+        image.sqlmodel_update(described)
     session.add(image)
     version = Version(image=spec.name, serial=req.serial, required_checks=spec.required_checks)
     session.add(version)
@@ -109,7 +111,7 @@ def publish(
             )
         session.add(
             VersionArch(
-                version_id=version.id,
+                version_id=version.pk,
                 arch=arch,
                 fingerprint=fingerprint,
                 metadata_sha256=meta.sha256,
@@ -120,7 +122,7 @@ def publish(
         )
     session.add(
         Event(
-            version_id=version.id,
+            version_id=version.pk,
             actor=actor,
             from_state=None,
             to_state=VersionState.created,
@@ -201,7 +203,7 @@ def _move(
 ) -> None:
     session.add(
         Event(
-            version_id=version.id,
+            version_id=version.pk,
             actor=actor,
             from_state=version.state,
             to_state=to,
@@ -256,7 +258,7 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
     if known is None:
         raise CatalogError(422, f"version {version.serial} has no arch {report.arch}")
     row = row or Assessment(
-        version_id=version.id,
+        version_id=version.pk,
         **report.model_dump(include={"arch", "check", "instance_type", "host"}),
     )
     row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s"}))

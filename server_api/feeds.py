@@ -13,8 +13,9 @@ import json
 import threading
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.arch import to_debian
 from core.catalog import Channel, Flavour, VersionState
@@ -50,19 +51,19 @@ def render(session: Session, channel: Channel, flavour: Flavour | None, generati
     """The feed of one channel; `flavour` None lists the metadata for both clients."""
     ftypes = [METADATA_FTYPES[flavour]] if flavour else list(METADATA_FTYPES.values())
     # Plain rows, not ORM objects: a 10,000-version feed renders several times faster.
-    rows = session.exec(
-        select(
-            Version.image,
-            Version.serial,
-            VersionArch.arch,
-            VersionArch.fingerprint,
-            VersionArch.metadata_sha256,
-            VersionArch.metadata_size,
-            VersionArch.rootfs_sha256,
-            VersionArch.rootfs_size,
+    rows = session.execute(
+        sa.select(
+            col(Version.image),
+            col(Version.serial),
+            col(VersionArch.arch),
+            col(VersionArch.fingerprint),
+            col(VersionArch.metadata_sha256),
+            col(VersionArch.metadata_size),
+            col(VersionArch.rootfs_sha256),
+            col(VersionArch.rootfs_size),
         )
-        .join(VersionArch, VersionArch.version_id == Version.id)
-        .where(Version.state == VersionState(channel.value))
+        .join(VersionArch, col(VersionArch.version_id) == col(Version.id))
+        .where(col(Version.state) == VersionState(channel.value))
     ).all()
     images_by_name = {i.name: i for i in session.exec(select(Image))}
     products: dict[str, dict] = {}

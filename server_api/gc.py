@@ -24,7 +24,7 @@ def collect_garbage(session: Session, store: FileStore, grace_s: int) -> GcResul
     kept: set[str] = set()
     for varch, deleted_at in session.exec(
         select(VersionArch, Version.files_deleted_at).join(
-            Version, Version.id == VersionArch.version_id
+            Version, col(Version.id) == col(VersionArch.version_id)
         )
     ):
         if deleted_at is None and varch.version_id not in gone:

@@ -37,6 +37,13 @@ class Version(SQLModel, table=True):
     # Set by garbage collection: the version's own files are gone, it can never come back.
     files_deleted_at: datetime | None = None
 
+    @property
+    def pk(self) -> int:
+        """The id of a stored row (read, or flushed after it was added)."""
+        if self.id is None:
+            raise RuntimeError(f"version {self.serial} of {self.image} is not stored yet")
+        return self.id
+
 
 class VersionArch(SQLModel, table=True):
     """The files of one arch of a version and the fingerprint the server computed."""

@@ -9,6 +9,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -79,15 +80,15 @@ class RunningServer:
         self._server.should_exit = True
         self._thread.join(10)
 
-    def client_settings(self, **overrides: object) -> Settings:
-        return Settings(
-            state_dir=self.server_settings.state_dir,
-            server_url=self.url,
-            server_ca=self.server_settings.cert_path,
-            publisher_token=self.token,
-            deb_dir=DEBS,
-            **overrides,
-        )
+    def client_settings(self, **overrides: Any) -> Settings:
+        fields = {
+            "state_dir": self.server_settings.state_dir,
+            "server_url": self.url,
+            "server_ca": self.server_settings.cert_path,
+            "publisher_token": self.token,
+            "deb_dir": DEBS,
+        }
+        return Settings.model_validate(fields | overrides)
 
 
 def fake_files(tmp: Path, arch: str = "x86_64") -> list[tuple[BuiltFile, Path]]:
@@ -98,9 +99,13 @@ def fake_files(tmp: Path, arch: str = "x86_64") -> list[tuple[BuiltFile, Path]]:
         path = tmp / f"{arch}-{name}"
         path.write_bytes(data)
         out.append(
-            (BuiltFile(ftype=ftype, name=name, sha256=hashlib.sha256(data).hexdigest(),
-                       size=len(data)), path)
-        )  # fmt: skip
+            (
+                BuiltFile(
+                    ftype=ftype, name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+                ),
+                path,
+            )
+        )
     return out
 
 
@@ -117,9 +122,12 @@ def publish_fake(catalog: CatalogClient, tmp: Path, image: ImageSpec, serial: st
 
 
 def publish_built(
-    catalog: CatalogClient, image: ImageSpec, serial: str, arch: str,
+    catalog: CatalogClient,
+    image: ImageSpec,
+    serial: str,
+    arch: str,
     built: list[tuple[BuiltFile, Path]],
-) -> str:  # fmt: skip
+) -> str:
     """Upload one arch's built files, publish the version, move it to testing: its fingerprint."""
     for file, path in built:
         catalog.upload(path, file)

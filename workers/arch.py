@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from types import TracebackType
 
 import pylxd
 from temporalio.client import Client
@@ -80,12 +81,17 @@ class ArchWorker:
         self._janitor = asyncio.create_task(self._janitor_loop())
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._janitor:
             self._janitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._janitor
-        await self.worker.__aexit__(*exc)
+        await self.worker.__aexit__(exc_type, exc, tb)
 
 
 def arch_worker(

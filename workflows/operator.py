@@ -5,14 +5,13 @@ promotion is the operator's own transition; a cancellation is the pipeline's ret
 of the version), and Temporal's history records the update or signal.
 """
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from clients.catalog import CatalogClient
 from core.catalog import TransitionRequest, VersionState
-from core.pipeline import OperatorRequest, PipelineResult, pipeline_workflow_id
+from core.pipeline import OperatorRequest, pipeline_workflow_id
 from workflows.pipeline import ImagePipeline
-
-Pipeline = WorkflowHandle[ImagePipeline, PipelineResult]
+from workflows.trigger import Pipeline
 
 
 def pipeline(client: Client, image: str, serial: str) -> Pipeline:

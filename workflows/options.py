@@ -1,6 +1,7 @@
 """Activity options the workflows share: one retry policy, typed configs per kind of work."""
 
 from datetime import timedelta
+from typing import Unpack
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -30,3 +31,12 @@ TEST = workflow.ActivityConfig(
     retry_policy=RETRY,
     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
+
+
+def options(
+    config: workflow.ActivityConfig, **extra: Unpack[workflow.ActivityConfig]
+) -> workflow.ActivityConfig:
+    """`config` with some options added or replaced (a summary, the arch's task queue)."""
+    merged = config.copy()
+    merged.update(extra)
+    return merged

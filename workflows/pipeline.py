@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, TimeoutType, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from workflows.options import BUILD, CONTROL, TEST
+from workflows.options import BUILD, CONTROL, TEST, options
 
 with workflow.unsafe.imports_passed_through():
     from activities.builders.activity import BuildActivities
@@ -121,8 +121,10 @@ class ImagePipeline:
         waiting = ", ".join(sorted(self._no_worker))
         text = self._details + (
             f"\nno worker polls {waiting} after {self._inp.worker_wait_s}s: start "
-            f"`icefloe worker arch <arch>` on a host of that arch" if waiting else ""
-        )  # fmt: skip
+            f"`icefloe worker arch <arch>` on a host of that arch"
+            if waiting
+            else ""
+        )
         workflow.upsert_search_attributes([sa.PHASE.value_set(self._shown_phase())])
         workflow.set_current_details(text)
 
@@ -136,14 +138,16 @@ class ImagePipeline:
     async def _control(
         self, activity: Callable[[Any, ArgT], ResultT], arg: ArgT, summary: str
     ) -> ResultT:
-        return await workflow.execute_activity_method(activity, arg, **CONTROL, summary=summary)
+        return await workflow.execute_activity_method(
+            activity, arg, **options(CONTROL, summary=summary)
+        )
 
     async def _on_arch(
         self,
         arch: LxdArch,
         activity: Callable[[Any, ArgT], ResultT],
         arg: ArgT,
-        options: workflow.ActivityConfig,
+        config: workflow.ActivityConfig,
         summary: str,
     ) -> ResultT:
         """Run on the arch's queue; while no worker picks the task up, say so and keep waiting."""
@@ -152,10 +156,12 @@ class ImagePipeline:
                 result = await workflow.execute_activity_method(
                     activity,
                     arg,
-                    **options,
-                    task_queue=task_queue(arch),
-                    schedule_to_start_timeout=timedelta(seconds=self._inp.worker_wait_s),
-                    summary=summary,
+                    **options(
+                        config,
+                        task_queue=task_queue(arch),
+                        schedule_to_start_timeout=timedelta(seconds=self._inp.worker_wait_s),
+                        summary=summary,
+                    ),
                 )
             except ActivityError as err:
                 cause = err.cause
@@ -281,7 +287,7 @@ class ImagePipeline:
         self._set_channel(version.state)
         return version
 
-    async def _test(self, arches: list[LxdArch], fingerprints: dict[str, str]) -> None:
+    async def _test(self, arches: list[LxdArch], fingerprints: dict[LxdArch, str]) -> None:
         spec, serial = self._inp.spec, self._inp.serial
         self._enter(Phase.testing, f"testing {serial} on {', '.join(arches)}")
         results: list[ArchTestResult] = await asyncio.gather(

@@ -7,7 +7,7 @@ version whose every check passed is never touched.
 
 from temporalio import workflow
 
-from workflows.options import CONTROL
+from workflows.options import CONTROL, options
 
 with workflow.unsafe.imports_passed_through():
     from activities.catalog import CatalogActivities
@@ -27,7 +27,9 @@ class PruneTesting:
     @workflow.run
     async def run(self, inp: PruneInput) -> PruneResult:
         candidates: list[PruneCandidate] = await workflow.execute_activity_method(
-            PruneActivities.find_prune_candidates, inp, **CONTROL, summary="find stale versions"
+            PruneActivities.find_prune_candidates,
+            inp,
+            **options(CONTROL, summary="find stale versions"),
         )
         result = PruneResult()
         days = inp.expire_after_s / DAY_S
@@ -35,9 +37,10 @@ class PruneTesting:
             name = f"{c.image} {c.serial}"
             if c.past_deadline:
                 live = await workflow.execute_activity_method(
-                    PruneActivities.pipeline_running, c.workflow_id, **CONTROL,
-                    summary=f"owner of {name}",
-                )  # fmt: skip
+                    PruneActivities.pipeline_running,
+                    c.workflow_id,
+                    **options(CONTROL, summary=f"owner of {name}"),
+                )
                 if live:
                     result.left_to_live_pipelines.append(name)
                 else:
@@ -50,16 +53,14 @@ class PruneTesting:
                             "every check, and no pipeline runs for it",
                             workflow_id=workflow.info().workflow_id,
                         ),
-                        summary=f"expire {name}",
-                        **CONTROL,
+                        **options(CONTROL, summary=f"expire {name}"),
                     )
                     result.expired.append(name)
             if c.has_running:
                 result.abandoned_results += await workflow.execute_activity_method(
                     PruneActivities.abandon_running,
                     AbandonInput(image=c.image, serial=c.serial, older_than_s=inp.stuck_after_s),
-                    summary=f"clear stuck results of {name}",
-                    **CONTROL,
+                    **options(CONTROL, summary=f"clear stuck results of {name}"),
                 )
         workflow.set_current_details(
             f"expired {len(result.expired)}, left {len(result.left_to_live_pipelines)} to live "

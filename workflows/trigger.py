@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal, overload
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
@@ -20,15 +21,15 @@ from core.pipeline import (
 )
 from workflows.pipeline import ImagePipeline
 
+Pipeline = WorkflowHandle[ImagePipeline, PipelineResult]
+
 
 def new_serial(now: datetime | None = None) -> str:
     """A serial LXD orders correctly: YYYYMMDD-HHMMSS (UTC)."""
     return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
-async def start_pipeline(
-    client: Client, inp: PipelineInput
-) -> WorkflowHandle[ImagePipeline, PipelineResult]:
+async def start_pipeline(client: Client, inp: PipelineInput) -> Pipeline:
     """Start the version's workflow, or attach to it if it is running.
 
     A closed run of the same version (failed, cancelled, expired, active) does not block
@@ -54,9 +55,7 @@ class Triggered(BaseModel):
     retried: list[str] = []  # arches a trigger of a pipeline waiting for a retry re-tests
 
 
-async def trigger(
-    client: Client, inp: PipelineInput, actor: str
-) -> tuple[WorkflowHandle[ImagePipeline, PipelineResult], Triggered]:
+async def trigger(client: Client, inp: PipelineInput, actor: str) -> tuple[Pipeline, Triggered]:
     """What CI calls: start or attach; a pipeline waiting for a retry gets one (a CI re-run)."""
     handle = await start_pipeline(client, inp)
     desc = await handle.describe()
@@ -67,16 +66,32 @@ async def trigger(
             ImagePipeline.retry, OperatorRequest(actor=actor, reason="pipeline triggered again")
         )
         phase = Phase.retrying
-    return handle, Triggered(workflow_id=handle.id, run_id=desc.run_id, phase=phase,
-                             retried=retried)  # fmt: skip
+    return handle, Triggered(
+        workflow_id=handle.id, run_id=desc.run_id, phase=phase, retried=retried
+    )
 
 
-async def progress(handle: WorkflowHandle[ImagePipeline, PipelineResult]) -> PipelineProgress:
+async def progress(handle: Pipeline) -> PipelineProgress:
     return await handle.query(ImagePipeline.progress)
 
 
+@overload
 async def follow(
-    handle: WorkflowHandle[ImagePipeline, PipelineResult],
+    handle: Pipeline,
+    show: Callable[[str], None],
+    every_s: float = ...,
+    until_retry: Literal[False] = ...,
+) -> PipelineResult: ...
+@overload
+async def follow(
+    handle: Pipeline,
+    show: Callable[[str], None],
+    every_s: float = ...,
+    *,
+    until_retry: Literal[True],
+) -> PipelineResult | PipelineProgress: ...
+async def follow(
+    handle: Pipeline,
     show: Callable[[str], None],
     every_s: float = 1.0,
     until_retry: bool = False,

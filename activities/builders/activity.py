@@ -4,6 +4,7 @@ Runs on the arch's task queue because the files are made on, and for, that host.
 """
 
 import shutil
+from collections.abc import Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -14,7 +15,7 @@ from activities.builders.registry import BUILDERS
 from activities.errors import refusals_are_final
 from activities.heartbeat import heartbeating
 from clients.catalog import CatalogClient
-from core.catalog import ArchFiles
+from core.catalog import ArchFiles, BuiltFile
 from core.config import Settings
 from core.pipeline import BuildInput
 
@@ -47,14 +48,12 @@ class BuildActivities:
         try:
             with refusals_are_final():
                 for file, path in built:
-                    sent = self.catalog.upload(
-                        path,
-                        file,
-                        progress=lambda n, name=file.name, size=file.size: activity.heartbeat(
-                            f"uploading {name}: {n}/{size} bytes"
-                        ),
-                    )
+                    sent = self.catalog.upload(path, file, progress=_upload_beat(file))
                     progress(f"{file.name}: {'uploaded' if sent else 'already on the server'}")
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
         return ArchFiles(arch=inp.arch, files=[file for file, _ in built])
+
+
+def _upload_beat(file: BuiltFile) -> Callable[[int], None]:
+    return lambda sent: activity.heartbeat(f"uploading {file.name}: {sent}/{file.size} bytes")

@@ -130,7 +130,8 @@ _RCK = """\
 sync
 """
 
-_UDHCPC = """\
+# bench/baseline.sh installs this same script, read from here.
+UDHCPC_SCRIPT = """\
 #!/bin/sh
 # udhcpc event script: address, default route and resolv.conf for $interface.
 case "$1" in
@@ -205,7 +206,7 @@ def _make_rootfs(root: Path, busybox: Path, hostname: str, network: str) -> None
     _write(etc / "inittab", _INITTAB)
     _write(etc / "init.d" / "rcS", _RCS.format(network=network), 0o755)
     _write(etc / "init.d" / "rcK", _RCK, 0o755)
-    _write(etc / "udhcpc.script", _UDHCPC, 0o755)
+    _write(etc / "udhcpc.script", UDHCPC_SCRIPT, 0o755)
     _write(etc / "hostname", hostname + "\n")
     _write(etc / "hosts", f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
     _write(etc / "passwd", "root:x:0:0:root:/root:/bin/sh\n")

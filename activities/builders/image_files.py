@@ -163,9 +163,14 @@ def squashfs(root: Path, dest: Path, created: int) -> None:
 
 
 def package(
-    image: ImageSpec, arch: LxdArch, serial: str, root: Path, work: Path, out_dir: Path,
+    image: ImageSpec,
+    arch: LxdArch,
+    serial: str,
+    root: Path,
+    work: Path,
+    out_dir: Path,
     progress: Progress,
-) -> list[tuple[BuiltFile, Path]]:  # fmt: skip
+) -> list[tuple[BuiltFile, Path]]:
     """Metadata tarball and squashfs of a finished rootfs, moved into out_dir.
 
     Returns (BuiltFile, path) for the metadata tarball, then the rootfs.

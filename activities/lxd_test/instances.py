@@ -71,9 +71,17 @@ def instance_name(image: str, serial: str, arch: str, privilege: Privilege) -> s
 
 
 def launch_spec(
-    image: str, serial: str, arch: str, privilege: Privilege, *, server_url: str,
-    fingerprint: str, certificate: str | None, workflow: str, temporal: str,
-) -> LaunchSpec:  # fmt: skip
+    image: str,
+    serial: str,
+    arch: str,
+    privilege: Privilege,
+    *,
+    server_url: str,
+    fingerprint: str,
+    certificate: str | None,
+    workflow: str,
+    temporal: str,
+) -> LaunchSpec:
     """The instance of one (version, arch, privilege), labelled so the janitor can judge it:
     `temporal` names the namespace and server whose workflow owns it."""
     return LaunchSpec(

@@ -10,7 +10,7 @@ The same three routes answer under several base URLs, each resolving to a
   change of channel apply at once.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
@@ -56,7 +56,7 @@ def _json(request: Request, feed: Feed, body: bytes) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def feed_router(resolve: Callable[..., Source], tag: str) -> APIRouter:
+def feed_router(resolve: Callable[..., Source | Awaitable[Source]], tag: str) -> APIRouter:
     """index.json, images.json and files, for feeds whose source `resolve` finds."""
     router = APIRouter(tags=[tag])
     SourceDep = Annotated[Source, Depends(resolve)]

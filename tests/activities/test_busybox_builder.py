@@ -14,6 +14,7 @@ import yaml
 from activities.builders.base import BuildJob, HostDirs
 from activities.builders.busybox import build_busybox
 from activities.builders.errors import BuildError
+from core.arch import LxdArch
 from core.catalog import FileType
 from core.spec import ImageSpec
 
@@ -42,7 +43,7 @@ def _sha256(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("arch", "debian_arch"), [("x86_64", "amd64"), ("i686", "i386")])
-def test_builds_split_image(tmp_path: Path, arch: str, debian_arch: str) -> None:
+def test_builds_split_image(tmp_path: Path, arch: LxdArch, debian_arch: str) -> None:
     _need_deb(debian_arch)
     lines: list[str] = []
     out = build_busybox(BuildJob(SPEC, arch, SERIAL, tmp_path / arch, lines.append), DIRS)

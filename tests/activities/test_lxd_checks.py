@@ -55,9 +55,14 @@ def publish_busybox(
 
 
 def spec_for(
-    catalog: CatalogClient, settings: Settings, image: ImageSpec, serial: str, fp: str,
-    kind: Privilege = Privilege.unprivileged, workflow: str = "test-workflow",
-) -> LaunchSpec:  # fmt: skip
+    catalog: CatalogClient,
+    settings: Settings,
+    image: ImageSpec,
+    serial: str,
+    fp: str,
+    kind: Privilege = Privilege.unprivileged,
+    workflow: str = "test-workflow",
+) -> LaunchSpec:
     assert settings.server_ca_path is not None
     return launch_spec(
         image.name,

@@ -77,8 +77,12 @@ def test_gc_cli_deletes_files_of_inactive_versions_with_an_operator_token(
     }
     run = lambda **extra: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "cli.main", "gc", "--grace-days", "0"],
-        capture_output=True, text=True, cwd=REPO_DIR, timeout=60, env=os.environ | env | extra,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        timeout=60,
+        env=os.environ | env | extra,
+    )
 
     refused = run()
     assert refused.returncode == 2 and "operator token" in refused.stderr

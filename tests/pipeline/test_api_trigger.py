@@ -1,6 +1,7 @@
 """POST /api/v1/pipelines over real HTTPS: CI starts (or attaches to) a real pipeline."""
 
 import ssl
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +13,9 @@ from workflows.trigger import new_serial
 
 
 @pytest.fixture
-def api(image_server, temporal: Client, catalog: CatalogClient, monkeypatch) -> httpx.Client:
+def api(
+    image_server, temporal: Client, catalog: CatalogClient, monkeypatch
+) -> Iterator[httpx.Client]:
     """The server reaches this test's Temporal through the usual ICEFLOE_TEMPORAL_* settings."""
     monkeypatch.setenv("ICEFLOE_TEMPORAL_ADDRESS", temporal.service_client.config.target_host)
     image_server.app.state.temporal = None

@@ -19,10 +19,12 @@ from sqlmodel import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.worker import Worker
 
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
@@ -34,7 +36,7 @@ from core.spec import ImageSpec
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
 from tests.support import start_dev_server
-from workers.arch import arch_worker
+from workers.arch import ArchWorker, arch_worker
 from workers.control import control_worker
 from workflows import operator
 from workflows.pipeline import ImagePipeline
@@ -65,7 +67,7 @@ async def running(
     """A control worker and x86_64 and i686 workers; `i686` overrides that host's settings."""
     lxd = lambda: connect_lxd(settings)  # noqa: E731
     with ThreadPoolExecutor(max_workers=8) as executor:
-        workers = [
+        workers: list[Worker | ArchWorker] = [
             control_worker(client, catalog, executor),
             arch_worker(client, "x86_64", catalog, lxd, settings, executor),
             arch_worker(client, "i686", catalog, lxd, i686 or settings, executor),
@@ -175,7 +177,7 @@ async def test_an_arch_without_a_worker_is_reported_and_cancel_cleans_up(
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-    assert (await handle.describe()).status.name == "CANCELED"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     leftovers = [
         i.name
         for i in connect_lxd(settings).instances.all()

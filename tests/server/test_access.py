@@ -21,19 +21,6 @@ from tests.support import (
 )
 
 
-@pytest.fixture(scope="module")
-def operator(image_server):
-    c = client(image_server, token(image_server, "operator", "op"))
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def anonymous(image_server):
-    with http(image_server) as c:
-        yield c
-
-
 def test_operator_manages_tokens_and_sees_each_secret_once(image_server, operator, anonymous):
     r = operator._http.post("/api/v1/tokens", json={"name": "ci", "scope": "publisher"})
     assert r.status_code == 201

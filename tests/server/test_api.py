@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from clients.catalog import CatalogClient, CatalogRejected
-from core.catalog import AssessmentReport, AssessmentState, TransitionRequest
+from core.catalog import AssessmentReport, AssessmentState, FileType, TransitionRequest
 from core.spec import ImageSpec
 from tests.support import fake_files, publish_fake
 
@@ -61,7 +61,7 @@ def test_version_in_testing_is_only_in_the_testing_feed(catalog, image, serial, 
 def test_fingerprint_is_computed_by_the_server(catalog, image, serial, tmp_path):
     req = publish_fake(catalog, tmp_path, image, serial)
     files = {f.ftype: f for f in req.arches[0].files}
-    blobs = [tmp_path / f"x86_64-{files[t].name}" for t in ("lxd.tar.xz", "squashfs")]
+    blobs = [tmp_path / f"x86_64-{files[t].name}" for t in (FileType.metadata, FileType.squashfs)]
     expected = hashlib.sha256(b"".join(p.read_bytes() for p in blobs)).hexdigest()
     arch = next(a for a in catalog.version(image.name, serial).arches if a.arch == "x86_64")
     assert arch.fingerprint == expected
@@ -158,8 +158,12 @@ def test_write_api_needs_a_publisher_token(image_server, catalog):
     anonymous = httpx.Client(base_url=image_server.url, verify=False)
     r = anonymous.post("/api/v1/versions", json={})
     assert r.status_code == 401 and "publisher token" in r.json()["detail"]
-    r = anonymous.put("/api/v1/files/" + "a" * 64, params={"size": 1}, content=b"x",
-                      headers={"Authorization": "Bearer wrong"})  # fmt: skip
+    r = anonymous.put(
+        "/api/v1/files/" + "a" * 64,
+        params={"size": 1},
+        content=b"x",
+        headers={"Authorization": "Bearer wrong"},
+    )
     assert r.status_code == 401
 
 

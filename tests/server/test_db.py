@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from core.catalog import TransitionRequest
+from core.catalog import TransitionRequest, VersionState
 from core.config import REPO_DIR
 from server_api.db import ALEMBIC_INI, engine_for, make_engine
 from tests.support import (
@@ -107,7 +107,9 @@ def test_the_server_runs_on_postgres(postgres_url, tmp_path: Path, monkeypatch):
         cred = operator._http.post("/api/v1/credentials", json={"name": "pg"}).json()
         feed = anonymous.get(f"{cred['feed_path']}/streams/v1/images.json").json()
         assert list(feed["products"][f"{image.os}:one:amd64:default"]["versions"]) == [new]
-        assert [v.serial for v in publisher.versions(state="testing", image=image.name)] == [old]
+        assert [
+            v.serial for v in publisher.versions(state=VersionState.testing, image=image.name)
+        ] == [old]
         move(publisher, image, old, "inactive")
         assert operator.gc(grace_s=0).versions == [f"{image.name} {old}"]
         assert len(operator.events(image.name, old)) == 5

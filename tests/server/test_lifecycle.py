@@ -28,13 +28,6 @@ from tests.support import (
 )
 
 
-@pytest.fixture(scope="module")
-def operator(image_server):
-    c = client(image_server, token(image_server, "operator", "ops-alice"))
-    yield c
-    c.close()
-
-
 def test_every_transition_is_an_event_and_the_version_names_its_workflow(catalog, tmp_path):
     image, serial = new_image(), next_serial()
     publish_fake(catalog, tmp_path, image, serial)

@@ -9,10 +9,11 @@ import asyncio
 import sysconfig
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -138,13 +139,23 @@ async def pipeline(
 ) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
     """A pipeline of a two-arch image, with fake activities on every queue it uses."""
     image = ImageSpec(os="fake", release="1", arches=ARCHES)
-    control = [fake.find_version, fake.publish_version, fake.promote_version, fake.retire_version]
+    control: list[Callable[..., Any]] = [
+        fake.find_version,
+        fake.publish_version,
+        fake.promote_version,
+        fake.retire_version,
+    ]
     workers = [
-        Worker(env.client, task_queue=CONTROL_TASK_QUEUE, workflows=[ImagePipeline],
-               activities=control),
-        *(Worker(env.client, task_queue=task_queue(a),
-                 activities=[fake.build_image, fake.test_image]) for a in ARCHES),
-    ]  # fmt: skip
+        Worker(
+            env.client, task_queue=CONTROL_TASK_QUEUE, workflows=[ImagePipeline], activities=control
+        ),
+        *(
+            Worker(
+                env.client, task_queue=task_queue(a), activities=[fake.build_image, fake.test_image]
+            )
+            for a in ARCHES
+        ),
+    ]
     async with AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)

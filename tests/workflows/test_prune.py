@@ -5,7 +5,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from temporalio.client import Client, ScheduleOverlapPolicy
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleOverlapPolicy
 
 from clients.catalog import CatalogClient
 from core.arch import CONTROL_TASK_QUEUE
@@ -82,7 +82,9 @@ async def test_schedule_is_created_then_updated_and_runs(temporal: Client, worke
             if actions:
                 break
             await asyncio.sleep(0.1)
-        run = temporal.get_workflow_handle_for(PruneTesting.run, actions[0].action.workflow_id)
+        started = actions[0].action
+        assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+        run = temporal.get_workflow_handle_for(PruneTesting.run, started.workflow_id)
         assert (await run.result()).expired == []
     finally:
         await handle.delete()
