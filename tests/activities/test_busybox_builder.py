@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 import tarfile
@@ -17,13 +16,12 @@ from activities.builders.errors import BuildError
 from core.arch import LxdArch
 from core.catalog import FileType
 from core.spec import ImageSpec
+from tests.support import DEBS
 
 # needs the host deploy/setup-host prepared (the busybox-static debs)
 pytestmark = pytest.mark.lxd
 
-REPO = Path(__file__).resolve().parent.parent
-DEB_DIR = Path(os.environ.get("ICEFLOE_STATE_DIR") or REPO / ".state") / "debs"
-DIRS = HostDirs(debs=DEB_DIR, cache=DEB_DIR.parent / "cache")
+DIRS = HostDirs(debs=DEBS, cache=DEBS.parent / "cache")
 SPEC = ImageSpec(
     os="busybox", release="1.35", release_title="BusyBox 1.35", arches=["x86_64", "i686"]
 )
@@ -31,11 +29,10 @@ SERIAL = "20261125_0001"
 
 
 def _need_deb(debian_arch: str) -> None:
-    if not list(DEB_DIR.glob(f"busybox-static_*_{debian_arch}.deb")):
-        pytest.skip(f"no busybox-static {debian_arch} deb in {DEB_DIR}: run deploy/setup-host")
+    """The host deploy/setup-host prepared: a missing piece fails, it is never skipped."""
+    assert list(DEBS.glob(f"busybox-static_*_{debian_arch}.deb")), f"run deploy/setup-host: {DEBS}"
     for tool in ("dpkg-deb", "mksquashfs"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} not installed: run deploy/setup-host")
+        assert shutil.which(tool), f"{tool} not installed: run deploy/setup-host"
 
 
 def _sha256(path: Path) -> str:
