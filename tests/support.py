@@ -64,6 +64,7 @@ class RunningServer:
                 ssl_certfile=s.cert_path,
                 ssl_keyfile=s.key_path,
                 log_level="warning",
+                timeout_graceful_shutdown=1,  # idle keep-alive clients must not hold a stop
             )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
