@@ -84,35 +84,10 @@ build_image() {  # ARCH DEBARCH SERIAL OUTDIR
         ln -s /bin/busybox "$r/bin/$a"
     done
     ln -s /bin/busybox "$r/sbin/init"
-    cat >"$r/etc/inittab" <<'X'
-::sysinit:/etc/init.d/rcS
-::ctrlaltdel:/bin/busybox reboot
-::shutdown:/etc/init.d/rcK
-::restart:/sbin/init
-X
-    cat >"$r/etc/init.d/rcS" <<'X'
-#!/bin/sh
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-/bin/busybox --install -s 2>/dev/null
-mountpoint -q /proc || mount -t proc proc /proc
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mkdir -p /run /tmp /var/run
-[ -s /etc/hostname ] && hostname -F /etc/hostname
-ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
-    ip link set eth0 up
-    udhcpc -b -R -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid \
-        -T 1 -t 5 -A 3 -x hostname:"$(hostname)" >/dev/null 2>&1
-fi
-X
-    cat >"$r/etc/init.d/rcK" <<'X'
-#!/bin/sh
-[ -s /run/udhcpc.eth0.pid ] && kill "$(cat /run/udhcpc.eth0.pid)" 2>/dev/null
-sync
-X
-    PYTHONPATH="$REPO" "$PY" -c 'from activities.builders.busybox import UDHCPC_SCRIPT as s; print(s, end="")' \
-        >"$r/etc/udhcpc.script"
-    chmod 755 "$r/etc/init.d/rcS" "$r/etc/init.d/rcK" "$r/etc/udhcpc.script"
+    # The same init scripts as Icefloe's busybox builder (one copy, in Python).
+    PYTHONPATH="$REPO" "$PY" -c 'import sys; from pathlib import Path
+from activities.builders.busybox import write_boot_scripts
+write_boot_scripts(Path(sys.argv[1]), "dhcp")' "$r/etc"
     echo busybox >"$r/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 busybox\n' >"$r/etc/hosts"
     echo 'root:x:0:0:root:/root:/bin/sh' >"$r/etc/passwd"

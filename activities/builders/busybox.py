@@ -130,8 +130,7 @@ _RCK = """\
 sync
 """
 
-# bench/baseline.sh installs this same script, read from here.
-UDHCPC_SCRIPT = """\
+_UDHCPC = """\
 #!/bin/sh
 # udhcpc event script: address, default route and resolv.conf for $interface.
 case "$1" in
@@ -174,6 +173,17 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def write_boot_scripts(etc: Path, network: str) -> None:
+    """init's table and the scripts it runs: boot, shutdown, DHCP events.
+
+    bench/baseline.sh writes its rootfs with this too, so both boot the same way.
+    """
+    _write(etc / "inittab", _INITTAB)
+    _write(etc / "init.d" / "rcS", _RCS.format(network=network), 0o755)
+    _write(etc / "init.d" / "rcK", _RCK, 0o755)
+    _write(etc / "udhcpc.script", _UDHCPC, 0o755)
+
+
 def _make_rootfs(root: Path, busybox: Path, hostname: str, network: str) -> None:
     for d, mode in [
         ("bin", 0o755),
@@ -203,10 +213,7 @@ def _make_rootfs(root: Path, busybox: Path, hostname: str, network: str) -> None
     (root / "sbin" / "init").symlink_to("/bin/busybox")
 
     etc = root / "etc"
-    _write(etc / "inittab", _INITTAB)
-    _write(etc / "init.d" / "rcS", _RCS.format(network=network), 0o755)
-    _write(etc / "init.d" / "rcK", _RCK, 0o755)
-    _write(etc / "udhcpc.script", UDHCPC_SCRIPT, 0o755)
+    write_boot_scripts(etc, network)
     _write(etc / "hostname", hostname + "\n")
     _write(etc / "hosts", f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
     _write(etc / "passwd", "root:x:0:0:root:/root:/bin/sh\n")
