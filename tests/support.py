@@ -6,12 +6,16 @@ import itertools
 import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from sqlmodel import Session
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -28,7 +32,7 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
-from core.config import Settings
+from core.config import REPO_DIR, Settings
 from core.spec import ImageSpec
 from deploy.stack import temporal_binary
 from server_api.config import ServerSettings
@@ -43,6 +47,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A fresh database `name` on the host's Postgres (installed and started when possible):
+    its URL. Skips the test when there is no Postgres; stops a cluster it started."""
+    script = REPO_DIR / "deploy" / "postgres-for-tests"
+    try:
+        out = subprocess.run(
+            [script, name], capture_output=True, text=True, timeout=600, check=True
+        ).stdout.splitlines()
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"no Postgres server here: {exc.stderr.strip()}")
+    try:
+        yield out[0]
+    finally:
+        if len(out) > 1:
+            _, version, cluster = out[1].split()
+            subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=False, timeout=60)
 
 
 class RunningServer:

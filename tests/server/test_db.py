@@ -1,7 +1,6 @@
 """Schema migrations on SQLite and Postgres: the models and the Alembic history agree,
 catalogs made before migrations are adopted, and the server runs on Postgres."""
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from core.catalog import TransitionRequest, VersionState
-from core.config import REPO_DIR
 from server_api.db import ALEMBIC_INI, engine_for, make_engine
 from tests.support import (
     RunningServer,
@@ -24,6 +22,7 @@ from tests.support import (
     new_image,
     next_serial,
     pass_all,
+    postgres_database,
     publish_fake,
     token,
 )
@@ -68,18 +67,8 @@ def test_a_catalog_from_before_migrations_is_adopted_and_keeps_its_rows(tmp_path
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A fresh database on the host's Postgres, installed and started when possible."""
-    script = REPO_DIR / "deploy" / "postgres-for-tests"
-    try:
-        out = subprocess.run(
-            [script, "icefloe_test"], capture_output=True, text=True, timeout=600, check=True
-        ).stdout.splitlines()
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"no Postgres server here: {exc.stderr.strip()}")
-    yield out[0]
-    if len(out) > 1:  # we started the cluster: stop it again
-        _, version, cluster = out[1].split()
-        subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=False, timeout=60)
+    with postgres_database("icefloe_test") as url:
+        yield url
 
 
 def test_postgres_migrations_match_the_models(postgres_url):
