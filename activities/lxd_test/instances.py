@@ -139,6 +139,13 @@ def remove(client: pylxd.Client, name: str, timeout_s: float = 60) -> bool:
             time.sleep(POLL_INTERVAL)
 
 
+def listed(client: pylxd.Client) -> list[Instance]:
+    """Every instance in the project with its config, read in one request: listing names and
+    then reading each instance races with another worker deleting its own (`Instance not
+    found`)."""
+    return client.instances.all(recursion=1)
+
+
 def halt(client: pylxd.Client, names: list[str]) -> None:
     """Force-stop instances, so an exec blocked on them returns (used on cancellation)."""
     for name in names:
@@ -148,7 +155,7 @@ def halt(client: pylxd.Client, names: list[str]) -> None:
 
 def forget_image(client: pylxd.Client, fingerprint: str) -> bool:
     """Delete the cached copy of a tested image, unless an instance still uses it."""
-    if any(i.config.get("volatile.base_image") == fingerprint for i in client.instances.all()):
+    if any(i.config.get("volatile.base_image") == fingerprint for i in listed(client)):
         return False
     try:
         client.images.get(fingerprint).delete(wait=True)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pylxd
 
-from activities.lxd_test.instances import LABEL, forget_image, remove
+from activities.lxd_test.instances import LABEL, forget_image, listed, remove
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ def labelled(client: pylxd.Client, temporal: str) -> list[Labelled]:
     server, see `temporal_scope`): another Icefloe sharing the LXD project judges its own."""
     now = datetime.now(UTC)
     found = []
-    for inst in client.instances.all():
+    for inst in listed(client):
         workflow = inst.config.get(f"{LABEL}workflow")
         if workflow is None or inst.config.get(f"{LABEL}temporal") != temporal:
             continue
