@@ -14,7 +14,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from clients.catalog import CatalogClient, CatalogRejected
 from clients.lxd import ArchNotSupported, LxdUnavailable, checked_arch, connect_lxd
-from clients.temporal import TemporalUnavailable, connect
+from clients.temporal import TemporalNotSetUp, TemporalUnavailable, connect
+from clients.temporal import register as register_search_attributes
 from core.arch import UnknownArchError, to_lxd
 from core.config import REPO_DIR, Settings
 from core.images import ImageDefinitionError, load_image
@@ -28,6 +29,7 @@ FRIENDLY = (
     ArchNotSupported,
     LxdUnavailable,
     TemporalUnavailable,
+    TemporalNotSetUp,
     UnknownArchError,
     ImageDefinitionError,
     CatalogRejected,
@@ -129,6 +131,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker: Worker | ArchWorker
         if args.role == "control":
+            # The pipelines it runs set these; a namespace without them refuses every start.
+            await register_search_attributes(client)
             worker = control_worker(client, catalog, executor)
         else:
             worker = arch_worker(
@@ -221,16 +225,19 @@ def cmd_operate(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _schedule(args: argparse.Namespace) -> int:
+async def _setup_temporal(args: argparse.Namespace) -> int:
+    """What every deploy runs once (and again after an upgrade): idempotent."""
     client = await connect(Settings())
+    added = await register_search_attributes(client)
+    print(f"search attributes: {'added ' + ', '.join(added) if added else 'all present'}")
     inp = PruneInput(expire_after_s=int(args.expire_after_days * DAY_S))
     done = await ensure_prune_schedule(client, timedelta(hours=args.every_hours), inp)
     print(f"schedule {PRUNE_SCHEDULE_ID} {done}: pruning every {args.every_hours:g}h")
     return 0
 
 
-def cmd_schedule(args: argparse.Namespace) -> int:
-    return asyncio.run(_schedule(args))
+def cmd_setup_temporal(args: argparse.Namespace) -> int:
+    return asyncio.run(_setup_temporal(args))
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -311,10 +318,14 @@ def parser() -> argparse.ArgumentParser:
         op.add_argument("--actor", default=os.environ.get("USER", "cli"))
         op.set_defaults(fn=cmd_operate, action=action)
 
-    sc = sub.add_parser("schedule", help="create or update the pruning schedule (idempotent)")
+    sc = sub.add_parser(
+        "setup-temporal",
+        help="register the search attributes and create or update the pruning schedule "
+        "(idempotent; run once per namespace)",
+    )
     sc.add_argument("--every-hours", type=float, default=6.0)
     sc.add_argument("--expire-after-days", type=float, default=3.0)
-    sc.set_defaults(fn=cmd_schedule)
+    sc.set_defaults(fn=cmd_setup_temporal)
 
     g = sub.add_parser("gc", help="delete files of long-inactive versions (operator token)")
     g.add_argument("--grace-days", type=float, default=7.0, help="inactive at least this long")

@@ -1,4 +1,4 @@
-"""The pruning schedule, created or updated idempotently (at deploy and by `icefloe schedule`)."""
+"""The pruning schedule, created or updated idempotently (`icefloe setup-temporal`, run-local)."""
 
 from datetime import timedelta
 

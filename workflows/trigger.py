@@ -8,7 +8,9 @@ from typing import Literal, overload
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
+from clients.temporal import not_set_up
 from core import search_attributes as sa
 from core.arch import CONTROL_TASK_QUEUE
 from core.pipeline import (
@@ -36,16 +38,19 @@ async def start_pipeline(client: Client, inp: PipelineInput) -> Pipeline:
     a new one: the new run asks the catalog and redoes only what is missing.
     """
     spec, serial = inp.spec, inp.serial
-    return await client.start_workflow(
-        ImagePipeline.run,
-        inp,
-        id=pipeline_workflow_id(spec.name, serial),
-        task_queue=CONTROL_TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=sa.initial(spec, serial),
-        static_summary=f"{spec.name} {serial} on {', '.join(spec.arches)}",
-    )
+    try:
+        return await client.start_workflow(
+            ImagePipeline.run,
+            inp,
+            id=pipeline_workflow_id(spec.name, serial),
+            task_queue=CONTROL_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=sa.initial(spec, serial),
+            static_summary=f"{spec.name} {serial} on {', '.join(spec.arches)}",
+        )
+    except RPCError as exc:
+        raise not_set_up(exc, client.namespace) or exc from None
 
 
 class Triggered(BaseModel):

@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from clients.temporal import TemporalUnavailable, connect
+from clients.temporal import TemporalNotSetUp, TemporalUnavailable, connect
 from core.arch import LxdArch
 from core.config import Settings
 from core.images import ImageDefinitionError, load_image
@@ -62,7 +62,10 @@ async def start_pipeline(
         image = image.model_copy(update={"arches": req.arches})
     client, settings = await _temporal(request)
     inp = PipelineInput(spec=image, serial=req.serial or new_serial())
-    _, triggered = await trigger(client, inp, actor)
+    try:
+        _, triggered = await trigger(client, inp, actor)
+    except TemporalNotSetUp as exc:
+        raise HTTPException(503, str(exc)) from None
     return PipelineStarted(
         **triggered.model_dump(),
         serial=inp.serial,
