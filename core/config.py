@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     lxd_server_cert: Path | None = None  # a remote LXD's self-signed certificate
     # Test instances live in their own LXD project; arch workers create it if missing.
     lxd_project: str = "icefloe"
+    # SIGTERM lets running activities finish for this long before they are cancelled (a
+    # service manager's stop timeout must be longer); a test attempt takes minutes.
+    graceful_shutdown_s: float = 600
     # Busybox-static .debs and build scratch space on arch hosts.
     deb_dir: Path | None = None
     build_dir: Path | None = None

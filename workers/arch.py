@@ -117,5 +117,6 @@ def arch_worker(
         # Cancellation reaches a sync activity only with a heartbeat the server answers:
         # send them often enough that a cancelled test deletes its instance within seconds.
         max_heartbeat_throttle_interval=timedelta(seconds=5),
+        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
     )
     return ArchWorker(worker, client, lxd, executor)

@@ -1,6 +1,7 @@
 """The control worker: runs the workflows and the catalog activities. Any host will do."""
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -30,4 +31,6 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
             prune.abandon_running,
         ],
         activity_executor=executor,
+        # Catalog calls take seconds: on SIGTERM let them finish rather than retry them.
+        graceful_shutdown_timeout=timedelta(seconds=30),
     )

@@ -21,7 +21,7 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.lxd_test.instances import LABEL
+from activities.lxd_test.instances import LABEL, listed
 from clients.catalog import CatalogClient, CatalogRejected
 from clients.lxd import ArchNotSupported, connect_lxd
 from core import search_attributes as sa
@@ -30,7 +30,7 @@ from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.pipeline import PipelineInput
 from core.spec import ImageSpec
-from tests.support import RunningServer, busybox_spec
+from tests.support import RunningServer, assert_no_failed_attempts, busybox_spec
 from workers.arch import arch_worker
 from workers.control import control_worker
 from workflows.trigger import new_serial, start_pipeline
@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
 
 def instances_of(lxd: pylxd.Client, serial: str) -> list[str]:
-    return [i.name for i in lxd.instances.all() if i.config.get(f"{LABEL}serial") == serial]
+    return [i.name for i in listed(lxd) if i.config.get(f"{LABEL}serial") == serial]
 
 
 def leftovers(lxd: pylxd.Client, version: VersionView) -> list[str]:
@@ -80,6 +80,7 @@ async def test_debian_image_built_with_debootstrap_reaches_active(
     result = await handle.result()
 
     assert result.state == "active", result.message
+    await assert_no_failed_attempts(handle)
     version = catalog.version(image.name, serial)
     checks = assessed(version)
     assert {c: s for c, (s, _) in checks.items()} == dict.fromkeys(image.required_checks, "passed")
@@ -177,7 +178,7 @@ async def own_namespace(temporal: Client) -> Client:
 
 
 def arch_worker_process(
-    temporal: Client, server: RunningServer, settings: Settings, log: Path
+    temporal: Client, server: RunningServer, settings: Settings, log: Path, **extra: str
 ) -> subprocess.Popen:
     """`icefloe worker arch x86_64` as its own process, pointed at the test servers."""
     env = {
@@ -189,6 +190,7 @@ def arch_worker_process(
         "ICEFLOE_PUBLISHER_TOKEN": server.token,
         "ICEFLOE_STATE_DIR": str(settings.state_dir),
         "ICEFLOE_DEB_DIR": str(settings.deb_dir),
+        **extra,
     }
     with log.open("a") as out:
         return subprocess.Popen(
@@ -243,5 +245,48 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
     outcomes = {c.check: c for c in result.tests[0].checks}
     assert outcomes["boots"].skipped, "passed before the crash: not run again"
     assert not outcomes["slow"].skipped and outcomes["slow"].state == "passed"
+    with pytest.raises(AssertionError, match="attempt 2 after 'activity Heartbeat timeout'"):
+        await assert_no_failed_attempts(handle)  # the one retry the kill made
     version = catalog.version(image.name, serial)
     assert leftovers(lxd, version) == []
+
+
+async def test_sigterm_lets_the_running_test_finish_then_the_worker_exits(
+    temporal: Client,
+    image_server: RunningServer,
+    catalog: CatalogClient,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A service manager stopping an arch worker mid-test: no retry, no lost work."""
+    client = await own_namespace(temporal)
+    image = busybox_spec("sigterm", checks=["boots", {"name": "slow", "command": "sleep 8"}])
+    serial = new_serial()
+    log = tmp_path / "worker.log"
+    worker = arch_worker_process(
+        temporal, image_server, settings, log, ICEFLOE_GRACEFUL_SHUTDOWN_S="120"
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=4) as executor:
+            async with control_worker(client, catalog, executor):
+                handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
+                await poll(
+                    "the slow check to start",
+                    lambda: check_state(catalog, image, serial, "slow") == "running",
+                    120,
+                )
+                worker.send_signal(signal.SIGTERM)
+                result = await asyncio.wait_for(handle.result(), 120)
+                code = await asyncio.to_thread(worker.wait, 60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+    assert code == 0, log.read_text()[-3000:]
+    assert result.state == "active", f"{result.message}\n{log.read_text()[-3000:]}"
+    assert {c.check: c.state for c in result.tests[0].checks} == {
+        "boots": "passed",
+        "slow": "passed",
+    }
+    await assert_no_failed_attempts(handle)
