@@ -11,6 +11,7 @@ id is the feed's generation) and served from memory with an ETag until the next 
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -119,9 +120,12 @@ class FeedCache:
     moves. Credentials are not part of the key: each request resolves its credential to
     a (channel, flavour) first, so revoking or moving one takes effect at once."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, on_render: Callable[[Channel, Flavour | None], None] = lambda *_: None
+    ) -> None:
         self._feeds: dict[tuple[Channel, Flavour | None], Feed] = {}
         self._lock = threading.Lock()
+        self._on_render = on_render  # metrics count renders
 
     def get(self, session: Session, channel: Channel, flavour: Flavour | None = None) -> Feed:
         generation = session.exec(select(func.max(Event.id))).one() or 0
@@ -132,4 +136,5 @@ class FeedCache:
                 if feed is None or feed.generation != generation:
                     feed = render(session, channel, flavour, generation)
                     self._feeds[channel, flavour] = feed
+                    self._on_render(channel, flavour)
         return feed

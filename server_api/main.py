@@ -1,12 +1,14 @@
 """The FastAPI application."""
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.feeds import FeedCache
+from server_api.metrics import MetricsMiddleware, ServerMetrics
 from server_api.routes import access, feeds, files, pipelines, versions
 from server_api.store import FileStore
 from server_api.tokens import AccessError
@@ -23,7 +25,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.db_url)
     app.state.store = FileStore(settings.files_dir)
-    app.state.feeds = FeedCache()
+    app.state.metrics = metrics = ServerMetrics(app.state.engine)
+    app.state.feeds = FeedCache(on_render=metrics.rendered)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(CatalogError)
     async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
@@ -36,6 +40,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict:
         return {"ok": True}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(files.router)
     app.include_router(versions.router)

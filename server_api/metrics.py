@@ -1,0 +1,115 @@
+"""Prometheus metrics of one server process: requests by route and status with their latency,
+uploads, feed renders, and the catalog's versions by state (counted when scraped).
+
+Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
+private feed's secret never reaches a metric and the series stay few.
+"""
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.catalog import Channel, Flavour, VersionState
+from server_api.models import Version
+
+UPLOAD_ROUTE = "/api/v1/files/{sha256}"
+# Feeds answer in a millisecond, uploads of GiBs take minutes.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600)
+
+
+class _VersionsByState(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "icefloe_catalog_versions", "Versions in the catalog, by state", labels=["state"]
+        )
+        with Session(self.engine) as session:
+            counts = dict(
+                session.exec(select(Version.state, func.count()).group_by(col(Version.state))).all()
+            )
+        for state in VersionState:
+            family.add_metric([state.value], counts.get(state, 0))
+        yield family
+
+
+class ServerMetrics:
+    """One registry per app, so several servers in one process (tests) keep theirs apart."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "icefloe_http_requests",
+            "Requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "icefloe_http_request_seconds",
+            "Time to answer a request, by method and route template",
+            ["method", "route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.upload_bytes = Counter(
+            "icefloe_upload_bytes", "Bytes of file uploads accepted", registry=self.registry
+        )
+        self.feed_renders = Counter(
+            "icefloe_feed_renders",
+            "Feeds rendered after a catalog change, by channel and flavour",
+            ["channel", "flavour"],
+            registry=self.registry,
+        )
+        self.registry.register(_VersionsByState(engine))
+
+    def rendered(self, channel: Channel, flavour: Flavour | None) -> None:
+        self.feed_renders.labels(channel.value, flavour.value if flavour else "both").inc()
+
+
+def _template(scope: Scope) -> str:
+    """The matched route's path with its parameters named (`/feeds/{secret}/...`); routers
+    mounted under a prefix keep only their own part in `scope["route"]`, so rebuild it."""
+    if scope.get("route") is None:
+        return "unmatched"
+    names = {str(value): name for name, value in scope.get("path_params", {}).items()}
+    return "/".join(f"{{{names[s]}}}" if s in names else s for s in scope["path"].split("/"))
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no buffering), so streamed uploads and downloads pass straight through."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app raises before answering
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            method = scope["method"]
+            route = _template(scope)
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            if route == UPLOAD_ROUTE and method == "PUT" and status == 201:
+                headers = dict(scope["headers"])
+                self.metrics.upload_bytes.inc(int(headers.get(b"content-length", b"0") or 0))
