@@ -77,10 +77,16 @@ class CatalogActivities:
             current = self.catalog.version(inp.image, inp.serial)
             if current.state != VersionState.testing:
                 return current
-            return self.catalog.transition(
-                inp.image,
-                inp.serial,
-                TransitionRequest(
-                    to=VersionState.inactive, reason=inp.reason, workflow_id=inp.workflow_id
-                ),
+            # Only from testing: a promotion that lands between the read and this is kept.
+            retire = TransitionRequest(
+                to=VersionState.inactive,
+                from_state=VersionState.testing,
+                reason=inp.reason,
+                workflow_id=inp.workflow_id,
             )
+            try:
+                return self.catalog.transition(inp.image, inp.serial, retire)
+            except CatalogRejected as exc:
+                if exc.status_code != 409:
+                    raise
+                return self.catalog.version(inp.image, inp.serial)

@@ -80,6 +80,12 @@ class VersionCreate(BaseModel):
 class TransitionRequest(BaseModel):
     to: VersionState
     reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why")
+    from_state: VersionState | None = Field(
+        None,
+        description="move only if the version is in this state when the server moves it "
+        "(else 409 naming the state it is in): a compare-and-set for callers that decided "
+        "on a state they read earlier",
+    )
     workflow_id: str | None = None
     # Operators only: promote without every required check passed; recorded as forced.
     force: bool = False

@@ -6,8 +6,11 @@ so the server (not the client) is the one that decides.
 """
 
 from datetime import timedelta
+from typing import cast
 
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from core.catalog import (
@@ -19,6 +22,7 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
+from server_api.locks import locked
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
 from server_api.store import FileStore
 
@@ -165,19 +169,16 @@ def transition(
     keep_active: int,
     operator: bool = False,
 ) -> Version:
-    """Move a version; promotion passes the gate unless an operator forces it."""
+    """Move a version; promotion passes the gate unless an operator forces it.
+
+    The move is a compare-and-set from the state read here (or the caller's `from_state`):
+    of two requests that decided on the same state, one moves the version and the other
+    gets 409 with the state it found, never two answers that contradict each other."""
     if req.force and not operator:
         raise CatalogError(403, "a forced promotion needs an operator token")
-    if version.files_deleted_at is not None:
-        raise CatalogError(
-            409, f"{version.image} {version.serial}: its files were garbage-collected; publish anew"
-        )
-    if req.to not in ALLOWED[version.state]:
-        raise CatalogError(
-            409,
-            f"{version.image} {version.serial} is {version.state}; it cannot go to {req.to} "
-            f"(allowed: {', '.join(sorted(ALLOWED[version.state])) or 'none'})",
-        )
+    expected = req.from_state or version.state
+    if _refused(version, req.to, expected):
+        raise _refusal(version, req.to, expected)
     if req.to == VersionState.active and not req.force:
         missing = {a: c for a, c in missing_checks(session, version).items() if c}
         if missing or not version.required_checks:
@@ -185,49 +186,99 @@ def transition(
             raise CatalogError(
                 409, f"not every required check passed, still needed: {detail or 'all'}"
             )
-    _move(session, version, req.to, actor, req.reason, req.workflow_id, req.force)
+    if req.to == VersionState.active:
+        # Promotions of one image queue here, so each one's retention sees the others'.
+        locked(session, select(Image).where(Image.name == version.image))
+    if not _move(session, version, expected, req.to, actor, req.reason, req.workflow_id, req.force):
+        session.rollback()
+        session.refresh(version)
+        raise _refusal(version, req.to, expected)
     if req.to == VersionState.active:
         _retire_older(session, version, actor, keep_active)
     session.commit()
     return version
 
 
+def _refused(version: Version, to: VersionState, expected: VersionState) -> bool:
+    return (
+        version.files_deleted_at is not None
+        or version.state != expected
+        or to not in ALLOWED[version.state]
+    )
+
+
+def _refusal(version: Version, to: VersionState, expected: VersionState) -> CatalogError:
+    """Why `version` (as now read) cannot go to `to`: the 409 names the state it found."""
+    name = f"{version.image} {version.serial}"
+    if version.files_deleted_at is not None:
+        return CatalogError(409, f"{name}: its files were garbage-collected; publish anew")
+    if version.state != expected:
+        return CatalogError(
+            409, f"{name} is {version.state} now, not {expected}; it did not go to {to}"
+        )
+    return CatalogError(
+        409,
+        f"{name} is {version.state}; it cannot go to {to} "
+        f"(allowed: {', '.join(sorted(ALLOWED[version.state])) or 'none'})",
+    )
+
+
 def _move(
     session: Session,
     version: Version,
+    expected: VersionState,
     to: VersionState,
     actor: str,
     reason: str,
     workflow_id: str | None,
     forced: bool = False,
-) -> None:
+) -> bool:
+    """Set the state if it is still `expected` and the files are not collected, with its
+    event; False (nothing written) if another transaction changed it first."""
+    now = utcnow()
+    moved = session.execute(
+        update(Version)
+        .where(
+            col(Version.id) == version.pk,
+            col(Version.state) == expected,
+            col(Version.files_deleted_at).is_(None),
+        )
+        .values(state=to, state_changed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult, moved).rowcount != 1:
+        return False
+    set_committed_value(version, "state", to)
+    set_committed_value(version, "state_changed_at", now)
     session.add(
         Event(
             version_id=version.pk,
             actor=actor,
-            from_state=version.state,
+            from_state=expected,
             to_state=to,
             reason=reason,
             workflow_id=workflow_id,
             forced=forced,
+            at=now,
         )
     )
-    version.state = to
-    version.state_changed_at = utcnow()
-    session.add(version)
+    return True
 
 
 def _retire_older(session: Session, version: Version, actor: str, keep_active: int) -> None:
-    """Keep the newest `keep_active` active versions of the image; older ones go inactive."""
+    """Keep the newest `keep_active` active versions of the image; older ones go inactive
+    (one that another request moved meanwhile is no longer active: it is left alone)."""
     active = session.exec(
         select(Version)
         .where(Version.image == version.image, Version.state == VersionState.active)
         .order_by(col(Version.serial).desc())
+        .execution_options(populate_existing=True)
     ).all()
     for old in active[keep_active:]:
         _move(
             session,
             old,
+            VersionState.active,
             VersionState.inactive,
             actor,
             f"retention: {version.serial} activated, keeping {keep_active} active",

@@ -71,8 +71,9 @@ def postgres_database(name: str) -> Iterator[str]:
 class RunningServer:
     """The image server in a thread of this process, like `icefloe server` runs it."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.server_settings = ServerSettings(state_dir=state_dir, port=free_port())
+    def __init__(self, state_dir: Path, **settings: Any) -> None:
+        """`settings`: ServerSettings fields other than the state dir and port."""
+        self.server_settings = ServerSettings(state_dir=state_dir, port=free_port(), **settings)
         s = self.server_settings
         ensure_self_signed(s.cert_path, s.key_path, s.host)
         self.app = create_app(s)

@@ -1,0 +1,168 @@
+"""Requests that race each other, on SQLite and on Postgres: transitions of one version,
+publishes of one serial, garbage collection against a publish. Each race is repeated a
+bounded number of trials; in a trial every request goes out at once from its own
+connection, released by a barrier. Whatever order the server picks, the catalog must
+stay one that a sequence of single requests could have made."""
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from threading import Barrier
+from typing import Any
+
+import httpx
+import pytest
+
+from clients.catalog import CatalogClient
+from core.catalog import ArchFiles, VersionCreate, VersionState
+from core.spec import ImageSpec
+from tests.support import (
+    RunningServer,
+    client,
+    fake_files,
+    http,
+    move,
+    new_image,
+    next_serial,
+    pass_all,
+    postgres_database,
+    token,
+)
+
+TRIALS = 10
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[RunningServer]:
+    """One server per database; every test uses images of its own."""
+    with ExitStack() as stack:
+        settings: dict[str, Any] = {}
+        if request.param == "postgres":
+            settings["database_url"] = stack.enter_context(postgres_database("icefloe_races"))
+        yield stack.enter_context(RunningServer(tmp_path_factory.mktemp(request.param), **settings))
+
+
+@pytest.fixture(scope="module")
+def publisher(server: RunningServer) -> Iterator[CatalogClient]:
+    c = client(server, server.token)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def operator(server: RunningServer) -> str:
+    return token(server, "operator", "ops-races")
+
+
+Call = tuple[str, str, str, Any]  # method, path, token, JSON body
+
+
+def race(server: RunningServer, calls: list[Call]) -> list[httpx.Response]:
+    """Send every call at once, each on a connection opened before the barrier."""
+    barrier = Barrier(len(calls))
+
+    def send(call: Call) -> httpx.Response:
+        method, path, secret, body = call
+        with http(server) as c:
+            c.headers["Authorization"] = f"Bearer {secret}"
+            c.get("/healthz")  # connected and TLS done: only the call itself is left
+            barrier.wait(timeout=30)
+            return c.request(method, path, json=body)
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(send, calls))
+
+
+def uploaded(catalog: CatalogClient, tmp: Path, image: ImageSpec, serial: str) -> dict:
+    """Upload new files for every arch of `image`; the publish request body for them."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    arches = []
+    for arch in image.arches:
+        files = fake_files(tmp, arch)
+        for file, path in files:
+            catalog.upload(path, file)
+        arches.append(ArchFiles(arch=arch, files=[f for f, _ in files]))
+    return VersionCreate(spec=image, serial=serial, arches=arches).model_dump(mode="json")
+
+
+def in_testing(catalog: CatalogClient, tmp: Path, image: ImageSpec) -> str:
+    """A new version of `image` in testing with every required check passed: its serial."""
+    serial = next_serial()
+    catalog.publish(VersionCreate.model_validate(uploaded(catalog, tmp, image, serial)))
+    move(catalog, image, serial, "testing")
+    pass_all(catalog, image, serial)
+    return serial
+
+
+def replays(catalog: CatalogClient, image: ImageSpec, serial: str) -> list[str]:
+    """The version's states as its events tell them; asserts each event starts where the
+    previous one ended and the last one ends in the version's state."""
+    states: list[str] = []
+    for event in catalog.events(image.name, serial):
+        assert event.from_state == (states[-1] if states else None), (serial, states, event)
+        states.append(event.to_state)
+    assert states[-1] == catalog.version(image.name, serial).state
+    return states
+
+
+def transitions_path(image: ImageSpec, serial: str) -> str:
+    return f"/api/v1/images/{image.name}/versions/{serial}/transitions"
+
+
+def test_two_promotions_of_one_version_exactly_one_wins(server, publisher, tmp_path):
+    image = new_image(arches=["x86_64"])
+    promote = {"to": "active", "reason": "race"}
+    for trial in range(TRIALS):
+        serial = in_testing(publisher, tmp_path / str(trial), image)
+        path = transitions_path(image, serial)
+        answers = race(server, [("POST", path, server.token, promote)] * 2)
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200, 409], f"trial {trial}: {[r.text for r in answers]}"
+        lost = next(r for r in answers if r.status_code == 409)
+        assert "is active" in lost.json()["detail"]
+        assert replays(publisher, image, serial) == ["created", "testing", "active"]
+
+
+def test_a_promotion_racing_a_cancel_exactly_one_wins_and_is_told_the_truth(
+    server, publisher, tmp_path
+):
+    """The cancel is sent as the pipeline's retire activity sends it: only from testing."""
+    image = new_image(arches=["x86_64"])
+    promote = {"to": "active", "reason": "every check passed"}
+    cancel = {"to": "inactive", "from_state": "testing", "reason": "pipeline cancelled"}
+    for trial in range(TRIALS):
+        serial = in_testing(publisher, tmp_path / str(trial), image)
+        path = transitions_path(image, serial)
+        answers = race(
+            server, [("POST", path, server.token, promote), ("POST", path, server.token, cancel)]
+        )
+        won = [r for r in answers if r.status_code == 200]
+        lost = [r for r in answers if r.status_code != 200]
+        assert len(won) == 1 and [r.status_code for r in lost] == [409], (
+            f"trial {trial}: {[r.text for r in answers]}"
+        )
+        final = publisher.version(image.name, serial).state
+        assert won[0].json()["state"] == final
+        assert f"is {final}" in lost[0].json()["detail"]
+        assert replays(publisher, image, serial) == ["created", "testing", final]
+
+
+def test_concurrent_promotions_of_one_image_keep_retention(server, publisher, tmp_path):
+    """Five versions promoted at once: the newest `keep_active` stay active, the rest go
+    inactive, each exactly once."""
+    keep = server.server_settings.keep_active
+    promote = {"to": "active", "reason": "race"}
+    for trial in range(TRIALS // 2):
+        image = new_image(arches=["x86_64"])
+        serials = [in_testing(publisher, tmp_path / f"{trial}-{n}", image) for n in range(5)]
+        answers = race(
+            server, [("POST", transitions_path(image, s), server.token, promote) for s in serials]
+        )
+        assert [r.status_code for r in answers] == [200] * 5, [r.text for r in answers]
+        active = {v.serial for v in publisher.versions(state=VersionState.active, image=image.name)}
+        assert active == set(serials[-keep:]), f"trial {trial}"
+        for serial in serials:
+            states = replays(publisher, image, serial)
+            assert states[:3] == ["created", "testing", "active"]
+            assert states[3:] == ([] if serial in active else ["inactive"]), (serial, states)
