@@ -70,7 +70,22 @@ def _pair(session: Session, store: FileStore, arch_files) -> tuple[BuiltFile, Bu
 def publish(
     session: Session, store: FileStore, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
-    """Create a version from uploaded files. The same request again is a no-op (False)."""
+    """Create a version from uploaded files. The same request again is a no-op (False),
+    also when it races the first one: the insert of the one that commits second breaks a
+    unique constraint, and its retry reads the version the first one made."""
+    for _ in range(3):  # each conflict means another publish committed: one retry sees it
+        try:
+            return _publish(session, store, req, actor)
+        except IntegrityError:
+            session.rollback()
+    raise CatalogError(
+        409, f"version {req.serial} of {req.spec.name} is being published concurrently; try again"
+    )
+
+
+def _publish(
+    session: Session, store: FileStore, req: VersionCreate, actor: str
+) -> tuple[Version, bool]:
     spec = req.spec
     pairs = {a.arch: _pair(session, store, a) for a in req.arches}
     if len(pairs) != len(req.arches):
@@ -134,14 +149,7 @@ def publish(
             workflow_id=req.workflow_id,
         )
     )
-    try:
-        session.commit()
-    except IntegrityError:
-        # A concurrent publish of the same serial or the same files won the race.
-        session.rollback()
-        raise CatalogError(
-            409, f"version {req.serial} of {spec.name} or its files were published concurrently"
-        ) from None
+    session.commit()
     return version, True
 
 

@@ -166,3 +166,28 @@ def test_concurrent_promotions_of_one_image_keep_retention(server, publisher, tm
             states = replays(publisher, image, serial)
             assert states[:3] == ["created", "testing", "active"]
             assert states[3:] == ([] if serial in active else ["inactive"]), (serial, states)
+
+
+def test_concurrent_publishes_of_one_serial_answer_like_sequential_ones(
+    server, publisher, tmp_path
+):
+    """Six publish the same files, two other files, all for one serial: one 201, the same
+    files again 200 with the same version, the other files 409."""
+    image = new_image(arches=["x86_64"])
+    for trial in range(TRIALS):
+        serial = next_serial()
+        same = uploaded(publisher, tmp_path / f"{trial}-a", image, serial)
+        other = uploaded(publisher, tmp_path / f"{trial}-b", image, serial)
+        bodies = [same] * 6 + [other] * 2
+        answers = race(server, [("POST", "/api/v1/versions", server.token, b) for b in bodies])
+        codes = [r.status_code for r in answers]
+        assert codes.count(201) == 1, f"trial {trial}: {codes} {[r.text for r in answers]}"
+        first = codes.index(201)
+        for body, answer in zip(bodies, answers, strict=True):
+            if answer is answers[first]:
+                continue
+            if body is bodies[first]:
+                assert answer.status_code == 200 and answer.json() == answers[first].json()
+            else:
+                assert answer.status_code == 409, answer.text
+                assert "exists with other files" in answer.json()["detail"]
