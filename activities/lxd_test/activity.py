@@ -2,16 +2,21 @@
 
 Every check result reaches the catalog as soon as it is known; checks that already
 passed (in an earlier attempt or run) are skipped, so a retry only redoes what failed.
+A fault of the machinery fails the attempt as retryable (see faults.py); only verdicts
+about the image are recorded as failed.
 """
 
 from collections.abc import Callable
 
+import httpx
 import pylxd
 from temporalio import activity
 
 from activities.errors import refusals_are_final
 from activities.heartbeat import heartbeating
 from activities.lxd_test.checks import suite
+from activities.lxd_test.execs import describe
+from activities.lxd_test.faults import MachineryFault, faults_are_retried
 from activities.lxd_test.instances import forget_image, halt, instance_name, launch_spec
 from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
@@ -42,7 +47,11 @@ class ImageTestActivities:
             instance_name(inp.spec.name, inp.serial, inp.arch, privilege)
             for privilege in inp.spec.privileges
         ]
-        with refusals_are_final(), heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat:
+        with (
+            refusals_are_final(),
+            faults_are_retried(),
+            heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat,
+        ):
             return self._test(inp, beat)
 
     def _test(self, inp: ArchTestInput, beat: Callable[[str], None]) -> ArchTestResult:
@@ -59,18 +68,20 @@ class ImageTestActivities:
             return ArchTestResult(arch=inp.arch, host=host, checks=outcomes)
 
         def report(outcome: CheckOutcome) -> None:
-            self.catalog.record(
-                inp.spec.name,
-                inp.serial,
-                AssessmentReport(
-                    arch=inp.arch,
-                    check=outcome.check,
-                    host=host,
-                    state=outcome.state,
-                    evidence=outcome.evidence[-4000:],
-                    duration_s=round(outcome.duration_s, 3),
-                ),
+            result = AssessmentReport(
+                arch=inp.arch,
+                check=outcome.check,
+                host=host,
+                state=outcome.state,
+                evidence=outcome.evidence[-4000:],
+                duration_s=round(outcome.duration_s, 3),
             )
+            try:
+                self.catalog.record(inp.spec.name, inp.serial, result)
+            except httpx.HTTPError as exc:
+                raise MachineryFault(
+                    "image server", f"recording {outcome.check} {outcome.state}: {describe(exc)}"
+                ) from exc
             if outcome.state != AssessmentState.running:
                 outcomes.append(outcome)
             beat(f"{inp.arch}: {outcome.check} {outcome.state}")
@@ -79,7 +90,7 @@ class ImageTestActivities:
         try:
             for privilege in inp.spec.privileges:
                 checks = suite(inp.spec.checks)
-                todo = [(n, fn) for n, fn in checks if check_key(n, privilege) in missing]
+                todo = [c for c in checks if check_key(c.name, privilege) in missing]
                 if not todo:
                     continue
                 instance = launch_spec(

@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 from pylxd.exceptions import LXDAPIException
 
-from activities.lxd_test.execs import POLL_INTERVAL, run, wait_until
+from activities.lxd_test.execs import POLL_INTERVAL, describe, run, wait_until
+from activities.lxd_test.faults import LXD_ERRORS
 from activities.lxd_test.instances import Target
-from activities.lxd_test.suite import CheckFn
+from activities.lxd_test.suite import Check
 from core.spec import BuiltinCheck, BuiltinKind, CommandCheck
 
 EXCERPT = 1500
@@ -27,16 +28,23 @@ def excerpt(text: str, limit: int = EXCERPT) -> str:
 
 
 def boots(t: Target, timeout_s: float) -> tuple[bool, str]:
-    """The instance runs and answers exec."""
+    """The instance runs and answers exec. Exec may fail right after start, so errors are
+    polled through; one still there at the deadline is raised for the suite to judge."""
+    error: list[Exception] = []
 
     def probe() -> tuple[bool, str]:
+        error.clear()
         try:
             r = run(t.inst, ["/bin/sh", "-c", "echo alive; cat /proc/1/comm"], 10)
-        except (LXDAPIException, OSError) as exc:
-            return False, f"exec failed: {exc}"
+        except LXD_ERRORS as exc:
+            error.append(exc)
+            return False, f"exec failed: {describe(exc)}"
         return r.code == 0, f"exit {r.code}: {r.output}"
 
-    return wait_until(probe, timeout_s)
+    ok, evidence = wait_until(probe, timeout_s)
+    if error:
+        raise error[0]
+    return ok, evidence
 
 
 def init(t: Target, timeout_s: float) -> tuple[bool, str]:
@@ -178,15 +186,23 @@ BUILTIN: dict[BuiltinKind, Builtin] = {
 }
 
 
-def _builtin(check: BuiltinCheck) -> CheckFn:
+def _builtin(check: BuiltinCheck) -> Check:
     builtin = BUILTIN[check.kind]
-    return lambda t: builtin.run(t, check.timeout_s or builtin.timeout_s)
+
+    def run_it(t: Target) -> tuple[bool, str]:
+        return builtin.run(t, check.timeout_s or builtin.timeout_s)
+
+    stops = check.kind == "stop"
+    return Check(check.name, run_it, rerun_here=not stops, stops=stops)
 
 
-def suite(checks: list[BuiltinCheck | CommandCheck]) -> list[tuple[str, CheckFn]]:
-    """(name, runnable check) in declared order, except that `stop` always runs last."""
+def suite(checks: list[BuiltinCheck | CommandCheck]) -> list[Check]:
+    """The runnable checks in declared order, except that `stop` always runs last. A user
+    command may not be safe to run twice on one instance: after a fault it gets a new one."""
     ordered = sorted(checks, key=lambda c: c.kind == "stop")
     return [
-        (c.name, partial(command, c) if isinstance(c, CommandCheck) else _builtin(c))
+        Check(c.name, partial(command, c), rerun_here=False)
+        if isinstance(c, CommandCheck)
+        else _builtin(c)
         for c in ordered
     ]

@@ -29,6 +29,11 @@ class ExecFault(RuntimeError):
     nothing is known about what the command did."""
 
 
+def describe(exc: BaseException) -> str:
+    """An error as a person reads it (pylxd's exceptions have an empty repr)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 class ExecResult(NamedTuple):
     code: int
     stdout: str
@@ -59,7 +64,7 @@ def run(inst: Instance, command: list[str], timeout_s: float) -> ExecResult:
         logs = done["output"]
         stdout, stderr = (_read_log(api, logs[fd]) for fd in ("1", "2"))
     except (LXDAPIException, requests.RequestException, OSError, KeyError) as exc:
-        raise ExecFault(f"exec of {command[0]} in {inst.name}: {exc!r}") from exc
+        raise ExecFault(f"exec of {command[0]} in {inst.name}: {describe(exc)}") from exc
     code = int(done["return"])
     # coreutils' timeout exits 124, busybox's dies of the SIGTERM it sent (143).
     timed_out = code in (124, 143) and time.monotonic() - started >= seconds

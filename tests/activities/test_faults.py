@@ -1,0 +1,232 @@
+"""Faults of the test machinery are never verdicts about the image: the test activity against
+real LXD and the real image server, with a fault injected at each place it can strike
+(the exec transport, the instance, the launch, the image server). A fault leaves no
+`failed` result, fails the attempt as retryable, and the next attempt (the retry Temporal
+would run) proves the image."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pylxd
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.lxd_test import checks
+from activities.lxd_test.activity import ImageTestActivities
+from activities.lxd_test.execs import ExecFault, ExecResult, describe
+from activities.lxd_test.instances import ensure_project, forget_image, instance_name, remove
+from clients.catalog import CatalogClient
+from clients.lxd import connect_lxd
+from core.catalog import AssessmentReport
+from core.config import Settings
+from core.pipeline import ArchTestInput, ArchTestResult
+from core.spec import ImageSpec, Privilege
+from tests.activities.test_lxd_checks import SCOPE, publish_busybox
+from tests.support import RunningServer, busybox_spec
+
+pytestmark = pytest.mark.lxd
+
+FAULT_TYPE = "TestMachineryFault"
+
+
+@pytest.fixture(scope="module")
+def lxd(settings: Settings) -> pylxd.Client:
+    ensure_project(connect_lxd(settings), settings.lxd_project)
+    return connect_lxd(settings)
+
+
+class Tested:
+    """One busybox version in testing, and the test activity run as Temporal would run it."""
+
+    def __init__(
+        self, catalog: CatalogClient, settings: Settings, tmp: Path, image: ImageSpec
+    ) -> None:
+        self.catalog, self.settings, self.image = catalog, settings, image
+        self.serial, self.fingerprint = publish_busybox(catalog, settings, tmp, image)
+        self.attempts = 0
+
+    @property
+    def instance(self) -> str:
+        return instance_name(self.image.name, self.serial, "x86_64", Privilege.unprivileged)
+
+    def attempt(self, fingerprint: str | None = None) -> ArchTestResult:
+        """One attempt of the test activity (what Temporal runs, and runs again on a retry)."""
+        self.attempts += 1
+        activities = ImageTestActivities(
+            self.catalog, lambda: connect_lxd(self.settings), self.settings, SCOPE
+        )
+        inp = ArchTestInput(
+            spec=self.image,
+            serial=self.serial,
+            arch="x86_64",
+            fingerprint=fingerprint or self.fingerprint,
+            workflow_id="wf-faults",
+        )
+        return ActivityEnvironment().run(activities.test_image, inp)
+
+    def faulted(self, fingerprint: str | None = None) -> ApplicationError:
+        with pytest.raises(ApplicationError) as err:
+            self.attempt(fingerprint)
+        assert err.value.type == FAULT_TYPE, err.value
+        assert not err.value.non_retryable, "a fault is retried on a new instance"
+        return err.value
+
+    def states(self) -> dict[str, tuple[str, str]]:
+        version = self.catalog.version(self.image.name, self.serial)
+        return {a.check: (a.state, a.evidence) for a in version.assessments}
+
+    def assert_proven(self) -> None:
+        """The fault gone, the next attempt passes every check and the gate lets it through."""
+        result = self.attempt()
+        assert result.passed, result
+        assert self.catalog.missing_checks(self.image.name, self.serial) == {"x86_64": []}
+        assert {s for s, _ in self.states().values()} == {"passed"}
+
+
+@pytest.fixture
+def tested(
+    lxd: pylxd.Client, catalog: CatalogClient, settings: Settings, tmp_path: Path
+) -> Iterator[Callable[[ImageSpec], Tested]]:
+    made: list[Tested] = []
+
+    def make(image: ImageSpec) -> Tested:
+        made.append(Tested(catalog, settings, tmp_path, image))
+        return made[-1]
+
+    yield make
+    for t in made:
+        assert remove(lxd, t.instance) is False, "the activity deletes its instance"
+        forget_image(lxd, t.fingerprint)
+
+
+def broken_exec(monkeypatch: pytest.MonkeyPatch, command: list[str], times: int) -> list[list[str]]:
+    """The exec transport breaks (as pylxd's websocket did) in the first `times` execs of
+    `command`; returns the commands that broke."""
+    real, broke = checks.run, list[list[str]]()
+
+    def run(inst: pylxd.models.Instance, cmd: list[str], timeout_s: float) -> ExecResult:
+        if cmd == command and len(broke) < times:
+            broke.append(cmd)
+            pipe = BrokenPipeError(32, "Broken pipe")
+            raise ExecFault(f"exec of {cmd[0]} in {inst.name}: {describe(pipe)}") from pipe
+        return real(inst, cmd, timeout_s)
+
+    monkeypatch.setattr(checks, "run", run)
+    return broke
+
+
+def test_exec_transport_broken_once_is_tried_again_on_the_same_instance(
+    tested: Callable[[ImageSpec], Tested], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = tested(busybox_spec("fault-exec-once", checks=["boots", "init", "stop"]))
+    broke = broken_exec(monkeypatch, ["cat", "/proc/1/comm"], times=1)
+
+    result = t.attempt()
+
+    assert broke, "the fault was injected"
+    assert result.passed, result
+    init = next(c for c in result.checks if c.check == "init")
+    assert init.evidence.startswith("pid 1 is init"), "the verdict says what the image did"
+
+
+def test_exec_transport_broken_for_good_fails_the_attempt_not_the_image(
+    tested: Callable[[ImageSpec], Tested], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = tested(busybox_spec("fault-exec", checks=["boots", "init", "stop"]))
+    broken_exec(monkeypatch, ["cat", "/proc/1/comm"], times=2)
+
+    fault = t.faulted()
+
+    assert "LXD exec" in fault.message and "Broken pipe" in fault.message, fault.message
+    states = t.states()
+    assert states["boots"][0] == "passed"
+    state, evidence = states["init"]
+    assert state == "running", "not failed: nothing is known about the image"
+    assert "test machinery fault" in evidence and "Broken pipe" in evidence, evidence
+    monkeypatch.undo()
+    t.assert_proven()
+    assert t.attempts == 2
+
+
+def test_instance_deleted_under_a_check_is_a_fault(
+    tested: Callable[[ImageSpec], Tested], lxd: pylxd.Client
+) -> None:
+    t = tested(busybox_spec("fault-gone", checks=["boots", {"name": "slow", "command": "sleep 5"}]))
+
+    def delete_while_slow_runs() -> None:
+        deadline = time.monotonic() + 120
+        while t.states().get("slow", ("",))[0] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)
+        remove(lxd, t.instance)
+
+    deleter = threading.Thread(target=delete_while_slow_runs)
+    deleter.start()
+    fault = t.faulted()
+    deleter.join()
+
+    assert f"instance {t.instance} vanished" in fault.message, fault.message
+    state, evidence = t.states()["slow"]
+    assert state == "running" and "vanished" in evidence, (state, evidence)
+    t.assert_proven()
+
+
+def test_lxd_error_on_launch_is_a_fault(tested: Callable[[ImageSpec], Tested]) -> None:
+    t = tested(busybox_spec("fault-launch", checks=["boots", "stop"]))
+
+    fault = t.faulted(fingerprint="0" * 64)  # a fingerprint the feed does not list
+
+    assert fault.message.startswith("launch: "), fault.message
+    assert "image couldn't be found" in fault.message, "LXD's own error"
+    assert t.states() == {}, "no check ran, none is recorded"
+    t.assert_proven()
+
+
+def test_image_server_down_during_a_result_write_is_a_fault(
+    lxd: pylxd.Client, settings: Settings, tmp_path: Path
+) -> None:
+    image = busybox_spec("fault-server", checks=["boots", "init", "stop"])
+    with RunningServer(tmp_path / "server") as server:
+        own = server.client_settings(deb_dir=settings.deb_dir)
+        t = Tested(CatalogClient(own), own, tmp_path, image)
+        t.settings = own
+        record = t.catalog.record
+
+        def record_then_go_down(image: str, serial: str, report: AssessmentReport) -> None:
+            if report.check == "init" and report.state == "passed":
+                server.__exit__()  # the image server goes down as the result is written
+            record(image, serial, report)
+
+        t.catalog.record = record_then_go_down  # type: ignore[method-assign]
+        fault = t.faulted()
+        assert fault.message.startswith("image server: "), fault.message
+    assert remove(lxd, t.instance) is False
+
+    with RunningServer(tmp_path / "server") as again:  # the same catalog, back up
+        own = again.client_settings(deb_dir=settings.deb_dir)
+        t.catalog, t.settings = CatalogClient(own), own
+        assert t.states()["boots"][0] == "passed"
+        assert t.states()["init"][0] == "running"
+        t.assert_proven()
+    forget_image(lxd, t.fingerprint)
+
+
+def test_image_without_network_still_fails_with_a_verdict(
+    tested: Callable[[ImageSpec], Tested],
+) -> None:
+    t = tested(
+        busybox_spec(
+            "fault-none", network="none", checks=["boots", {"kind": "ipv4", "timeout_s": 3}]
+        )
+    )
+
+    result = t.attempt()  # a verdict: the attempt succeeds, the image fails
+
+    ipv4 = next(c for c in result.checks if c.check == "ipv4")
+    assert ipv4.state == "failed"
+    assert "no global inet address on eth0 within 3s" in ipv4.evidence
+    assert t.states()["ipv4"][0] == "failed"
