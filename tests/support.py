@@ -18,6 +18,8 @@ import httpx
 import pytest
 import uvicorn
 from sqlmodel import Session
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -182,6 +184,27 @@ async def start_dev_server() -> WorkflowEnvironment:
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
     )
+
+
+async def assert_no_failed_attempts(handle: WorkflowHandle) -> None:
+    """A healthy pipeline passes on first attempts: a Temporal retry must never be what made
+    it pass. Retried attempts leave no event of their own in the history; the started event
+    of the attempt that ended carries its number and the failure before it."""
+    bad = []
+    async for e in handle.fetch_history_events():
+        if e.event_type in (
+            EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+        ):
+            bad.append(f"event {e.event_id}: {EventType.Name(e.event_type)}")
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = e.activity_task_started_event_attributes
+            if started.attempt != 1:
+                bad.append(
+                    f"event {e.event_id}: attempt {started.attempt} after "
+                    f"{started.last_failure.message!r}"
+                )
+    assert not bad, f"{handle.id} had failed activity attempts: " + "; ".join(bad)
 
 
 _serials = (f"20261126-{n:04d}" for n in itertools.count(1))

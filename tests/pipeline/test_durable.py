@@ -26,6 +26,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.lxd_test.instances import listed
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core import search_attributes as sa
@@ -35,7 +36,7 @@ from core.pipeline import OperatorRequest, Phase, PipelineInput, PipelineProgres
 from core.spec import ImageSpec
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
-from tests.support import start_dev_server
+from tests.support import assert_no_failed_attempts, start_dev_server
 from workers.arch import ArchWorker, arch_worker
 from workers.control import control_worker
 from workflows import operator
@@ -136,6 +137,7 @@ async def test_rerun_after_a_failed_run_retests_only_the_failed_arch(
         result = await handle.result()
     assert second.run_id != first.run_id
     assert result.state == "active", result.message
+    await assert_no_failed_attempts(client.get_workflow_handle(handle.id, run_id=second.run_id))
     assert await activities_of(handle, second.run_id) == [
         "find_version icefloe-control",
         "publish_version icefloe-control",  # inactive -> testing, files already there
@@ -180,7 +182,7 @@ async def test_an_arch_without_a_worker_is_reported_and_cancel_cleans_up(
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     leftovers = [
         i.name
-        for i in connect_lxd(settings).instances.all()
+        for i in listed(connect_lxd(settings))
         if i.config.get("user.icefloe.serial") == inp.serial
     ]
     assert leftovers == []

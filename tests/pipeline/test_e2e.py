@@ -3,11 +3,13 @@ arch (by fingerprint, certificate pinned), promote to active."""
 
 import pytest
 
+from activities.lxd_test.instances import listed
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.config import REPO_DIR
 from core.images import load_image
 from core.pipeline import PipelineInput
+from tests.support import assert_no_failed_attempts
 from workflows.trigger import new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -25,6 +27,7 @@ async def test_sample_image_reaches_active_on_every_local_arch(
     result = await handle.result()
 
     assert result.state == "active", result.message
+    await assert_no_failed_attempts(handle)
     version = catalog.version(image.name, serial)
     assert version.state == "active"
     recorded = {(a.arch, a.check, a.state) for a in version.assessments}
@@ -35,7 +38,7 @@ async def test_sample_image_reaches_active_on_every_local_arch(
     assert catalog.missing_checks(image.name, serial) == {"x86_64": [], "i686": []}
     leftovers = [
         i.name
-        for i in connect_lxd(settings).instances.all()
+        for i in listed(connect_lxd(settings))
         if i.config.get("user.icefloe.serial") == serial
     ]
     assert leftovers == []
