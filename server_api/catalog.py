@@ -5,6 +5,7 @@ Routes stay thin; every rule that decides what an image's state may become lives
 so the server (not the client) is the one that decides.
 """
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import cast
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from core.catalog import (
+    ArchFiles,
     AssessmentReport,
     AssessmentState,
     BuiltFile,
@@ -52,19 +54,31 @@ def get_version(session: Session, image: str, serial: str) -> Version:
     return version
 
 
-def _pair(session: Session, store: FileStore, arch_files) -> tuple[BuiltFile, BuiltFile]:
+def _pair(arch_files: ArchFiles) -> tuple[BuiltFile, BuiltFile]:
     by_type = {f.ftype: f for f in arch_files.files}
     if len(by_type) != 2 or len(arch_files.files) != 2:
         raise CatalogError(
             422, f"arch {arch_files.arch}: give exactly one lxd.tar.xz and one squashfs file"
         )
-    for f in arch_files.files:
-        blob = session.get(Blob, f.sha256)
+    return by_type[FileType.metadata], by_type[FileType.squashfs]
+
+
+def _check_stored(blobs: Sequence[Blob], store: FileStore, files: list[BuiltFile]) -> None:
+    """Every file has its row (one of `blobs`) and its bytes, with the declared size."""
+    by_sha = {b.sha256: b for b in blobs}
+    for f in files:
+        blob = by_sha.get(f.sha256)
         if blob is None or not store.exists(f.sha256):
             raise CatalogError(409, f"file {f.name} ({f.sha256}) is not uploaded yet")
         if blob.size != f.size:
             raise CatalogError(409, f"file {f.name} is {blob.size} bytes, not {f.size}")
-    return by_type[FileType.metadata], by_type[FileType.squashfs]
+
+
+def _fingerprint(store: FileStore, arch: str, meta: BuiltFile, root: BuiltFile) -> str:
+    try:
+        return store.combined_sha256(meta.sha256, root.sha256)
+    except FileNotFoundError:  # collected since they were checked
+        raise CatalogError(409, f"arch {arch}: its files are not uploaded yet") from None
 
 
 def publish(
@@ -87,9 +101,12 @@ def _publish(
     session: Session, store: FileStore, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
     spec = req.spec
-    pairs = {a.arch: _pair(session, store, a) for a in req.arches}
+    pairs = {a.arch: _pair(a) for a in req.arches}
     if len(pairs) != len(req.arches):
         raise CatalogError(422, "each arch may appear once")
+    files = [f for a in req.arches for f in a.files]
+    blobs = select(Blob).where(col(Blob.sha256).in_({f.sha256 for f in files}))
+    _check_stored(session.exec(blobs).all(), store, files)
 
     existing = session.exec(
         select(Version).where(Version.image == spec.name, Version.serial == req.serial)
@@ -108,6 +125,11 @@ def _publish(
             )
         return existing, False
 
+    # Hashing gigabytes comes before any lock is taken.
+    fingerprints = {arch: _fingerprint(store, arch, *pair) for arch, pair in pairs.items()}
+    # The files' rows are held until the commit: a gc that comes later sees this version
+    # list them and keeps them; one that came first took them, and this publish is refused.
+    _check_stored(locked(session, blobs.order_by(col(Blob.sha256))), store, files)
     described = spec.model_dump(include={"os", "release", "variant", "release_title", "aliases"})
     described["requirements"] = spec.requirements
     image = session.get(Image, spec.name)
@@ -120,7 +142,7 @@ def _publish(
     session.add(version)
     session.flush()
     for arch, (meta, root) in pairs.items():
-        fingerprint = store.combined_sha256(meta.sha256, root.sha256)
+        fingerprint = fingerprints[arch]
         clash = session.exec(
             select(VersionArch).where(VersionArch.fingerprint == fingerprint)
         ).first()

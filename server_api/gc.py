@@ -1,10 +1,18 @@
-"""Garbage collection: the files of long-inactive versions and of unlisted uploads."""
+"""Garbage collection: the files of long-inactive versions and of unlisted uploads.
+
+It races publishes and transitions safely: a version loses its files only in a
+compare-and-set that a concurrent re-test of it defeats (and that defeats the re-test),
+and a file goes only while gc holds its row, which a publish must hold too to list it
+(`catalog.publish`): either the publish comes first and gc sees its version, or gc
+comes first and the publish finds the file gone and is refused."""
 
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core.catalog import GcResult, VersionState
+from server_api.locks import locked
 from server_api.models import Blob, Version, VersionArch, utcnow
 from server_api.store import FileStore
 
@@ -12,37 +20,43 @@ from server_api.store import FileStore
 def collect_garbage(session: Session, store: FileStore, grace_s: int) -> GcResult:
     """Delete the files of versions inactive for longer than `grace_s`, and uploads that
     no version lists, keeping every file a surviving version still references."""
-    cutoff = utcnow() - timedelta(seconds=grace_s)
-    expired = session.exec(
-        select(Version).where(
-            Version.state == VersionState.inactive,
-            Version.state_changed_at <= cutoff,
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace_s)
+    # First, for good: these versions can never come back (a transition needs their files).
+    expired = session.execute(
+        update(Version)
+        .where(
+            col(Version.state) == VersionState.inactive,
+            col(Version.state_changed_at) <= cutoff,
             col(Version.files_deleted_at).is_(None),
         )
+        .values(files_deleted_at=now)
+        .returning(col(Version.image), col(Version.serial))
+        .execution_options(synchronize_session=False)
     ).all()
-    gone = {v.id for v in expired}
+    session.commit()
+
+    candidates = locked(
+        session, select(Blob).where(Blob.created_at <= cutoff).order_by(col(Blob.sha256))
+    )
     kept: set[str] = set()
-    for varch, deleted_at in session.exec(
-        select(VersionArch, Version.files_deleted_at).join(
-            Version, col(Version.id) == col(VersionArch.version_id)
-        )
+    for meta, root in session.exec(
+        select(VersionArch.metadata_sha256, VersionArch.rootfs_sha256)
+        .join(Version, col(Version.id) == col(VersionArch.version_id))
+        .where(col(Version.files_deleted_at).is_(None))
     ):
-        if deleted_at is None and varch.version_id not in gone:
-            kept.update((varch.metadata_sha256, varch.rootfs_sha256))
-    old = session.exec(select(Blob).where(Blob.created_at <= cutoff)).all()
-    blobs = [b for b in old if b.sha256 not in kept]
-    now = utcnow()
-    for version in expired:
-        version.files_deleted_at = now
-        session.add(version)
+        kept.update((meta, root))
+    blobs = [b for b in candidates if b.sha256 not in kept]
     for blob in blobs:
         session.delete(blob)
-    session.commit()
-    # Rows first, then bytes: a crash in between leaves stray files, never a dangling row.
+    session.flush()
+    # Bytes while the rows are still held: no publish can list them meanwhile. Should the
+    # commit fail, the rows stay without bytes, which reads as "not uploaded" everywhere.
     for blob in blobs:
         store.delete(blob.sha256)
+    session.commit()
     return GcResult(
-        versions=[f"{v.image} {v.serial}" for v in expired],
+        versions=sorted(f"{image} {serial}" for image, serial in expired),
         files=sorted(b.sha256 for b in blobs),
         bytes=sum(b.size for b in blobs),
     )

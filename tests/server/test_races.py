@@ -191,3 +191,33 @@ def test_concurrent_publishes_of_one_serial_answer_like_sequential_ones(
             else:
                 assert answer.status_code == 409, answer.text
                 assert "exists with other files" in answer.json()["detail"]
+
+
+def test_gc_racing_a_publish_never_deletes_the_files_it_lists(
+    server, publisher, operator, tmp_path
+):
+    """With no grace, gc may take the files before the publish (the publish is refused:
+    they are not uploaded) or after (the version lists them, they stay): never both."""
+    image = new_image(arches=["x86_64"])
+    published = 0
+    with http(server) as anonymous:
+        for trial in range(15):
+            serial = next_serial()
+            body = uploaded(publisher, tmp_path / str(trial), image, serial)
+            pub, gc = race(
+                server,
+                [
+                    ("POST", "/api/v1/versions", server.token, body),
+                    ("POST", "/api/v1/gc", operator, {"grace_s": 0}),
+                ],
+            )
+            assert gc.status_code == 200, gc.text
+            if pub.status_code != 201:
+                assert pub.status_code == 409 and "not uploaded" in pub.json()["detail"], pub.text
+                continue
+            published += 1
+            move(publisher, image, serial, "testing")
+            for file in body["arches"][0]["files"]:
+                r = anonymous.get(f"/channels/testing/files/{file['sha256']}")
+                assert r.status_code == 200, f"trial {trial}: {file['name']} of a listed version"
+    print(f"{published} of 15 publishes won over gc")
