@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import httpx
 from sqlalchemy import insert
@@ -164,16 +165,27 @@ def ms(seconds: float) -> str:
 
 
 @contextmanager
-def server(state_dir: Path) -> Iterator[tuple[str, int, ssl.SSLContext]]:
-    """`icefloe server` as a subprocess on a free port: (url, pid, trust)."""
+def server(
+    state_dir: Path, env: dict[str, str] | None = None, log: IO[bytes] | None = None
+) -> Iterator[tuple[str, int, ssl.SSLContext]]:
+    """`icefloe server` as a subprocess on a free port: (url, pid, trust). `env` adds
+    settings (a database URL, say); `log` takes its output instead of the terminal."""
     settings = ServerSettings(state_dir=state_dir, port=free_port())
     ensure_self_signed(settings.cert_path, settings.key_path, settings.host)
-    env = os.environ | {
+    environ = {
+        **os.environ,
+        **(env or {}),
         "ICEFLOE_SERVER_STATE_DIR": str(state_dir),
         "ICEFLOE_SERVER_PORT": str(settings.port),
         "ICEFLOE_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "server"], env=env, cwd=REPO_DIR)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "server"],
+        env=environ,
+        cwd=REPO_DIR,
+        stdout=log,
+        stderr=log,
+    )
     url = f"https://127.0.0.1:{settings.port}"
     trust = ssl.create_default_context(cafile=settings.cert_path)
     try:
