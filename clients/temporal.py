@@ -10,6 +10,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from core import search_attributes as sa
@@ -21,28 +22,53 @@ class TemporalUnavailable(RuntimeError):
 
 
 def _tls(settings: Settings) -> TLSConfig | bool:
-    if not settings.temporal_tls:
-        return False
+    files = (settings.temporal_tls_ca, settings.temporal_tls_cert, settings.temporal_tls_key)
+    if not (settings.temporal_tls or any(files) or settings.temporal_tls_server_name):
+        return bool(settings.temporal_api_key)  # an API key travels over TLS only
     read = lambda p: p.read_bytes() if p else None  # noqa: E731
     return TLSConfig(
         server_root_ca_cert=read(settings.temporal_tls_ca),
+        domain=settings.temporal_tls_server_name,
         client_cert=read(settings.temporal_tls_cert),
         client_private_key=read(settings.temporal_tls_key),
     )
 
 
+def connect_options(settings: Settings) -> ClientConnectConfig:
+    """Where and how to connect: the ICEFLOE_TEMPORAL_* settings, then what the SDK's
+    environment configuration profile (ICEFLOE_TEMPORAL_PROFILE) sets, if one is named."""
+    options = ClientConnectConfig(
+        target_host=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        tls=_tls(settings),
+    )
+    if settings.temporal_api_key:
+        options["api_key"] = settings.temporal_api_key.get_secret_value()
+    if settings.temporal_profile:
+        try:
+            profile = ClientConfigProfile.load(settings.temporal_profile)
+        except RuntimeError as exc:
+            raise TemporalUnavailable(
+                f"Temporal profile {settings.temporal_profile!r}: {exc} "
+                "(TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml)"
+            ) from None
+        options.update(profile.to_client_connect_config())
+    return options
+
+
 async def connect(settings: Settings) -> Client:
+    options = connect_options(settings)
     try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            tls=_tls(settings),
-            data_converter=pydantic_data_converter,
-        )
+        return await Client.connect(**options, data_converter=pydantic_data_converter)
     except RuntimeError as exc:
+        check = (
+            "check ICEFLOE_TEMPORAL_ADDRESS and the TLS settings (ICEFLOE_TEMPORAL_TLS_CA, "
+            "ICEFLOE_TEMPORAL_TLS_CERT and _KEY, ICEFLOE_TEMPORAL_API_KEY)"
+            if options.get("tls")
+            else "start the stack with deploy/run-local or set ICEFLOE_TEMPORAL_ADDRESS"
+        )
         raise TemporalUnavailable(
-            f"Temporal is not reachable at {settings.temporal_address} ({exc}); "
-            "start the stack with deploy/run-local or set ICEFLOE_TEMPORAL_ADDRESS"
+            f"Temporal is not reachable at {options['target_host']} ({exc}); {check}"
         ) from None
 
 

@@ -8,7 +8,7 @@ unchanged against a Temporal cluster, a remote image server or remote LXD hosts.
 from pathlib import Path
 from urllib.parse import quote
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -21,10 +21,16 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # TLS is also on when a CA, a client certificate or an API key is set.
     temporal_tls: bool = False
     temporal_tls_ca: Path | None = None
-    temporal_tls_cert: Path | None = None
+    temporal_tls_cert: Path | None = None  # a client certificate, with its key
     temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None  # when the certificate names another host
+    temporal_api_key: SecretStr | None = None  # Temporal Cloud
+    # A profile of the SDK's environment configuration (temporal.toml, TEMPORAL_* variables):
+    # what it sets wins over the settings above.
+    temporal_profile: str | None = None
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
     server_url: str = "https://127.0.0.1:8443"
@@ -47,6 +53,17 @@ class Settings(BaseSettings):
     # Busybox-static .debs and build scratch space on arch hosts.
     deb_dir: Path | None = None
     build_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "Settings":
+        """A certificate without its key (or a key alone) is refused when read, not at the
+        first connection."""
+        for cert, key in (("temporal_tls_cert", "temporal_tls_key"), ("lxd_cert", "lxd_key")):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(
+                    f"ICEFLOE_{cert.upper()} and ICEFLOE_{key.upper()} go together: set both"
+                )
+        return self
 
     @property
     def server_ca_path(self) -> Path | None:
