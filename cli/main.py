@@ -8,7 +8,6 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 from temporalio.client import WorkflowUpdateFailedError
 
@@ -17,8 +16,8 @@ from clients.lxd import ArchNotSupported, LxdUnavailable, checked_arch, connect_
 from clients.temporal import TemporalNotSetUp, TemporalUnavailable, connect
 from clients.temporal import register as register_search_attributes
 from core.arch import UnknownArchError, to_lxd
-from core.config import REPO_DIR, Settings
-from core.images import ImageDefinitionError, load_image
+from core.config import Settings
+from core.images import ImageDefinitionError, image_path, load_image
 from core.pipeline import DAY_S, OperatorRequest, PipelineInput, PipelineProgress, PruneInput
 from workflows import operator
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
@@ -155,7 +154,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 async def _trigger(args: argparse.Namespace) -> int:
     settings = Settings()
-    spec = load_image(args.image)
+    spec = load_image(image_path(args.image, settings.images_dir))
     if args.arch:
         spec = spec.model_copy(update={"arches": [to_lxd(a) for a in args.arch]})
     inp = PipelineInput(spec=spec, serial=args.serial or new_serial())
@@ -295,7 +294,11 @@ def parser() -> argparse.ArgumentParser:
     w.set_defaults(fn=cmd_worker)
 
     tr = sub.add_parser("trigger", help="start a pipeline, or attach to the running one")
-    tr.add_argument("--image", type=Path, default=REPO_DIR / "images" / "busybox.yaml")
+    tr.add_argument(
+        "--image",
+        default="busybox",
+        help="a definition's name (in ICEFLOE_IMAGES_DIR, else the shipped ones) or a .yaml path",
+    )
     tr.add_argument("--serial", help="default: the current UTC time, YYYYMMDD-HHMMSS")
     tr.add_argument("--arch", action="append", help="override the definition's arches")
     tr.add_argument("--wait", action="store_true", help="follow until the outcome")

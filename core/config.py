@@ -5,19 +5,41 @@ one-machine stack that `deploy/run-local` starts, so the same processes run
 unchanged against a Temporal cluster, a remote image server or remote LXD hosts.
 """
 
+import os
 from pathlib import Path
 from urllib.parse import quote
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The checkout, or site-packages when installed from the wheel.
 REPO_DIR = Path(__file__).resolve().parents[1]
+IN_CHECKOUT = (REPO_DIR / "pyproject.toml").is_file()
+# Where the wheel ships images/ (pyproject.toml maps it into this package).
+PACKAGED_IMAGES = Path(__file__).with_name("definitions")
+
+
+def default_state_dir() -> Path:
+    """ICEFLOE_STATE_DIR, else the checkout's .state (run-local, tests), else the systemd units'
+    StateDirectory: an installed package has no writable place of its own."""
+    if env := os.environ.get("ICEFLOE_STATE_DIR"):
+        return Path(env)
+    return REPO_DIR / ".state" if IN_CHECKOUT else Path("/var/lib/icefloe")
+
+
+def default_images_dir() -> Path:
+    """ICEFLOE_IMAGES_DIR, else the checkout's images/, else the definitions the wheel ships."""
+    if env := os.environ.get("ICEFLOE_IMAGES_DIR"):
+        return Path(env)
+    return REPO_DIR / "images" if IN_CHECKOUT else PACKAGED_IMAGES
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ICEFLOE_", extra="ignore")
 
-    state_dir: Path = REPO_DIR / ".state"
+    state_dir: Path = Field(default_factory=default_state_dir)
+    # Image definitions `icefloe trigger --image NAME` reads.
+    images_dir: Path = Field(default_factory=default_images_dir)
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"

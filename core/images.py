@@ -29,3 +29,19 @@ def load_image(path: Path) -> ImageSpec:
             for e in exc.errors()
         )
         raise ImageDefinitionError(f"{path}: {problems}") from None
+
+
+def image_path(ref: str, images_dir: Path) -> Path:
+    """A definition by name (`busybox`, as POST /api/v1/pipelines takes it) from images_dir,
+    or by path (`images/busybox.yaml`, anything with a directory or a .yaml suffix)."""
+    path = Path(ref)
+    if len(path.parts) > 1 or path.suffix in (".yaml", ".yml"):
+        return path
+    found = images_dir / f"{ref}.yaml"
+    if not found.is_file():
+        there = ", ".join(sorted(p.stem for p in images_dir.glob("*.yaml"))) or "none"
+        raise ImageDefinitionError(
+            f"no image definition {ref!r} in {images_dir} (there: {there}); "
+            "give a .yaml path or set ICEFLOE_IMAGES_DIR"
+        )
+    return found

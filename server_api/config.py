@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.config import REPO_DIR
+from core.config import default_images_dir, default_state_dir
 
 
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ICEFLOE_SERVER_", extra="ignore")
 
-    state_dir: Path = REPO_DIR / ".state"
+    # Else ICEFLOE_STATE_DIR, else the checkout's .state, else /var/lib/icefloe.
+    state_dir: Path = Field(default_factory=default_state_dir)
     database_url: str | None = None  # default: SQLite under state_dir; postgresql+psycopg://...
     store_dir: Path | None = None
     host: str = "127.0.0.1"
@@ -19,7 +21,8 @@ class ServerSettings(BaseSettings):
     tls_key: Path | None = None
     max_upload_bytes: int = 8 * 1024**3
     keep_active: int = 3  # active versions kept per image; older ones go inactive
-    images_dir: Path = REPO_DIR / "images"  # definitions POST /api/v1/pipelines can name
+    # Definitions POST /api/v1/pipelines can name; else ICEFLOE_IMAGES_DIR, else the shipped ones.
+    images_dir: Path = Field(default_factory=default_images_dir)
     # Off: only private feeds (/feeds/<secret>/) serve images. The pipeline's test
     # activity launches from /channels/testing/fresh/<tag>/, so keep it on for pipelines.
     public_feeds: bool = True

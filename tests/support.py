@@ -4,9 +4,11 @@ serials, tokens and clients, fake and built files to publish. Nothing here is a 
 import hashlib
 import itertools
 import os
+import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -253,3 +255,38 @@ def pass_all(catalog: CatalogClient, image: ImageSpec, serial: str) -> None:
 def move(catalog: CatalogClient, image: ImageSpec, serial: str, *states: str) -> None:
     for to in states:
         catalog.transition(image.name, serial, TransitionRequest(to=to, reason="test"))
+
+
+# What a copy of the checkout leaves out: a build must not see (or write) caches, venvs, state.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", ".state", ".hypothesis", ".*_cache", "__pycache__", "build", "*.egg-info"
+)
+
+
+def _run(argv: list[Any], timeout: float) -> None:
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{argv[:3]} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+
+
+def build_wheel(dest: Path) -> Path:
+    """The wheel pyproject.toml describes, built from a copy of the checkout (building in place
+    would leave build/ behind)."""
+    src = dest / "src"
+    shutil.copytree(REPO_DIR, src, ignore=_NOT_SOURCE)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dest, src], 600)
+    return next(dest.glob("icefloe-*.whl"))
+
+
+def install_wheel(wheel: Path, venv: Path) -> Path:
+    """A fresh venv with the wheel and its dependencies at requirements.lock's pins (constraints:
+    the dev tools stay out); returns its bin directory."""
+    _run([sys.executable, "-m", "venv", venv], 300)
+    _run([venv / "bin" / "pip", "install", "-q", "-c", REPO_DIR / "requirements.lock", wheel], 1800)
+    return venv / "bin"
+
+
+def outside_env(**extra: str) -> dict[str, str]:
+    """This environment minus whatever points into the checkout or sets ICEFLOE_*, plus extra."""
+    dropped = ("PYTHONPATH", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("ICEFLOE_")}
+    return env | {"ICEFLOE_LOG_LEVEL": "WARNING"} | extra

@@ -1,0 +1,139 @@
+"""The wheel alone runs Icefloe: built from pyproject.toml and installed with its pinned
+dependencies into a venv outside the checkout, it finds its image definitions, migrations and
+state through settings, never through paths inside the repository."""
+
+import sqlite3
+import ssl
+import subprocess
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.config import REPO_DIR
+from tests.support import build_wheel, free_port, install_wheel, outside_env
+
+
+@dataclass
+class Installed:
+    wheel: Path
+    bin: Path
+    cwd: Path  # outside the checkout
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.bin / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.cwd,
+            env=outside_env(**env),
+        )
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """One build and one install for the module (the install is most of its time)."""
+    root = tmp_path_factory.mktemp("wheel")
+    assert not root.is_relative_to(REPO_DIR)
+    wheel = build_wheel(root / "dist")
+    return Installed(wheel, install_wheel(wheel, root / "venv"), root)
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_every_module_and_data_file_ships(installed: Installed) -> None:
+    """pyproject.toml lists its packages: one left out would be missing only from the wheel."""
+    roots = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "root_packages"
+    ]
+    expected = {
+        str(p.relative_to(REPO_DIR))
+        for root in roots
+        for p in (REPO_DIR / root).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    expected |= {f"core/definitions/{p.name}" for p in (REPO_DIR / "images").glob("*.yaml")}
+    expected |= {"server_api/alembic.ini", "server_api/alembic/script.py.mako"}
+    shipped = {
+        name
+        for name in zipfile.ZipFile(installed.wheel).namelist()
+        if not name.split("/")[0].endswith(".dist-info")
+    }
+    assert shipped == expected
+
+
+def test_help_and_defaults_outside_a_checkout(installed: Installed) -> None:
+    assert installed.run("icefloe", "--help").stdout.count("worker") >= 1
+    show = "from core.config import Settings as S; s = S(); print(s.state_dir, s.images_dir)"
+    state, images = installed.run("python", "-c", show).stdout.split()
+    assert state == "/var/lib/icefloe"
+    assert Path(images).is_relative_to(installed.bin.parent)
+    assert Path(images, "busybox.yaml").exists()
+    state, _ = installed.run("python", "-c", show, ICEFLOE_STATE_DIR="/srv/x").stdout.split()
+    assert state == "/srv/x"
+
+
+def test_trigger_names_a_shipped_definition(installed: Installed) -> None:
+    """`--image` defaults to the shipped busybox: it loads, and the next step (Temporal) is
+    what fails here; an unknown name lists the ones there are."""
+    line = one_line_error(
+        installed.run("icefloe", "trigger", ICEFLOE_TEMPORAL_ADDRESS="127.0.0.1:1")
+    )
+    assert "Temporal is not reachable at 127.0.0.1:1" in line
+    line = one_line_error(installed.run("icefloe", "trigger", "--image", "nosuch"))
+    assert "no image definition 'nosuch'" in line and "busybox, debian-bookworm" in line
+
+
+def test_unknown_arch_refused_in_one_line(installed: Installed) -> None:
+    line = one_line_error(installed.run("icefloe", "worker", "arch", "sparc"))
+    assert "unknown arch 'sparc'" in line
+
+
+@pytest.fixture
+def server(installed: Installed, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    port = free_port()
+    env = outside_env(ICEFLOE_STATE_DIR=str(tmp_path), ICEFLOE_SERVER_PORT=str(port))
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [installed.bin / "icefloe", "server"], cwd=installed.cwd, env=env, stdout=log, stderr=log
+    )
+    try:
+        yield proc, f"https://127.0.0.1:{port}", tmp_path
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def test_server_runs_from_the_wheel_with_state_from_settings(
+    server: tuple[subprocess.Popen, str, Path],
+) -> None:
+    proc, url, state = server
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, (state / "server.log").read_text()
+        assert time.monotonic() < deadline, (state / "server.log").read_text()
+        cert = state / "tls" / "server.crt"
+        try:
+            verify = ssl.create_default_context(cafile=cert)
+            if httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200:
+                break
+        except (OSError, httpx.HTTPError):  # no certificate yet, or not listening yet
+            pass
+        time.sleep(0.2)
+    # Migrated to head with the Alembic files the wheel ships.
+    with closing(sqlite3.connect(state / "catalog.db")) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()
