@@ -33,36 +33,41 @@ class Recipe:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", *args]
 
-    def env(self, **settings: str) -> dict[str, str]:
+    def env(self, settings: dict[str, str]) -> dict[str, str]:
         """This machine's settings only: nothing of the test's own ICEFLOE_* environment."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE_")}
         return base | settings
 
-    def run(self, *args: str, timeout_s: float = 120, **settings: str) -> str:
-        done = subprocess.run(
+    def run(
+        self, settings: dict[str, str], *args: str, timeout_s: float = 120
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
             self.argv(*args),
             cwd=REPO_DIR,
-            env=self.env(**settings),
+            env=self.env(settings),
             capture_output=True,
             text=True,
             timeout=timeout_s,
         )
+
+    def ok(self, settings: dict[str, str], *args: str) -> str:
+        done = self.run(settings, *args)
         assert done.returncode == 0, f"icefloe {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
 
-    def start(self, name: str, argv: list[str], **settings: str) -> subprocess.Popen:
+    def start(self, name: str, argv: list[str], settings: dict[str, str]) -> subprocess.Popen:
         log = self.work / f"{name}.log"
         self.logs.append(log)
         with log.open("w") as out:
             proc = subprocess.Popen(
-                argv, cwd=REPO_DIR, env=self.env(**settings), stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=REPO_DIR, env=self.env(settings), stdout=out, stderr=subprocess.STDOUT
             )
         self.stack.callback(stop, proc)
         return proc
 
-    def worker(self, name: str, *args: str, **settings: str) -> None:
+    def worker(self, name: str, settings: dict[str, str], *args: str) -> None:
         """`icefloe worker ...`, once it polls its task queue."""
-        proc = self.start(name, self.argv("worker", *args), **settings)
+        proc = self.start(name, self.argv("worker", *args), settings)
         log = self.logs[-1]
         deadline = time.monotonic() + 60
         while "worker polling" not in log.read_text():
@@ -85,6 +90,7 @@ def fresh_temporal(recipe: Recipe) -> Iterator[str]:
             *("--port", str(port), "--http-port", str(free_port())),
             *("--metrics-port", str(free_port()), "--log-level", "error"),
         ],
+        {},
     )
     wait_for_port(port, proc, recipe.logs[-1])
     yield f"{LOOPBACK}:{port}"
@@ -107,9 +113,9 @@ def test_the_many_machine_recipe_takes_the_sample_image_to_active(tmp_path: Path
             "ICEFLOE_SERVER_DATABASE_URL": database,
             "ICEFLOE_SERVER_PORT": str(port),
         }
-        proc = recipe.start("server", recipe.argv("server"), **server)
+        proc = recipe.start("server", recipe.argv("server"), server)
         wait_for_port(port, proc, recipe.logs[-1])
-        token = recipe.run("token", "create", "--name", "workers", **server).strip()
+        token = recipe.ok(server, "token", "create", "--name", "workers").strip()
 
         def machine(name: str, **extra: str) -> dict[str, str]:
             client = ca.issue(name, server=False)
@@ -126,22 +132,15 @@ def test_the_many_machine_recipe_takes_the_sample_image_to_active(tmp_path: Path
                 **extra,
             }
 
-        setup = recipe.run("setup-temporal", **machine("operator"))
+        setup = recipe.ok(machine("operator"), "setup-temporal")
         assert "search attributes: added" in setup, setup
 
-        recipe.worker("control", "control", **machine("control"))
+        recipe.worker("control", machine("control"), "control")
         arch = {"ICEFLOE_DEB_DIR": str(DEBS)}
-        recipe.worker("x86_64", "arch", "x86_64", **machine("x86_64", **arch, **lxd.env()))
-        recipe.worker("i686", "arch", "i686", **machine("i686", **arch))
+        recipe.worker("x86_64", machine("x86_64", **arch, **lxd.env()), "arch", "x86_64")
+        recipe.worker("i686", machine("i686", **arch), "arch", "i686")
 
-        trigger = subprocess.run(
-            recipe.argv("trigger", "--wait"),
-            cwd=REPO_DIR,
-            env=recipe.env(**machine("ci")),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        trigger = recipe.run(machine("ci"), "trigger", "--wait", timeout_s=300)
         tails = recipe.tails()
 
     out = trigger.stdout + trigger.stderr
