@@ -26,6 +26,12 @@ class ServerSettings(BaseSettings):
     # Off: only private feeds (/feeds/<secret>/) serve images. The pipeline's test
     # activity launches from /channels/testing/fresh/<tag>/, so keep it on for pipelines.
     public_feeds: bool = True
+    # One process runs sync routes and file hashing on `threads` worker threads; its
+    # database pool holds a connection per thread plus `db_overflow` for sessions closing.
+    threads: int = Field(default=40, ge=1)
+    db_overflow: int = Field(default=10, ge=0)
+    # A request body that sends nothing for this long is cut off with 408.
+    body_idle_timeout_s: float = Field(default=30, gt=0)
 
     @property
     def db_url(self) -> str:

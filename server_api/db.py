@@ -3,6 +3,8 @@
 The schema is Alembic's (server_api/alembic): the server upgrades to head when it
 starts, never `create_all`, so SQLite and Postgres catalogs follow the same history.
 SQLite gets WAL and a busy timeout so workers and feeds don't block each other.
+The server sizes the pool to its worker threads (see `deps`): a thread never waits for
+a connection that only a request queued for a thread could give back.
 """
 
 import logging
@@ -18,12 +20,13 @@ ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 BASELINE = "0001"
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **pool)
     if database := make_url(url).database:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @event.listens_for(engine, "connect")
     def _pragmas(conn, _record) -> None:
@@ -56,8 +59,8 @@ def migrate(engine: Engine) -> None:
         log.info("catalog schema upgraded from %s to %s", before or "nothing", after)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     """An engine on an up-to-date catalog."""
-    engine = engine_for(url)
+    engine = engine_for(url, pool_size, max_overflow)
     migrate(engine)
     return engine

@@ -1,5 +1,9 @@
 """The FastAPI application."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -8,6 +12,7 @@ from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.feeds import FeedCache
+from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
 from server_api.routes import access, feeds, files, pipelines, versions
 from server_api.store import FileStore
@@ -17,16 +22,26 @@ from server_api.tokens import AccessError
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The pool has a connection for every worker thread (see server_api.deps).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        yield
+        app.state.engine.dispose()
+
     app = FastAPI(
         title="Icefloe image server",
         summary="Catalog, verified file store and simplestreams channel feeds for LXD and Incus.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.db_url)
+    app.state.engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
     app.state.store = FileStore(settings.files_dir)
     app.state.metrics = metrics = ServerMetrics(app.state.engine)
     app.state.feeds = FeedCache(on_render=metrics.rendered)
+    app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(CatalogError)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from core.catalog import Channel, Flavour
-from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep
+from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep, briefly
 from server_api.feeds import Feed
 from server_api.tokens import find_credential
 
@@ -42,8 +42,8 @@ async def fresh_channel(
     return await public_channel(channel, settings)
 
 
-def credential(secret: Annotated[str, Path(max_length=100)], session: SessionDep) -> Source:
-    row = find_credential(session, secret)
+def credential(secret: Annotated[str, Path(max_length=100)], request: Request) -> Source:
+    row = briefly(request, lambda session: find_credential(session, secret))
     if row is None:
         raise HTTPException(403, "this feed's credential is unknown, expired or revoked")
     return Source(Channel(row.channel), Flavour(row.flavour))

@@ -3,10 +3,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep
+from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep, briefly
 from server_api.models import Blob, utcnow
 from server_api.store import FileStore, UploadRejected
 
@@ -28,25 +29,41 @@ def file_exists(sha256: Sha256, session: SessionDep, store: StoreDep, _: Publish
     return Response(headers={"X-Icefloe-Size": str(blob.size)})
 
 
+def _known(session: Session, store: FileStore, sha256: str, size: int) -> bool:
+    """Whether the content is stored already; if so, gc's grace for unlisted files restarts."""
+    blob = _stored(session, store, sha256)
+    if blob is None:
+        return False
+    if blob.size != size:
+        raise HTTPException(409, f"this content is stored with size {blob.size}, not {size}")
+    blob.created_at = utcnow()
+    session.add(blob)
+    session.commit()
+    return True
+
+
+def _record(session: Session, sha256: str, size: int) -> None:
+    session.merge(Blob(sha256=sha256, size=size))
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent upload of the same content recorded it first
+        session.rollback()
+
+
 @router.put("/{sha256}", status_code=201, summary="Upload a file (streamed, verified)")
 async def upload_file(
     sha256: Sha256,
     size: Annotated[int, Query(ge=0, description="exact size in bytes")],
     request: Request,
-    session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
     _: Publisher,
 ) -> dict:
+    # No database session is held while the body streams (that may take minutes): one
+    # short session looks the content up before, another records it after.
     if size > settings.max_upload_bytes:
         raise HTTPException(413, f"{size} bytes is over the limit of {settings.max_upload_bytes}")
-    blob = _stored(session, store, sha256)
-    if blob is not None:
-        if blob.size != size:
-            raise HTTPException(409, f"this content is stored with size {blob.size}, not {size}")
-        blob.created_at = utcnow()  # uploaded again: gc's grace for unlisted files restarts
-        session.add(blob)
-        session.commit()
+    if await run_in_threadpool(briefly, request, lambda s: _known(s, store, sha256, size)):
         return {"sha256": sha256, "size": size, "stored": False}
     try:
         await store.put(sha256, size, request.stream())
@@ -54,9 +71,5 @@ async def upload_file(
         raise HTTPException(422, f"upload rejected, nothing stored: {exc}") from None
     except OSError as exc:  # the disk is full or unwritable: the server's problem, said plainly
         raise HTTPException(507, f"cannot store the file, nothing stored: {exc.strerror}") from None
-    session.merge(Blob(sha256=sha256, size=size))
-    try:
-        session.commit()
-    except IntegrityError:  # a concurrent upload of the same content recorded it first
-        session.rollback()
+    await run_in_threadpool(briefly, request, lambda s: _record(s, sha256, size))
     return {"sha256": sha256, "size": size, "stored": True}

@@ -1,0 +1,185 @@
+"""The image server under concurrent load, on SQLite and on Postgres: many parallel
+requests that look up a token or a feed credential are all answered, and uploads that
+stall or crawl never hold up feeds (no database session is held while a body streams;
+an idle body is cut off with 408)."""
+
+import asyncio
+import hashlib
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from core.catalog import Channel
+from server_api.schemas import CredentialCreate
+from server_api.tokens import issue_credential
+from tests.support import (
+    RunningServer,
+    client,
+    move,
+    new_image,
+    next_serial,
+    postgres_database,
+    publish_fake,
+)
+
+IDLE_TIMEOUT_S = 1.0
+
+
+class Loaded:
+    """A server of this module's own with a version in testing and a private feed on it."""
+
+    def __init__(self, server: RunningServer, tmp: Path) -> None:
+        self.server = server
+        publisher = client(server, server.token)
+        image, serial = new_image(arches=["x86_64"]), next_serial()
+        self.published = publish_fake(publisher, tmp, image, serial)
+        move(publisher, image, serial, "testing")
+        publisher.close()
+        with Session(server.app.state.engine) as session:
+            made = issue_credential(session, CredentialCreate(name="load", channel=Channel.testing))
+        self.feed = made.feed_path
+        self.sha256 = self.published.arches[0].files[1].sha256
+        self.incoming = server.server_settings.files_dir / ".incoming"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def loaded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Loaded]:
+    tmp = tmp_path_factory.mktemp(f"load-{request.param}")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ICEFLOE_SERVER_BODY_IDLE_TIMEOUT_S", str(IDLE_TIMEOUT_S))
+        if request.param == "postgres":
+            url = request.getfixturevalue("postgres_load_url")
+            env.setenv("ICEFLOE_SERVER_DATABASE_URL", url)
+        with RunningServer(tmp) as server:
+            yield Loaded(server, tmp)
+
+
+@pytest.fixture(scope="module")
+def postgres_load_url() -> Iterator[str]:
+    with postgres_database("icefloe_load") as url:
+        yield url
+
+
+def _tls(server: RunningServer) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=server.server_settings.cert_path)
+
+
+async def _answers(loaded: Loaded, requests: list[tuple[str, str, dict]]) -> list[int | str]:
+    """Send all requests at once, each on its own connection: status codes, or the error."""
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
+    async with httpx.AsyncClient(
+        base_url=loaded.server.url, verify=_tls(loaded.server), limits=limits, timeout=60
+    ) as c:
+        results = await asyncio.gather(
+            *(c.request(method, url, headers=headers) for method, url, headers in requests),
+            return_exceptions=True,
+        )
+    return [r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in results]
+
+
+def _tally(answers: list[int | str]) -> dict[int | str, int]:
+    return {a: answers.count(a) for a in sorted(set(answers), key=str)}
+
+
+async def test_parallel_private_feed_requests_are_all_answered(loaded: Loaded):
+    url = f"{loaded.feed}/streams/v1/images.json"
+    answers = await _answers(loaded, [("GET", url, {})] * 100)
+    assert _tally(answers) == {200: 100}
+
+
+async def test_parallel_authenticated_requests_are_all_answered(loaded: Loaded):
+    auth = {"Authorization": f"Bearer {loaded.server.token}"}
+    answers = await _answers(loaded, [("HEAD", f"/api/v1/files/{loaded.sha256}", auth)] * 200)
+    assert _tally(answers) == {200: 200}
+
+
+class RawUpload:
+    """A PUT of `size` bytes on a connection of its own, sent as the test says: httpx would
+    not read the answer before the whole body went out."""
+
+    def __init__(self, loaded: Loaded, size: int) -> None:
+        self.loaded, self.size = loaded, size
+        self.data = os.urandom(size)
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        self.sent = 0
+
+    async def open(self) -> None:
+        server = self.loaded.server
+        s = server.server_settings
+        self.reader, self.writer = await asyncio.open_connection(s.host, s.port, ssl=_tls(server))
+        self.writer.write(
+            f"PUT /api/v1/files/{self.sha256}?size={self.size} HTTP/1.1\r\n"
+            f"Host: {s.host}\r\nAuthorization: Bearer {server.token}\r\n"
+            f"Content-Length: {self.size}\r\n\r\n".encode()
+        )
+
+    async def send(self, n: int) -> None:
+        self.writer.write(self.data[self.sent : self.sent + n])
+        self.sent += n
+        await self.writer.drain()
+
+    async def status(self) -> int:
+        """The answer's status code; the connection is closed after it."""
+        line = await asyncio.wait_for(self.reader.readline(), 20)
+        self.writer.close()
+        return int(line.split()[1])
+
+
+async def _until(condition, what: str) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not after 10 s: {what}")
+
+
+async def _slowly(upload: RawUpload, chunks: int, pause_s: float) -> int:
+    """Send the whole body in `chunks` pieces, each pause shorter than the idle timeout."""
+    await upload.open()
+    for _ in range(chunks):
+        await asyncio.sleep(pause_s)
+        await upload.send(upload.size // chunks)
+    return await upload.status()
+
+
+async def _feeds_answer(loaded: Loaded) -> list[int | str]:
+    return await _answers(
+        loaded,
+        [
+            ("GET", "/channels/testing/streams/v1/images.json", {}),
+            ("GET", f"{loaded.feed}/streams/v1/images.json", {}),
+            ("GET", "/api/v1/versions", {}),
+        ]
+        * 5,
+    )
+
+
+async def test_stalled_and_slow_uploads_do_not_hold_up_feeds(loaded: Loaded):
+    stalled = [RawUpload(loaded, 10_000) for _ in range(15)]
+    for upload in stalled:
+        await upload.open()
+        await upload.send(1000)
+    # Every stalled upload is in the store, writing its partial file.
+    await _until(lambda: len(list(loaded.incoming.iterdir())) >= 15, "15 uploads in progress")
+
+    slow = RawUpload(loaded, 1000)
+    slow_status, feed_answers = await asyncio.gather(
+        _slowly(slow, chunks=10, pause_s=IDLE_TIMEOUT_S / 3), _feeds_answer(loaded)
+    )
+    assert _tally(feed_answers) == {200: 15}
+    assert slow_status == 201  # slow, but never idle for the timeout: stored
+
+    # The stalled ones are cut off after the idle timeout, and leave nothing behind.
+    assert [await upload.status() for upload in stalled] == [408] * 15
+    await _until(lambda: not any(loaded.incoming.iterdir()), ".incoming/ empty again")
+    with httpx.Client(base_url=loaded.server.url, verify=_tls(loaded.server)) as c:
+        auth = {"Authorization": f"Bearer {loaded.server.token}"}
+        assert c.head(f"/api/v1/files/{slow.sha256}", headers=auth).status_code == 200
+        assert c.head(f"/api/v1/files/{stalled[0].sha256}", headers=auth).status_code == 404
