@@ -1,12 +1,11 @@
 """The many-machine recipe, played on this host as a deploy runs it: a fresh Temporal server
 (no search attributes) behind a TLS proxy that wants client certificates, the image server on
 Postgres, `icefloe setup-temporal`, a control worker and two arch workers (x86_64 driving LXD
-over HTTPS, i686 on the unix socket), each its own `icefloe` process with its own state
-directory and only its settings in the environment; then `icefloe trigger --wait`."""
+over HTTPS, i686 on the unix socket), each its own `icefloe` process of the wheel installed in
+a venv outside the checkout, with its own state directory and only its settings in the
+environment; then `icefloe trigger --wait`."""
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,33 +16,49 @@ import pytest
 from core.config import REPO_DIR
 from deploy.stack import temporal_binary
 from tests.remote import LOOPBACK, TestCA, lxd_over_https, stop, tls_proxy, wait_for_port
-from tests.support import DEBS, free_port, postgres_database
+from tests.support import (
+    DEBS,
+    build_wheel,
+    free_port,
+    install_wheel,
+    outside_env,
+    postgres_database,
+)
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
 
-class Recipe:
-    """Starts `icefloe` processes, each with a log of its own, and stops them all by PID."""
+@pytest.fixture(scope="module")
+def wheel_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Icefloe as a user installs it: the wheel in a venv of its own (its bin directory)."""
+    root = tmp_path_factory.mktemp("wheel")
+    assert not root.is_relative_to(REPO_DIR)
+    return install_wheel(build_wheel(root / "dist"), root / "venv")
 
-    def __init__(self, work: Path, stack: ExitStack) -> None:
+
+class Recipe:
+    """Starts `icefloe` processes of the installed wheel outside the checkout, each with a log of
+    its own, and stops them all by PID."""
+
+    def __init__(self, bin_dir: Path, work: Path, stack: ExitStack) -> None:
+        self.bin_dir = bin_dir
         self.work = work
         self.stack = stack
         self.logs: list[Path] = []
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "cli.main", *args]
+        return [str(self.bin_dir / "icefloe"), *args]
 
     def env(self, settings: dict[str, str]) -> dict[str, str]:
-        """This machine's settings only: nothing of the test's own ICEFLOE_* environment."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE_")}
-        return base | settings
+        """This machine's settings only: nothing of the test's own ICEFLOE_* or checkout."""
+        return outside_env(ICEFLOE_LOG_LEVEL="INFO", **settings)
 
     def run(
         self, settings: dict[str, str], *args: str, timeout_s: float = 120
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             self.argv(*args),
-            cwd=REPO_DIR,
+            cwd=self.work,
             env=self.env(settings),
             capture_output=True,
             text=True,
@@ -60,7 +75,7 @@ class Recipe:
         self.logs.append(log)
         with log.open("w") as out:
             proc = subprocess.Popen(
-                argv, cwd=REPO_DIR, env=self.env(settings), stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=self.work, env=self.env(settings), stdout=out, stderr=subprocess.STDOUT
             )
         self.stack.callback(stop, proc)
         return proc
@@ -96,10 +111,12 @@ def fresh_temporal(recipe: Recipe) -> Iterator[str]:
     yield f"{LOOPBACK}:{port}"
 
 
-def test_the_many_machine_recipe_takes_the_sample_image_to_active(tmp_path: Path) -> None:
+def test_the_many_machine_recipe_takes_the_sample_image_to_active(
+    wheel_bin: Path, tmp_path: Path
+) -> None:
     ca = TestCA(tmp_path / "pki")
     with ExitStack() as stack:
-        recipe = Recipe(tmp_path, stack)
+        recipe = Recipe(wheel_bin, tmp_path, stack)
         database = stack.enter_context(postgres_database("icefloe_many_machines"))
         temporal = stack.enter_context(fresh_temporal(recipe))
         proxy = stack.enter_context(tls_proxy(temporal, ca, tmp_path / "nginx"))
