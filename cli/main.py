@@ -13,7 +13,13 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from clients.catalog import CatalogClient, CatalogRejected
 from clients.lxd import ArchNotSupported, LxdUnavailable, checked_arch, connect_lxd
-from clients.temporal import TemporalNotSetUp, TemporalUnavailable, connect
+from clients.temporal import (
+    MetricsUnavailable,
+    TemporalNotSetUp,
+    TemporalUnavailable,
+    connect,
+    metrics_runtime,
+)
 from clients.temporal import register as register_search_attributes
 from core.arch import UnknownArchError, to_lxd
 from core.config import Settings
@@ -29,6 +35,7 @@ FRIENDLY = (
     LxdUnavailable,
     TemporalUnavailable,
     TemporalNotSetUp,
+    MetricsUnavailable,
     UnknownArchError,
     ImageDefinitionError,
     CatalogRejected,
@@ -125,7 +132,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
     from workers.control import control_worker
 
     settings = Settings()
-    client = await connect(settings)
+    runtime = metrics_runtime(settings.metrics_address) if settings.metrics_address else None
+    client = await connect(settings, runtime)
     catalog = CatalogClient(settings)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker: Worker | ArchWorker

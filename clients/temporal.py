@@ -11,6 +11,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from core import search_attributes as sa
@@ -56,10 +57,28 @@ def connect_options(settings: Settings) -> ClientConnectConfig:
     return options
 
 
-async def connect(settings: Settings) -> Client:
+class MetricsUnavailable(RuntimeError):
+    """The metrics address cannot be served; the message says what to change."""
+
+
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime serving its own metrics for Prometheus at `address` (host:port)."""
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as exc:
+        raise MetricsUnavailable(
+            f"cannot serve metrics at {address} ({exc}); set ICEFLOE_METRICS_ADDRESS to a "
+            "free host:port, one per worker process"
+        ) from None
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """`runtime`: a worker's, with metrics; clients that only call use the default one."""
     options = connect_options(settings)
     try:
-        return await Client.connect(**options, data_converter=pydantic_data_converter)
+        return await Client.connect(
+            **options, data_converter=pydantic_data_converter, runtime=runtime
+        )
     except RuntimeError as exc:
         check = (
             "check ICEFLOE_TEMPORAL_ADDRESS and the TLS settings (ICEFLOE_TEMPORAL_TLS_CA, "

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # SIGTERM lets running activities finish for this long before they are cancelled (a
     # service manager's stop timeout must be longer); a test attempt takes minutes.
     graceful_shutdown_s: float = 600
+    # host:port where a worker serves the Temporal runtime's Prometheus metrics (task
+    # latencies, polls, activity failures); unset: none. One port per worker process.
+    metrics_address: str | None = None
     # Busybox-static .debs and build scratch space on arch hosts.
     deb_dir: Path | None = None
     build_dir: Path | None = None
