@@ -21,7 +21,8 @@ class Phase(StrEnum):
     building = "building"
     publishing = "publishing"
     testing = "testing"
-    waiting_for_retry = "waiting-for-retry"
+    waiting_for_retry = "waiting-for-retry"  # a check failed: the image's verdict
+    machinery_failed = "machinery-failed"  # the test machinery failed, not the image
     retrying = "retrying"
     promoting = "promoting"
     done = "done"
@@ -31,6 +32,10 @@ class Phase(StrEnum):
     def on(self, arches: list[str]) -> str:
         """The phase with the arches it concerns, as `waiting-for-worker:i686,x86_64`."""
         return f"{self.value}:{','.join(sorted(arches))}"
+
+
+# Phases in which a pipeline waits for an operator's (or CI's) retry until the version expires.
+AWAITING_RETRY = frozenset({Phase.waiting_for_retry, Phase.machinery_failed})
 
 
 class PipelineInput(BaseModel):
@@ -96,10 +101,12 @@ class ArchTestResult(BaseModel):
     arch: LxdArch
     host: str
     checks: list[CheckOutcome]
+    # Set when the test machinery failed on every attempt: then no verdict was reached.
+    fault: str = ""
 
     @property
     def passed(self) -> bool:
-        return all(c.state == AssessmentState.passed for c in self.checks)
+        return not self.fault and all(c.state == AssessmentState.passed for c in self.checks)
 
 
 class PromoteInput(BaseModel):

@@ -13,10 +13,16 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, TimeoutType, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutType,
+    is_cancelled_exception,
+)
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from workflows.options import BUILD, CONTROL, TEST, options
+from workflows.options import BUILD, CONTROL, RETRY, TEST, options
 
 with workflow.unsafe.imports_passed_through():
     from activities.builders.activity import BuildActivities
@@ -26,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from core.arch import LxdArch, task_queue
     from core.catalog import ArchFiles, AssessmentState, Channel, VersionState, VersionView
     from core.pipeline import (
+        AWAITING_RETRY,
         DAY_S,
         ArchTestInput,
         ArchTestResult,
@@ -45,6 +52,23 @@ with workflow.unsafe.imports_passed_through():
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
+# Since this patch a test activity that fails on every attempt is a machinery fault the
+# pipeline waits on (histories from before it failed the workflow there).
+MACHINERY_FAULTS = "machinery-faults-wait-for-retry"
+
+
+def _fault(err: ActivityError) -> str:
+    """What failed in the test machinery, from the last attempt's failure."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        what = cause.message
+    elif isinstance(cause, ActivityTimeout):
+        what = f"the test activity timed out ({cause.type.name.lower() if cause.type else '?'})"
+    else:
+        what = str(cause or err)
+    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+        what += f" (after {RETRY.maximum_attempts} attempts)"
+    return what
 
 
 def _passed_earlier(status: VersionStatus, arch: LxdArch, checks: list[str]) -> ArchTestResult:
@@ -91,7 +115,7 @@ class ImagePipeline:
 
     @retry.validator
     def _retry_allowed(self, req: OperatorRequest) -> None:
-        if self._phase != Phase.waiting_for_retry:
+        if self._phase not in AWAITING_RETRY:
             raise ValueError(f"nothing to retry: the pipeline is in phase {self._shown_phase()}")
 
     @workflow.signal
@@ -223,11 +247,23 @@ class ImagePipeline:
             failed = self._failed()
             if not failed:
                 return await self._promote()
-            self._enter(
-                Phase.waiting_for_retry,
-                f"checks failed on {', '.join(failed)}; waiting for a retry until "
-                f"{self._deadline:%Y-%m-%d %H:%M} UTC, then {serial} expires",
+            until = (
+                f"waiting for a retry until {self._deadline:%Y-%m-%d %H:%M} UTC, "
+                f"then {serial} expires"
             )
+            faults = [f"{a}: {self._tests[a].fault}" for a in failed if self._tests[a].fault]
+            verdicts = [a for a in failed if not self._tests[a].fault]
+            if faults:
+                self._enter(
+                    Phase.machinery_failed,
+                    f"test machinery failed on {'; '.join(faults)}; "
+                    + (f"checks failed on {', '.join(verdicts)}; " if verdicts else "")
+                    + until,
+                )
+            else:
+                self._enter(
+                    Phase.waiting_for_retry, f"checks failed on {', '.join(failed)}; {until}"
+                )
             remaining = (self._deadline - workflow.now()).total_seconds()
             try:
                 await workflow.wait_condition(
@@ -288,27 +324,30 @@ class ImagePipeline:
         return version
 
     async def _test(self, arches: list[LxdArch], fingerprints: dict[LxdArch, str]) -> None:
-        spec, serial = self._inp.spec, self._inp.serial
+        serial = self._inp.serial
         self._enter(Phase.testing, f"testing {serial} on {', '.join(arches)}")
         results: list[ArchTestResult] = await asyncio.gather(
-            *(
-                self._on_arch(
-                    arch,
-                    ImageTestActivities.test_image,
-                    ArchTestInput(
-                        spec=spec,
-                        serial=serial,
-                        arch=arch,
-                        fingerprint=fingerprints[arch],
-                        workflow_id=workflow.info().workflow_id,
-                    ),
-                    TEST,
-                    f"test {arch}",
-                )
-                for arch in arches
-            )
+            *(self._test_arch(arch, fingerprints[arch]) for arch in arches)
         )
         self._tests.update({r.arch: r for r in results})
+
+    async def _test_arch(self, arch: LxdArch, fingerprint: str) -> ArchTestResult:
+        """The arch's verdicts; if the test machinery failed on every attempt, that fault."""
+        inp = ArchTestInput(
+            spec=self._inp.spec,
+            serial=self._inp.serial,
+            arch=arch,
+            fingerprint=fingerprint,
+            workflow_id=workflow.info().workflow_id,
+        )
+        try:
+            return await self._on_arch(
+                arch, ImageTestActivities.test_image, inp, TEST, f"test {arch}"
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err) or not workflow.patched(MACHINERY_FAULTS):
+                raise
+            return ArchTestResult(arch=arch, host="", checks=[], fault=_fault(err))
 
     async def _promote(self) -> PipelineResult:
         serial = self._inp.serial
@@ -351,7 +390,8 @@ class ImagePipeline:
 
     async def _expire(self, failed: list[str]) -> PipelineResult:
         days = self._inp.expire_after_s / DAY_S
-        reason = f"expired: checks failing on {', '.join(failed)} after {days:g} days in testing"
+        what = "test machinery" if any(self._tests[a].fault for a in failed) else "checks"
+        reason = f"expired: {what} failing on {', '.join(failed)} after {days:g} days in testing"
         return self._done(await self._retire(reason), reason)
 
     def _done(self, version: VersionView, message: str) -> PipelineResult:

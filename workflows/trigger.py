@@ -14,6 +14,7 @@ from clients.temporal import not_set_up
 from core import search_attributes as sa
 from core.arch import CONTROL_TASK_QUEUE
 from core.pipeline import (
+    AWAITING_RETRY,
     OperatorRequest,
     Phase,
     PipelineInput,
@@ -66,7 +67,7 @@ async def trigger(client: Client, inp: PipelineInput, actor: str) -> tuple[Pipel
     desc = await handle.describe()
     phase = desc.typed_search_attributes.get(sa.PHASE) or Phase.queued
     retried: list[str] = []
-    if phase == Phase.waiting_for_retry:
+    if phase in AWAITING_RETRY:
         retried = await handle.execute_update(
             ImagePipeline.retry, OperatorRequest(actor=actor, reason="pipeline triggered again")
         )
@@ -124,7 +125,7 @@ async def follow(
                 if line not in shown:
                     shown.add(line)
                     show(line)
-        if until_retry and now and now.phase == Phase.waiting_for_retry:
+        if until_retry and now and now.phase in AWAITING_RETRY:
             result.cancel()
             return now
         await asyncio.wait([result], timeout=every_s)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import httpx
 import requests
 from pylxd.exceptions import LXDAPIException
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.lxd_test.execs import ExecFault, describe
@@ -39,12 +40,20 @@ class MachineryFault(Exception):
 
 @contextmanager
 def faults_are_retried() -> Iterator[None]:
-    """A fault fails the attempt as retryable, so Temporal retries it on a new instance."""
+    """A fault fails the attempt as retryable, so Temporal retries it on a new instance.
+
+    The failure carries the message only: the chain behind an httpx error can exceed
+    Temporal's failure size limit (then the message is lost), so the chain is logged here.
+    """
+    caught: Exception
     try:
         yield
+        return
     except MachineryFault as exc:
-        raise ApplicationError(str(exc), type=FAULT_TYPE) from exc
+        message, caught = str(exc), exc
     except httpx.HTTPError as exc:  # 5xx or unreachable; a 4xx is a CatalogRejected
-        raise ApplicationError(f"image server: {describe(exc)}", type=FAULT_TYPE) from exc
+        message, caught = f"image server: {describe(exc)}", exc
     except LXD_ERRORS as exc:
-        raise ApplicationError(f"{component(exc)}: {describe(exc)}", type=FAULT_TYPE) from exc
+        message, caught = f"{component(exc)}: {describe(exc)}", exc
+    activity.logger.warning("test machinery fault: %s", message, exc_info=caught)
+    raise ApplicationError(message, type=FAULT_TYPE) from None
