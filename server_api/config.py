@@ -26,6 +26,9 @@ class ServerSettings(BaseSettings):
     # Off: only private feeds (/feeds/<secret>/) serve images. The pipeline's test
     # activity launches from /channels/testing/fresh/<tag>/, so keep it on for pipelines.
     public_feeds: bool = True
+    # LXD caches a channel's index for up to an hour: a file stays downloadable from a
+    # channel this long after its version left it, and gc keeps it that long too.
+    channel_file_grace_s: int = Field(default=3600, ge=0)
     # One process runs sync routes and file hashing on `threads` worker threads; its
     # database pool holds a connection per thread plus `db_overflow` for sessions closing.
     threads: int = Field(default=40, ge=1)

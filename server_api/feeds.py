@@ -13,14 +13,15 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from core.arch import to_debian
 from core.catalog import Channel, Flavour, VersionState
-from server_api.models import Event, Image, Version, VersionArch
+from server_api.models import Event, Image, Version, VersionArch, utcnow
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,26 @@ class FeedCache:
                     self._feeds[channel, flavour] = feed
                     self._on_render(channel, flavour)
         return feed
+
+
+def left_within(session: Session, channel: Channel, sha256: str, seconds: int) -> bool:
+    """Whether a version that lists the file left `channel` in the last `seconds` (its
+    events say when): a host that read the channel's index before still lists the file."""
+    listed = VersionState(channel.value)
+    return (
+        session.exec(
+            select(Event.id)
+            .join(VersionArch, col(VersionArch.version_id) == col(Event.version_id))
+            .where(
+                col(Event.from_state) == listed,
+                col(Event.to_state) != listed,
+                col(Event.at) >= utcnow() - timedelta(seconds=seconds),
+                or_(
+                    col(VersionArch.metadata_sha256) == sha256,
+                    col(VersionArch.rootfs_sha256) == sha256,
+                ),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )

@@ -17,17 +17,22 @@ from server_api.models import Blob, Version, VersionArch, utcnow
 from server_api.store import FileStore
 
 
-def collect_garbage(session: Session, store: FileStore, grace_s: int) -> GcResult:
+def collect_garbage(
+    session: Session, store: FileStore, grace_s: int, channel_file_grace_s: int = 0
+) -> GcResult:
     """Delete the files of versions inactive for longer than `grace_s`, and uploads that
-    no version lists, keeping every file a surviving version still references."""
+    no version lists, keeping every file a surviving version still references. A version
+    keeps its files at least `channel_file_grace_s` after it left its channel, which
+    serves them that long to hosts whose cached index still lists them."""
     now = utcnow()
     cutoff = now - timedelta(seconds=grace_s)
+    left_before = now - timedelta(seconds=max(grace_s, channel_file_grace_s))
     # First, for good: these versions can never come back (a transition needs their files).
     expired = session.execute(
         update(Version)
         .where(
             col(Version.state) == VersionState.inactive,
-            col(Version.state_changed_at) <= cutoff,
+            col(Version.state_changed_at) <= left_before,
             col(Version.files_deleted_at).is_(None),
         )
         .values(files_deleted_at=now)

@@ -16,15 +16,30 @@ from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd, host_arches
 from core.arch import KNOWN_ARCHES
 from core.config import Settings
-from tests.support import RunningServer, start_dev_server
+from tests.support import (
+    Installed,
+    RunningServer,
+    build_wheel,
+    install_wheel,
+    start_dev_server,
+)
 from workers.arch import arch_worker
 from workers.control import control_worker
 
 
 @pytest.fixture(scope="session")
 def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("server")) as server:
+    """Channels serve only the files they list and gc takes files at once: tests see
+    each change right away (tests/server/test_races.py covers the one-hour default)."""
+    with RunningServer(tmp_path_factory.mktemp("server"), channel_file_grace_s=0) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel built and installed once a session (the install takes a minute or more)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    return install_wheel(build_wheel(tmp / "dist"), tmp / "root")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 
 from core.catalog import Channel, Flavour
 from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep, briefly
-from server_api.feeds import Feed
+from server_api.feeds import Feed, left_within
 from server_api.tokens import find_credential
 
 
@@ -80,9 +80,15 @@ def feed_router(resolve: Callable[..., Source | Awaitable[Source]], tag: str) ->
         session: SessionDep,
         feeds: FeedsDep,
         store: StoreDep,
+        settings: SettingsDep,
     ) -> Response:
-        """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256."""
-        if sha256 not in feeds.get(session, *source).files or not store.exists(sha256):
+        """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256.
+        A file its version took out of the channel is still served for a while: hosts
+        that cached the index before still list it."""
+        if not store.exists(sha256) or (
+            sha256 not in feeds.get(session, *source).files
+            and not left_within(session, source.channel, sha256, settings.channel_file_grace_s)
+        ):
             raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
         etag = f'"{sha256}"'
         if request.headers.get("if-none-match") == etag:

@@ -113,5 +113,8 @@ def abandon_running_assessments(
 
 
 @router.post("/gc", summary="Delete files of versions inactive longer than a grace period")
-def garbage_collect(req: GcRequest, session: SessionDep, store: StoreDep, _: Operator) -> GcResult:
-    return collect_garbage(session, store, req.grace_s)
+def garbage_collect(
+    req: GcRequest, session: SessionDep, store: StoreDep, settings: SettingsDep, _: Operator
+) -> GcResult:
+    """Files of versions that left a channel less than `channel_file_grace_s` ago stay."""
+    return collect_garbage(session, store, req.grace_s, settings.channel_file_grace_s)

@@ -77,7 +77,7 @@ def test_postgres_migrations_match_the_models(postgres_url):
 
 def test_the_server_runs_on_postgres(postgres_url, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("ICEFLOE_SERVER_DATABASE_URL", postgres_url)
-    with RunningServer(tmp_path) as server, http(server) as anonymous:
+    with RunningServer(tmp_path, channel_file_grace_s=0) as server, http(server) as anonymous:
         assert server.server_settings.db_url == postgres_url
         publisher, operator = (
             client(server, server.token),

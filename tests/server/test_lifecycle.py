@@ -126,7 +126,7 @@ def _upload(catalog, tmp_path, name: str, ftype: FileType, data: bytes) -> Built
 
 def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
     """Own server: collecting with grace 0 would take other tests' files."""
-    with RunningServer(tmp_path / "server") as server:
+    with RunningServer(tmp_path / "server", channel_file_grace_s=0) as server:
         publisher = client(server, server.token)
         operator = client(server, token(server, "operator"))
         store = server.app.state.store

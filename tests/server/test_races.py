@@ -221,3 +221,51 @@ def test_gc_racing_a_publish_never_deletes_the_files_it_lists(
                 r = anonymous.get(f"/channels/testing/files/{file['sha256']}")
                 assert r.status_code == 200, f"trial {trial}: {file['name']} of a listed version"
     print(f"{published} of 15 publishes won over gc")
+
+
+def test_a_file_stays_served_by_a_channel_its_version_just_left(
+    server, publisher, operator, tmp_path
+):
+    """LXD caches a channel's index for up to an hour: a host that read `testing` before a
+    promotion, or `active` before retention took a version out, still fetches its files."""
+    keep = server.server_settings.keep_active
+    image = new_image(arches=["x86_64"])
+    serials = [in_testing(publisher, tmp_path / str(n), image) for n in range(keep + 2)]
+    first, *newer, untested = serials
+    files = [f.sha256 for f in publisher.version(image.name, first).arches[0].files]
+    ops = client(server, operator)
+    with http(server) as anonymous:
+
+        def served(channel: str, version_files: list[str]) -> list[int]:
+            return [
+                anonymous.get(f"/channels/{channel}/files/{f}").status_code for f in version_files
+            ]
+
+        move(publisher, image, first, "active")
+        assert served("testing", files) == [200, 200], "a promotion took it out of testing"
+        for serial in newer:
+            move(publisher, image, serial, "active")
+        assert publisher.version(image.name, first).state == "inactive"
+        assert f"{image.name} {first}" not in ops.gc(grace_s=0).versions
+        assert served("active", files) == [200, 200], "retention took it out of active"
+        assert served("testing", files) == [200, 200]
+
+        never = [f.sha256 for f in publisher.version(image.name, untested).arches[0].files]
+        assert served("active", never) == [404, 404], "never in active, never served there"
+    ops.close()
+
+
+def test_the_channel_file_grace_is_a_setting(tmp_path):
+    with RunningServer(tmp_path, channel_file_grace_s=0) as server, http(server) as anonymous:
+        publisher = client(server, server.token)
+        image = new_image(arches=["x86_64"])
+        serial = in_testing(publisher, tmp_path / "files", image)
+        move(publisher, image, serial, "active")
+        for file in publisher.version(image.name, serial).arches[0].files:
+            assert anonymous.get(f"/channels/testing/files/{file.sha256}").status_code == 404
+            assert anonymous.get(f"/channels/active/files/{file.sha256}").status_code == 200
+        move(publisher, image, serial, "inactive")
+        ops = client(server, token(server, "operator"))
+        assert ops.gc(grace_s=0).versions == [f"{image.name} {serial}"]
+        for c in (publisher, ops):
+            c.close()
