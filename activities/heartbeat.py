@@ -14,10 +14,15 @@ from contextlib import contextmanager
 
 from temporalio import activity
 
+# The side thread beats independently of the blocking work, so it may beat often and the
+# heartbeat timeout (workflows/options.py) may be a few beats long: a dead worker is noticed
+# within seconds, a busy one never looks dead. Arch workers flush each beat to the server.
+BEAT_EVERY_S = 2.0
+
 
 @contextmanager
 def heartbeating(
-    every_s: float = 5.0, on_cancel: Callable[[], None] = lambda: None
+    every_s: float = BEAT_EVERY_S, on_cancel: Callable[[], None] = lambda: None
 ) -> Iterator[Callable[[str], None]]:
     """Yield a progress function: it heartbeats and logs; the side thread re-sends the last one
     and calls on_cancel once when the activity is cancelled."""

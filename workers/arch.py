@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.builders.activity import BuildActivities
+from activities.heartbeat import BEAT_EVERY_S
 from activities.lxd_test.activity import ImageTestActivities
 from activities.lxd_test.instances import ensure_project
 from activities.lxd_test.janitor import labelled, sweep
@@ -114,9 +115,11 @@ def arch_worker(
         activities=[build.build_image, test.test_image],
         activity_executor=executor,
         max_concurrent_activities=4,
-        # Cancellation reaches a sync activity only with a heartbeat the server answers:
-        # send them often enough that a cancelled test deletes its instance within seconds.
-        max_heartbeat_throttle_interval=timedelta(seconds=5),
+        # Every beat reaches the server (the SDK would hold them for 0.8 x the heartbeat
+        # timeout): the last one recorded is at most a beat old when a worker dies, and
+        # cancellation, which a sync activity only learns from a heartbeat the server
+        # answers, deletes a cancelled test's instance within seconds.
+        max_heartbeat_throttle_interval=timedelta(seconds=BEAT_EVERY_S),
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
     )
     return ArchWorker(worker, client, lxd, executor)

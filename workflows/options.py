@@ -18,16 +18,20 @@ CONTROL = workflow.ActivityConfig(
     retry_policy=RETRY,
 )
 
-# Arch work: cleaned up before the workflow goes on when it is cancelled.
+# Arch work heartbeats from a side thread every 2 s (activities/heartbeat.py), whatever it
+# blocks on: five missed beats mean the worker is gone, and its retry starts on another
+# worker about 10 s after it died (bench/recovery.py). Cleaned up before the workflow goes
+# on when it is cancelled.
+ARCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 BUILD = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(hours=2),
-    heartbeat_timeout=timedelta(minutes=2),
+    heartbeat_timeout=ARCH_HEARTBEAT_TIMEOUT,
     retry_policy=RETRY,
     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
 TEST = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(minutes=30),
-    heartbeat_timeout=timedelta(minutes=1),
+    heartbeat_timeout=ARCH_HEARTBEAT_TIMEOUT,
     retry_policy=RETRY,
     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
