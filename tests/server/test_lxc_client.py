@@ -112,3 +112,35 @@ def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testin
         subprocess.run(["lxc", "delete", "--force", name], env=lxc.env, capture_output=True)
         # The launch cached exactly this image (it is new: its serial is new).
         subprocess.run(["lxc", "image", "delete", active_fp], env=lxc.env, capture_output=True)
+
+
+def test_lxd_whose_cached_index_is_stale_still_gets_the_files(tmp_path: Path, lxc: Lxc):
+    """LXD keeps a feed's index for up to an hour. Its host read `testing` while two
+    versions were there; one was promoted since, and the host still copies it from
+    `testing` by the cached index, as the server keeps serving a file for an hour after
+    its version left the channel (a server of its own: the shared one serves no such grace)."""
+    with RunningServer(tmp_path / "server") as server:
+        catalog = client(server, server.token)
+        image = new_image(arches=["x86_64"])
+        first, promoted = next_serial(), next_serial()
+        fingerprints = [_publish_built(catalog, image, s, tmp_path) for s in (first, promoted)]
+        for serial in (first, promoted):
+            move(catalog, image, serial, "testing")
+        url = catalog.channel_url("testing", fresh=uuid.uuid4().hex[:12])
+        lxc.add_remote("tst", url, server.server_settings.cert_path)
+        try:
+            lxc("image", "copy", f"tst:{fingerprints[0]}", "local:")  # reads the index
+            pass_all(catalog, image, promoted)
+            move(catalog, image, promoted, "active")
+            fresh = catalog._http.get(f"{url}/streams/v1/images.json").json()
+            assert promoted not in json.dumps(fresh), "the testing feed no longer lists it"
+            lxc("image", "copy", f"tst:{fingerprints[1]}", "local:")
+            assert {
+                i["fingerprint"] for i in json.loads(lxc("image", "list", "--format", "json"))
+            } >= set(fingerprints)
+        finally:
+            for fingerprint in fingerprints:
+                subprocess.run(
+                    ["lxc", "image", "delete", fingerprint], env=lxc.env, capture_output=True
+                )
+            catalog.close()
