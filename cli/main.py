@@ -9,6 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio.client import WorkflowUpdateFailedError
 
 from clients.catalog import CatalogClient, CatalogRejected
@@ -41,6 +42,19 @@ FRIENDLY = (
     CatalogRejected,
 )
 
+# The settings models read from the environment, by the prefix of their variables.
+SETTINGS_PREFIX = {"Settings": "ICEFLOE_", "ServerSettings": "ICEFLOE_SERVER_"}
+
+
+def bad_settings(exc: ValidationError) -> str:
+    """A bad ICEFLOE_* value, named by its variable."""
+    prefix = SETTINGS_PREFIX[exc.title]
+    return "; ".join(
+        (f"{prefix}{str(e['loc'][0]).upper()}: " if e["loc"] else "")
+        + e["msg"].removeprefix("Value error, ")
+        for e in exc.errors()
+    )
+
 
 def cmd_server(_: argparse.Namespace) -> int:
     import uvicorn
@@ -66,7 +80,6 @@ def cmd_server(_: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     """Tokens and private feeds, straight in the catalog on the server host: this is how
     the first operator token comes to be. Operators elsewhere use the API."""
-    from pydantic import ValidationError
     from sqlmodel import Session
 
     from server_api import tokens
@@ -359,6 +372,11 @@ def main(argv: list[str] | None = None) -> None:
         code = args.fn(args)
     except FRIENDLY as exc:
         print(f"icefloe: {exc}", file=sys.stderr)
+        code = 2
+    except ValidationError as exc:
+        if exc.title not in SETTINGS_PREFIX:
+            raise
+        print(f"icefloe: {bad_settings(exc)}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -34,6 +34,24 @@ def test_unknown_arch_for_a_worker() -> None:
     assert "unknown arch 'sparc64'" in line and "x86_64" in line
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"ICEFLOE_TEMPORAL_TLS_CERT": "/etc/icefloe/worker.crt"},
+            "ICEFLOE_TEMPORAL_TLS_CERT and ICEFLOE_TEMPORAL_TLS_KEY go together: set both",
+        ),
+        (
+            {"ICEFLOE_GRACEFUL_SHUTDOWN_S": "soon"},
+            "ICEFLOE_GRACEFUL_SHUTDOWN_S: Input should be a valid number",
+        ),
+    ],
+)
+def test_a_bad_setting(env: dict[str, str], expected: str) -> None:
+    line = one_line_error(icefloe("trigger", **env))
+    assert expected in line, line
+
+
 @pytest.mark.lxd
 def test_arch_the_local_lxd_cannot_run() -> None:
     line = one_line_error(
