@@ -35,6 +35,8 @@ class ServerSettings(BaseSettings):
     db_overflow: int = Field(default=10, ge=0)
     # A request body that sends nothing for this long is cut off with 408.
     body_idle_timeout_s: float = Field(default=30, gt=0)
+    # JSON request bodies larger than this are refused with 413 (uploads: max_upload_bytes).
+    max_json_bytes: int = Field(default=1 << 20, ge=1)
 
     @property
     def db_url(self) -> str:

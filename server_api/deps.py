@@ -4,9 +4,9 @@ Dependencies that do no I/O are `async def`: FastAPI runs sync ones in its threa
 and those hops were a fifth of a small feed request's time.
 
 A connection is only ever checked out inside one worker-thread hop, or by a session
-whose closing needs no worker thread. Holding one while queued for a thread (an auth
-lookup in one hop, the route in the next) deadlocks once every thread waits on the
-pool: lookups use a session of their own, closed in the hop that opened it.
+whose closing needs no worker thread. Holding one while queued for a thread (a lookup
+in one hop, the route in the next) deadlocks once every thread waits on the pool:
+lookups use a session of their own, closed in the hop that opened it.
 """
 
 from collections.abc import AsyncIterator, Callable
@@ -18,10 +18,10 @@ from sqlmodel import Session
 
 from server_api.config import ServerSettings
 from server_api.feeds import FeedCache
+from server_api.guard import TOKEN, UNAUTHORIZED
 from server_api.models import Token
 from server_api.schemas import TokenScope
 from server_api.store import FileStore
-from server_api.tokens import lookup
 
 T = TypeVar("T")
 
@@ -60,18 +60,13 @@ FeedsDep = Annotated[FeedCache, Depends(get_feeds)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
-    """The caller's token; 401 unless it is known, unexpired and not revoked."""
-    scheme, _, secret = (authorization or "").partition(" ")
-    known = scheme.lower() == "bearer" and secret
-    row = briefly(request, lambda session: lookup(session, secret)) if known else None
+async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
+    """The caller's token, which the request guard looked up before any body was read;
+    401 unless it is known, unexpired and not revoked. (`authorization` is declared here
+    so the API document names the header.)"""
+    row: Token | None = request.scope.get(TOKEN)
     if row is None:
-        raise HTTPException(
-            401,
-            "a valid publisher token is required: send 'Authorization: Bearer <token>' "
-            "(unknown, expired or revoked tokens are refused)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     return row
 
 

@@ -2,13 +2,38 @@
 
 - A request body that sends nothing for `body_idle_timeout_s` is cut off with 408, so a
   stalled client holds a connection for a bounded time, never indefinitely.
+- API callers are authenticated before any body is read: a write (POST, PUT, PATCH,
+  DELETE under /api/) without a valid token is refused with 401 at once. FastAPI reads
+  and parses a body before it solves any dependency, so this cannot be one.
+- JSON bodies are read here, up to `max_json_bytes` (413 past it); file uploads stream
+  to the route and keep their own limit.
 """
 
 import anyio
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server_api.config import ServerSettings
+from server_api.models import Token
+from server_api.tokens import lookup
+
+# Where the guard leaves the caller's Token (None: no valid one) for `deps.caller`.
+TOKEN = "icefloe.token"
+UNAUTHORIZED = (
+    "a valid publisher token is required: send 'Authorization: Bearer <token>' "
+    "(unknown, expired or revoked tokens are refused)"
+)
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+UPLOADS = "/api/v1/files/"
+
+
+class Refused(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        self.response = JSONResponse({"detail": detail}, status, headers)
 
 
 def idle_limited(receive: Receive, timeout_s: float) -> Receive:
@@ -29,13 +54,72 @@ def idle_limited(receive: Receive, timeout_s: float) -> Receive:
     return guarded
 
 
+def replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that hands out the body read already, then whatever comes next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
 class RequestGuard:
-    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: ServerSettings, engine: Engine) -> None:
         self.app = app
         self.settings = settings
+        self.engine = engine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await self.app(scope, idle_limited(receive, self.settings.body_idle_timeout_s), send)
+        receive = idle_limited(receive, self.settings.body_idle_timeout_s)
+        headers = Headers(scope=scope)
+        try:
+            if scope["path"].startswith("/api/"):
+                scope[TOKEN] = await self._token(headers.get("authorization", ""))
+                if scope[TOKEN] is None and scope["method"] in WRITES:
+                    raise Refused(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+            if _has_body(headers) and not scope["path"].startswith(UPLOADS):
+                receive = replay(await self._json_body(headers, receive), receive)
+        except Refused as refused:
+            await refused.response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _token(self, authorization: str) -> Token | None:
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            return None
+
+        def find() -> Token | None:
+            with Session(self.engine) as session:
+                return lookup(session, secret)
+
+        return await anyio.to_thread.run_sync(find)
+
+    async def _json_body(self, headers: Headers, receive: Receive) -> bytes:
+        cap = self.settings.max_json_bytes
+        too_big = Refused(413, f"a request body may have at most {cap} bytes")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_big
+        body = bytearray()
+        more = True
+        while more:
+            try:
+                message = await receive()
+            except HTTPException as exc:
+                raise Refused(exc.status_code, exc.detail) from None
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                raise Refused(400, "the client disconnected before its body was complete")
+            body += message.get("body", b"")
+            if len(body) > cap:
+                raise too_big
+            more = message.get("more_body", False)
+        return bytes(body)
+
+
+def _has_body(headers: Headers) -> bool:
+    return "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")

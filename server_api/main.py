@@ -41,7 +41,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.store = FileStore(settings.files_dir)
     app.state.metrics = metrics = ServerMetrics(app.state.engine)
     app.state.feeds = FeedCache(on_render=metrics.rendered)
-    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(RequestGuard, settings=settings, engine=app.state.engine)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(CatalogError)

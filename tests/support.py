@@ -1,6 +1,7 @@
 """What the tests share besides fixtures: the image server in a thread, test images and
 serials, tokens and clients, fake and built files to publish. Nothing here is a stand-in."""
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -240,8 +241,41 @@ def client(server: RunningServer, secret: str) -> CatalogClient:
 
 def http(server: RunningServer) -> httpx.Client:
     """A plain HTTPS client that trusts the server, as LXD or a browser would see it."""
-    ca = ssl.create_default_context(cafile=server.server_settings.cert_path)
-    return httpx.Client(base_url=server.url, verify=ca)
+    return httpx.Client(base_url=server.url, verify=tls(server))
+
+
+def tls(server: RunningServer) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=server.server_settings.cert_path)
+
+
+class RawRequest:
+    """One HTTP/1.1 request on a TLS connection of its own, its body sent as the test says
+    (in pieces, stalled, never finished): httpx sends a whole body before it reads."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+
+    async def open(self, method: str, target: str, headers: dict[str, str]) -> None:
+        s = self.server.server_settings
+        self.reader, self.writer = await asyncio.open_connection(
+            s.host, s.port, ssl=tls(self.server)
+        )
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {s.host}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await self.writer.drain()
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def status(self, timeout_s: float = 20) -> int:
+        """The answer's status code (waiting at most `timeout_s`); closes the connection."""
+        try:
+            line = await asyncio.wait_for(self.reader.readline(), timeout_s)
+        finally:
+            self.writer.close()
+        return int(line.split()[1])
 
 
 def pass_all(catalog: CatalogClient, image: ImageSpec, serial: str) -> None:

@@ -6,7 +6,6 @@ an idle body is cut off with 408)."""
 import asyncio
 import hashlib
 import os
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from core.catalog import Channel
 from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
 from tests.support import (
+    RawRequest,
     RunningServer,
     client,
     move,
@@ -25,6 +25,7 @@ from tests.support import (
     next_serial,
     postgres_database,
     publish_fake,
+    tls,
 )
 
 IDLE_TIMEOUT_S = 1.0
@@ -67,15 +68,11 @@ def postgres_load_url() -> Iterator[str]:
         yield url
 
 
-def _tls(server: RunningServer) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=server.server_settings.cert_path)
-
-
 async def _answers(loaded: Loaded, requests: list[tuple[str, str, dict]]) -> list[int | str]:
     """Send all requests at once, each on its own connection: status codes, or the error."""
     limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
     async with httpx.AsyncClient(
-        base_url=loaded.server.url, verify=_tls(loaded.server), limits=limits, timeout=60
+        base_url=loaded.server.url, verify=tls(loaded.server), limits=limits, timeout=60
     ) as c:
         results = await asyncio.gather(
             *(c.request(method, url, headers=headers) for method, url, headers in requests),
@@ -100,36 +97,24 @@ async def test_parallel_authenticated_requests_are_all_answered(loaded: Loaded):
     assert _tally(answers) == {200: 200}
 
 
-class RawUpload:
-    """A PUT of `size` bytes on a connection of its own, sent as the test says: httpx would
-    not read the answer before the whole body went out."""
+class RawUpload(RawRequest):
+    """A PUT of `size` random bytes, sent as the test says."""
 
     def __init__(self, loaded: Loaded, size: int) -> None:
-        self.loaded, self.size = loaded, size
+        super().__init__(loaded.server)
+        self.size = size
         self.data = os.urandom(size)
         self.sha256 = hashlib.sha256(self.data).hexdigest()
         self.sent = 0
 
-    async def open(self) -> None:
-        server = self.loaded.server
-        s = server.server_settings
-        self.reader, self.writer = await asyncio.open_connection(s.host, s.port, ssl=_tls(server))
-        self.writer.write(
-            f"PUT /api/v1/files/{self.sha256}?size={self.size} HTTP/1.1\r\n"
-            f"Host: {s.host}\r\nAuthorization: Bearer {server.token}\r\n"
-            f"Content-Length: {self.size}\r\n\r\n".encode()
-        )
+    async def start(self) -> None:
+        target = f"/api/v1/files/{self.sha256}?size={self.size}"
+        auth = f"Bearer {self.server.token}"
+        await self.open("PUT", target, {"Authorization": auth, "Content-Length": str(self.size)})
 
-    async def send(self, n: int) -> None:
-        self.writer.write(self.data[self.sent : self.sent + n])
+    async def send_next(self, n: int) -> None:
+        await self.send(self.data[self.sent : self.sent + n])
         self.sent += n
-        await self.writer.drain()
-
-    async def status(self) -> int:
-        """The answer's status code; the connection is closed after it."""
-        line = await asyncio.wait_for(self.reader.readline(), 20)
-        self.writer.close()
-        return int(line.split()[1])
 
 
 async def _until(condition, what: str) -> None:
@@ -142,10 +127,10 @@ async def _until(condition, what: str) -> None:
 
 async def _slowly(upload: RawUpload, chunks: int, pause_s: float) -> int:
     """Send the whole body in `chunks` pieces, each pause shorter than the idle timeout."""
-    await upload.open()
+    await upload.start()
     for _ in range(chunks):
         await asyncio.sleep(pause_s)
-        await upload.send(upload.size // chunks)
+        await upload.send_next(upload.size // chunks)
     return await upload.status()
 
 
@@ -164,8 +149,8 @@ async def _feeds_answer(loaded: Loaded) -> list[int | str]:
 async def test_stalled_and_slow_uploads_do_not_hold_up_feeds(loaded: Loaded):
     stalled = [RawUpload(loaded, 10_000) for _ in range(15)]
     for upload in stalled:
-        await upload.open()
-        await upload.send(1000)
+        await upload.start()
+        await upload.send_next(1000)
     # Every stalled upload is in the store, writing its partial file.
     await _until(lambda: len(list(loaded.incoming.iterdir())) >= 15, "15 uploads in progress")
 
@@ -179,7 +164,7 @@ async def test_stalled_and_slow_uploads_do_not_hold_up_feeds(loaded: Loaded):
     # The stalled ones are cut off after the idle timeout, and leave nothing behind.
     assert [await upload.status() for upload in stalled] == [408] * 15
     await _until(lambda: not any(loaded.incoming.iterdir()), ".incoming/ empty again")
-    with httpx.Client(base_url=loaded.server.url, verify=_tls(loaded.server)) as c:
+    with httpx.Client(base_url=loaded.server.url, verify=tls(loaded.server)) as c:
         auth = {"Authorization": f"Bearer {loaded.server.token}"}
         assert c.head(f"/api/v1/files/{slow.sha256}", headers=auth).status_code == 200
         assert c.head(f"/api/v1/files/{stalled[0].sha256}", headers=auth).status_code == 404
