@@ -20,6 +20,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.lxd_test.instances import LABEL, listed
 from clients.catalog import CatalogClient, CatalogRejected
@@ -155,23 +156,29 @@ CRASH_NAMESPACE = "icefloe-crash"
 
 
 async def own_namespace(temporal: Client) -> Client:
-    """A namespace of the test's own, so the in-process arch workers cannot take its tasks."""
-    await temporal.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=CRASH_NAMESPACE,
-            workflow_execution_retention_period=Duration(seconds=86400),
+    """A namespace of the test's own, so the in-process arch workers cannot take its tasks
+    (made by the first test that asks for it in this session)."""
+    try:
+        await temporal.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=CRASH_NAMESPACE,
+                workflow_execution_retention_period=Duration(seconds=86400),
+            )
         )
-    )
-    kinds = {
-        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-    }
-    await temporal.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=CRASH_NAMESPACE,
-            search_attributes={k.name: kinds[k.indexed_value_type.name] for k in sa.ALL},
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+    else:
+        kinds = {
+            "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+            "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+        }
+        await temporal.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=CRASH_NAMESPACE,
+                search_attributes={k.name: kinds[k.indexed_value_type.name] for k in sa.ALL},
+            )
         )
-    )
     return Client(
         temporal.service_client, namespace=CRASH_NAMESPACE, data_converter=pydantic_data_converter
     )
