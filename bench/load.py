@@ -86,8 +86,9 @@ EXPECTED: dict[str, Collection[int | str]] = {
     "download": {206},
     "upload": {201},
     "upload_slow": {201},
-    # The server may give up on an idle body (408) and hang up before we read its answer.
-    "upload_stalled": {201, 408, "WriteError", "RemoteProtocolError"},
+    # The server may give up on an idle body (408) and hang up before we read its answer
+    # (closing a socket with unread bytes resets it).
+    "upload_stalled": {201, 408, "WriteError", "ReadError", "RemoteProtocolError"},
     "upload_abandoned": {"abandoned"},
     "publish_upload": {201},
     # 409 "not uploaded yet": gc (grace 0) took the files before the publish listed them.
@@ -158,6 +159,14 @@ class Client:
 
 
 @dataclass
+class Draft:
+    """A new version's publish request and the bytes of its files."""
+
+    req: VersionCreate
+    blobs: list[bytes]
+
+
+@dataclass
 class Race:
     image: str
     serial: str
@@ -184,7 +193,9 @@ def files_for(rng: random.Random) -> list[tuple[BuiltFile, bytes]]:
 def one_created(statuses: list[int | str]) -> bool:
     """Racing identical publishes: one 201 and the rest 200 like a re-publish, or all 409
     when gc took the uploaded files before any of them committed."""
-    return Counter(statuses) == Counter({201: 1, 200: len(statuses) - 1}) or set(statuses) == {409}
+    return Counter(statuses) == Counter({201: 1, 200: len(statuses) - 1}) or set(statuses) == {
+        "gone"
+    }
 
 
 def passed(arch: str) -> dict:
@@ -320,12 +331,14 @@ class Load:
         await self.put(c, "upload_slow", data, body())
 
     async def upload_stalled(self, c: Client) -> None:
-        """1,000 bytes, then silence for --stall seconds, then the rest (if still heard)."""
+        """1,000 bytes, then silence for a quarter of --stall up to all of it, then the
+        rest if the server still listens (its idle-body timeout is --body-idle)."""
         data = c.rng.randbytes(256 * KiB)
+        silence = c.rng.uniform(self.args.stall / 4, self.args.stall)
 
         async def body() -> AsyncIterator[bytes]:
             yield data[:1000]
-            await asyncio.sleep(self.args.stall)
+            await asyncio.sleep(silence)
             yield data[1000:]
 
         await self.put(c, "upload_stalled", data, body())
@@ -343,25 +356,43 @@ class Load:
 
     # Publishing and transitions
 
-    async def new_version(self, c: Client, image: ImageSpec | None = None) -> VersionCreate | None:
-        """Fresh files for every arch, uploaded; the publish request for a new serial."""
-        arches = []
-        for arch in ARCHES:
-            built = files_for(c.rng)
-            for _, data in built:
-                r = await self.put(c, "publish_upload", data)
-                if r is None or r.status_code != 201:
-                    return None
-            arches.append(ArchFiles(arch=arch, files=[f for f, _ in built]))
-        return VersionCreate(
+    async def upload_all(self, c: Client, blobs: list[bytes]) -> bool:
+        for data in blobs:
+            r = await self.put(c, "publish_upload", data)
+            if r is None or r.status_code != 201:
+                return False
+        return True
+
+    async def new_version(self, c: Client, image: ImageSpec | None = None) -> Draft | None:
+        """Fresh files for every arch, uploaded, and the publish request for a new serial."""
+        built = {arch: files_for(c.rng) for arch in ARCHES}
+        req = VersionCreate(
             spec=image or c.rng.choice(IMAGES),
             serial=f"20261201-{next(self.serials):06d}",
-            arches=arches,
+            arches=[ArchFiles(arch=a, files=[f for f, _ in b]) for a, b in built.items()],
         )
+        draft = Draft(req, [data for b in built.values() for _, data in b])
+        return draft if await self.upload_all(c, draft.blobs) else None
 
     async def post(self, c: Client, kind: str, req: VersionCreate) -> int | str:
+        """The answer's status, or "gone" for a 409 because gc took the uploads first."""
         r = await self.call(c, kind, "POST", "/api/v1/versions", json=req.model_dump(mode="json"))
-        return "no answer" if r is None else r.status_code
+        if r is None:
+            return "no answer"
+        if r.status_code == 409:
+            if "not uploaded yet" in r.text:
+                return "gone"
+            self.stats.note(kind, f"POST /api/v1/versions {req.serial} -> 409 {r.text[:300]!r}")
+        return r.status_code
+
+    async def publish_draft(self, c: Client, draft: Draft, kind: str = "publish") -> int | str:
+        """Publish; when gc took the uploads first, upload them again and publish again
+        (as a pipeline's retried activity would), up to three times."""
+        for _ in range(3):
+            status = await self.post(c, kind, draft.req)
+            if status != "gone" or not await self.upload_all(c, draft.blobs):
+                break
+        return status
 
     async def move(
         self,
@@ -389,31 +420,31 @@ class Load:
     async def publish(self, c: Client) -> None:
         """Publish, publish again, move to testing; cancel this client's oldest once it has
         more than three in testing; one time in four, publish another serial 3x at once."""
-        req = await self.new_version(c)
-        if req is None or await self.post(c, "publish", req) != 201:
+        draft = await self.new_version(c)
+        if draft is None or await self.publish_draft(c, draft) != 201:
             return
-        await self.post(c, "republish", req)
-        if await self.move(c, "to_testing", req, VersionState.testing) == 200:
-            c.mine.append(req)
+        await self.post(c, "republish", draft.req)
+        if await self.move(c, "to_testing", draft.req, VersionState.testing) == 200:
+            c.mine.append(draft.req)
         if len(c.mine) > 3:
             await self.move(c, "cancel", c.mine.pop(0), VersionState.inactive)
         if c.rng.random() < 0.25 and (same := await self.new_version(c)):
             statuses = list(
-                await asyncio.gather(*(self.post(c, "publish_race", same) for _ in "abc"))
+                await asyncio.gather(*(self.post(c, "publish_race", same.req) for _ in "abc"))
             )
             self.publish_races.append(statuses)
             if not one_created(statuses):
-                self.stats.note("publish_race", f"{same.spec.name} {same.serial}: {statuses}")
+                self.stats.note("publish_race", f"{same.req.serial}: {statuses}")
 
     async def race(self, c: Client) -> None:
         """A version that passed every check, then two transitions of it at once."""
-        req = await self.new_version(c)
-        if (
-            req is None
-            or await self.post(c, "publish", req) != 201
-            or await self.move(c, "to_testing", req, VersionState.testing) != 200
-            or not await self.passes(c, req)
-        ):
+        draft = await self.new_version(c)
+        if draft is None or await self.publish_draft(c, draft) != 201:
+            return
+        req = draft.req
+        if await self.move(
+            c, "to_testing", req, VersionState.testing
+        ) != 200 or not await self.passes(c, req):
             return
         # Promote vs promote: the state machine lets one through. Promote vs cancel: both
         # clients decided on the testing version they saw, so both name it (compare-and-set);
@@ -441,8 +472,9 @@ class Load:
             c = Client(http, random.Random(0))
             for image in IMAGES:
                 for n in range(KEEP_ACTIVE + 2):
-                    req = await self.new_version(c, image)
-                    assert req is not None, "seeding failed: an upload was refused"
+                    draft = await self.new_version(c, image)
+                    assert draft is not None, "seeding failed: an upload was refused"
+                    req = draft.req
                     await self.post(c, "seed", req)
                     await self.move(c, "seed", req, VersionState.testing)
                     if n >= 2 and await self.passes(c, req, "seed"):
@@ -642,7 +674,9 @@ def start(args: argparse.Namespace, state: Path, stack: ExitStack) -> tuple[Load
         operator = create_token(session, "load-operator", "operator")
     engine.dispose()
     log = state / "server.log"
-    env = {"ICEFLOE_SERVER_DATABASE_URL": database_url} if database_url else {}
+    env = {"ICEFLOE_SERVER_BODY_IDLE_TIMEOUT_S": str(args.body_idle)}
+    if database_url:
+        env["ICEFLOE_SERVER_DATABASE_URL"] = database_url
     url, pid, trust = stack.enter_context(server(state, env, stack.enter_context(log.open("wb"))))
     auth = {"Authorization": f"Bearer {operator}"}
     with httpx.Client(base_url=url, verify=trust, headers=auth) as ops:
@@ -668,8 +702,9 @@ def main() -> None:
     p.add_argument(
         "--think", type=float, default=0.1, help="mean pause between a client's requests"
     )
-    p.add_argument("--stall", type=float, default=20, help="seconds a stalled upload stays silent")
-    p.add_argument("--gc-every", type=float, default=5, help="seconds between gc runs")
+    p.add_argument("--stall", type=float, default=20, help="longest silence of a stalled upload")
+    p.add_argument("--body-idle", type=float, default=10, help="the server's idle-body timeout")
+    p.add_argument("--gc-every", type=float, default=10, help="seconds between gc runs")
     p.add_argument("--timeout", type=float, default=60, help="seconds per request")
     args = p.parse_args()
 
@@ -679,7 +714,8 @@ def main() -> None:
         print(
             f"{os.cpu_count()} CPUs, shared by the server and this load generator; "
             f"catalog: {'Postgres' if args.postgres else 'SQLite'}; "
-            f"{args.clients} clients for {args.seconds:g} s"
+            f"{args.clients} clients for {args.seconds:g} s; stalls of {args.stall / 4:g} to "
+            f"{args.stall:g} s against a {args.body_idle:g} s idle-body timeout"
         )
         asyncio.run(load.seed())
         if load.stats.server_errors or load.stats.unexpected:
@@ -690,6 +726,7 @@ def main() -> None:
         took = asyncio.run(load.run())
         cpu = {k: cpu_seconds(pid if k == "server" else "self") - v for k, v in before.items()}
         report(load.stats, took, cpu)
+        print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
         broken = check(load, ServerSettings(state_dir=state).files_dir)
         for line in broken:
             print(f"  BROKEN: {line}")
