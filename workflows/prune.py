@@ -22,6 +22,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# Runs started before this change abandoned every running result, live pipeline or not.
+ORPHAN_RESULTS_ONLY = "abandon-only-orphans-running-results"
+
+
 @workflow.defn(name="PruneTesting")
 class PruneTesting:
     @workflow.run
@@ -35,12 +39,14 @@ class PruneTesting:
         days = inp.expire_after_s / DAY_S
         for c in candidates:
             name = f"{c.image} {c.serial}"
-            if c.past_deadline:
+            live = False
+            if c.past_deadline or (c.has_running and workflow.patched(ORPHAN_RESULTS_ONLY)):
                 live = await workflow.execute_activity_method(
                     PruneActivities.pipeline_running,
                     c.workflow_id,
                     **options(CONTROL, summary=f"owner of {name}"),
                 )
+            if c.past_deadline:
                 if live:
                     result.left_to_live_pipelines.append(name)
                 else:
@@ -56,7 +62,9 @@ class PruneTesting:
                         **options(CONTROL, summary=f"expire {name}"),
                     )
                     result.expired.append(name)
-            if c.has_running:
+            # A live pipeline's running results are its own (a test under way, or a check a
+            # machinery fault interrupted that it will retry): only orphans' are stuck.
+            if c.has_running and not live:
                 result.abandoned_results += await workflow.execute_activity_method(
                     PruneActivities.abandon_running,
                     AbandonInput(image=c.image, serial=c.serial, older_than_s=inp.stuck_after_s),

@@ -41,12 +41,18 @@ async def test_pruning_expires_only_orphans_that_did_not_pass(
     owned = in_testing(catalog, tmp_path, image, "owned")
     passed = in_testing(catalog, tmp_path, image, "passed")
     stuck = in_testing(catalog, tmp_path, image, "stuck")
+    # A live pipeline's interrupted checks (a machinery fault it waits out) are not stuck.
+    busy = in_testing(catalog, tmp_path, image, "busy")
     report(catalog, image, passed, AssessmentState.passed)
     report(catalog, image, stuck, AssessmentState.running)
-    # A live workflow under the id the version's pipeline would have (no worker needed).
-    live = await temporal.start_workflow(
-        "Placeholder", id=pipeline_workflow_id(image.name, owned), task_queue="icefloe-nobody"
-    )
+    report(catalog, image, busy, AssessmentState.running)
+    # Live workflows under the ids the versions' pipelines would have (no worker needed).
+    live, busy_live = [
+        await temporal.start_workflow(
+            "Placeholder", id=pipeline_workflow_id(image.name, s), task_queue="icefloe-nobody"
+        )
+        for s in (owned, busy)
+    ]
 
     result = await temporal.execute_workflow(
         PruneTesting.run,
@@ -55,13 +61,15 @@ async def test_pruning_expires_only_orphans_that_did_not_pass(
         task_queue=CONTROL_TASK_QUEUE,
     )
     await live.terminate()
+    await busy_live.terminate()
 
     states = {s: catalog.version(image.name, s).state for s in (orphan, owned, passed, stuck)}
     assert states == {orphan: "inactive", owned: "testing", passed: "testing", stuck: "inactive"}
     assert sorted(result.expired) == sorted(f"{image.name} {s}" for s in (orphan, stuck))
-    assert result.left_to_live_pipelines == [f"{image.name} {owned}"]
+    assert sorted(result.left_to_live_pipelines) == [f"{image.name} {s}" for s in (busy, owned)]
     assert result.abandoned_results == len(catalog.version(image.name, stuck).assessments)
     assert {a.state for a in catalog.version(image.name, stuck).assessments} == {"failed"}
+    assert {a.state for a in catalog.version(image.name, busy).assessments} == {"running"}
     last = catalog.events(image.name, orphan)[-1]
     assert last.reason.startswith("pruned: over 0 days in testing")
     assert last.workflow_id and last.workflow_id.startswith("prune-test-")
