@@ -80,7 +80,7 @@ async def running(
 
 
 async def until(handle: WorkflowHandle, ok: Callable[[PipelineProgress], bool]) -> PipelineProgress:
-    for _ in range(600):
+    for _ in range(1800):  # a ceiling: five machinery-failed attempts take ~20 s, more when loaded
         now = await progress(handle)
         if ok(now):
             return now
