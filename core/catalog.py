@@ -68,13 +68,18 @@ class ArchFiles(BaseModel):
     files: list[BuiltFile]
 
 
+# The pipeline's Temporal workflow id (icefloe:<image>:<serial> is under 250 characters);
+# it shows in the public API, so it is bounded.
+WorkflowId = Annotated[str, Field(min_length=1, max_length=512)]
+
+
 class VersionCreate(BaseModel):
     """Publish request: the files must already be uploaded; the server checks them."""
 
     spec: SpecField
     serial: Serial
     arches: list[ArchFiles] = Field(min_length=1)
-    workflow_id: str | None = None
+    workflow_id: WorkflowId | None = None
 
 
 class TransitionRequest(BaseModel):
@@ -86,7 +91,7 @@ class TransitionRequest(BaseModel):
         "(else 409 naming the state it is in): a compare-and-set for callers that decided "
         "on a state they read earlier",
     )
-    workflow_id: str | None = None
+    workflow_id: WorkflowId | None = None
     # Operators only: promote without every required check passed; recorded as forced.
     force: bool = False
 

@@ -22,7 +22,8 @@ from pydantic import (
 from core.arch import LxdArch
 
 _NAME = r"^[a-z0-9][a-z0-9.+-]{0,62}$"
-_SERIAL = re.compile(r"^(\d{8})[0-9A-Za-z._-]{0,32}$")
+# ASCII digits only: `\d` takes any Unicode digit, and those sort above every real serial.
+_SERIAL = re.compile(r"^([0-9]{8})[0-9A-Za-z._-]{0,32}$")
 
 
 def _check_serial(serial: str) -> str:
@@ -124,9 +125,16 @@ class ImageSpec(BaseModel):
     os: Name
     release: Name
     variant: Name = "default"
-    release_title: str = ""
-    aliases: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9./_-]{0,62}$")]] = []
-    requirements: dict[str, str] = {}
+    # These three go into every feed, public ones too: bounded like the names around them.
+    release_title: str = Field(default="", max_length=200)
+    aliases: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9./_-]{0,62}$")]] = Field(
+        default=[], max_length=32
+    )
+    # LXD's image requirements (secureboot, cgroup, nesting, ...): short keys, short values.
+    requirements: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")],
+        Annotated[str, Field(max_length=256)],
+    ] = Field(default={}, max_length=32)
     arches: list[LxdArch] = Field(min_length=1)
     builder: Literal["busybox", "debootstrap", "distrobuilder"] = "busybox"
     # dhcp: eth0 gets an address by DHCP at boot; none: no network set-up at all.

@@ -37,6 +37,9 @@ class ServerSettings(BaseSettings):
     body_idle_timeout_s: float = Field(default=30, gt=0)
     # JSON request bodies larger than this are refused with 413 (uploads: max_upload_bytes).
     max_json_bytes: int = Field(default=1 << 20, ge=1)
+    # Partial uploads untouched for this long (a killed process left them) are removed when
+    # the server starts; younger ones may be live uploads of another server process.
+    incoming_grace_s: float = Field(default=86400, ge=0)
 
     @property
     def db_url(self) -> str:

@@ -5,9 +5,13 @@
 - API callers are authenticated before any body is read: a write (POST, PUT, PATCH,
   DELETE under /api/) without a valid token is refused with 401 at once. FastAPI reads
   and parses a body before it solves any dependency, so this cannot be one.
-- JSON bodies are read here, up to `max_json_bytes` (413 past it); file uploads stream
-  to the route and keep their own limit.
+- JSON bodies are read here, up to `max_json_bytes` (413 past it), and NaN/Infinity,
+  which Python's json accepts but JSON does not (422); file uploads stream to the route
+  and keep their own limit.
 """
+
+import contextlib
+import json
 
 import anyio
 from sqlalchemy.engine import Engine
@@ -118,7 +122,19 @@ class RequestGuard:
             if len(body) > cap:
                 raise too_big
             more = message.get("more_body", False)
+        if b"NaN" in body or b"Infinity" in body:  # rare: only then parse it once more
+            _no_constants(bytes(body))
         return bytes(body)
+
+
+def _refuse_constant(name: str) -> None:
+    raise Refused(422, f"{name} is not a JSON number; send a finite number or null")
+
+
+def _no_constants(body: bytes) -> None:
+    """422 for NaN or Infinity outside strings; anything else is the route's to judge."""
+    with contextlib.suppress(ValueError):  # not JSON (or not UTF-8): FastAPI says so itself
+        json.loads(body, parse_constant=_refuse_constant)
 
 
 def _has_body(headers: Headers) -> bool:

@@ -2,12 +2,15 @@
 
 Uploads stream into a temporary file under `.incoming/` (the same filesystem), are
 checked against the declared sha256 and size, and only then renamed into place: a
-reader never sees a partial file and a failed upload leaves nothing behind.
+reader never sees a partial file and a failed upload leaves nothing behind; what a
+killed process left there is removed when a server starts (`clean_incoming`).
 """
 
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +18,7 @@ from typing import BinaryIO
 import anyio
 
 FLUSH_BYTES = 4 << 20
+log = logging.getLogger(__name__)
 
 
 class UploadRejected(ValueError):
@@ -65,6 +69,16 @@ class FileStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def clean_incoming(self, older_than_s: float) -> None:
+        """Remove partial uploads not written to for `older_than_s`: their process was
+        killed mid-upload. Younger ones may be another server process's live uploads."""
+        cutoff = time.time() - older_than_s
+        stale = [p for p in self.incoming.iterdir() if p.stat().st_mtime < cutoff]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.info("removed %d partial uploads left by a stopped server", len(stale))
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)

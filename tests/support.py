@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -252,14 +252,13 @@ class RawRequest:
     """One HTTP/1.1 request on a TLS connection of its own, its body sent as the test says
     (in pieces, stalled, never finished): httpx sends a whole body before it reads."""
 
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
 
     async def open(self, method: str, target: str, headers: dict[str, str]) -> None:
-        s = self.server.server_settings
-        self.reader, self.writer = await asyncio.open_connection(
-            s.host, s.port, ssl=tls(self.server)
-        )
+        s = self.settings
+        ca = ssl.create_default_context(cafile=s.cert_path)
+        self.reader, self.writer = await asyncio.open_connection(s.host, s.port, ssl=ca)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {s.host}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -276,6 +275,14 @@ class RawRequest:
         finally:
             self.writer.close()
         return int(line.split()[1])
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    """Wait for `condition` (polled every 50 ms); fail saying `what` did not happen."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not after {timeout_s:g} s: {what}"
+        await asyncio.sleep(0.05)
 
 
 def pass_all(catalog: CatalogClient, image: ImageSpec, serial: str) -> None:

@@ -49,9 +49,18 @@ def credential(secret: Annotated[str, Path(max_length=100)], request: Request) -
     return Source(Channel(row.channel), Flavour(row.flavour))
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match as RFC 9110 has it: `*`, or any listed tag equal to `etag` under weak
+    comparison (a `W/` prefix is ignored). Feed and file ETags are hex, never with commas."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def _json(request: Request, feed: Feed, body: bytes) -> Response:
     headers = {"ETag": feed.etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == feed.etag:
+    if etag_matches(request.headers.get("if-none-match"), feed.etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
 
@@ -62,11 +71,13 @@ def feed_router(resolve: Callable[..., Source | Awaitable[Source]], tag: str) ->
     SourceDep = Annotated[Source, Depends(resolve)]
 
     @router.get("/streams/v1/index.json", operation_id=f"{resolve.__name__}_index")
+    @router.head("/streams/v1/index.json", include_in_schema=False)
     def index(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
         feed = feeds.get(session, *source)
         return _json(request, feed, feed.index)
 
     @router.get("/streams/v1/images.json", operation_id=f"{resolve.__name__}_images")
+    @router.head("/streams/v1/images.json", include_in_schema=False)
     def images(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
         feed = feeds.get(session, *source)
         return _json(request, feed, feed.images)

@@ -1,16 +1,19 @@
 """File uploads by content: PUT streams to disk and is verified before it becomes visible."""
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
+from starlette.requests import ClientDisconnect
 
 from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep, briefly
 from server_api.models import Blob, utcnow
 from server_api.store import FileStore, UploadRejected
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the content")]
 
@@ -67,6 +70,9 @@ async def upload_file(
         return {"sha256": sha256, "size": size, "stored": False}
     try:
         await store.put(sha256, size, request.stream())
+    except ClientDisconnect:  # the client's doing, not the server's: one line, no traceback
+        log.warning("upload of %s (%d bytes) ended: the client disconnected", sha256, size)
+        raise HTTPException(400, "the client disconnected mid-upload; nothing stored") from None
     except UploadRejected as exc:
         raise HTTPException(422, f"upload rejected, nothing stored: {exc}") from None
     except OSError as exc:  # the disk is full or unwritable: the server's problem, said plainly

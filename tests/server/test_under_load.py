@@ -26,6 +26,7 @@ from tests.support import (
     postgres_database,
     publish_fake,
     tls,
+    until,
 )
 
 IDLE_TIMEOUT_S = 1.0
@@ -101,7 +102,8 @@ class RawUpload(RawRequest):
     """A PUT of `size` random bytes, sent as the test says."""
 
     def __init__(self, loaded: Loaded, size: int) -> None:
-        super().__init__(loaded.server)
+        super().__init__(loaded.server.server_settings)
+        self.token = loaded.server.token
         self.size = size
         self.data = os.urandom(size)
         self.sha256 = hashlib.sha256(self.data).hexdigest()
@@ -109,20 +111,12 @@ class RawUpload(RawRequest):
 
     async def start(self) -> None:
         target = f"/api/v1/files/{self.sha256}?size={self.size}"
-        auth = f"Bearer {self.server.token}"
+        auth = f"Bearer {self.token}"
         await self.open("PUT", target, {"Authorization": auth, "Content-Length": str(self.size)})
 
     async def send_next(self, n: int) -> None:
         await self.send(self.data[self.sent : self.sent + n])
         self.sent += n
-
-
-async def _until(condition, what: str) -> None:
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not after 10 s: {what}")
 
 
 async def _slowly(upload: RawUpload, chunks: int, pause_s: float) -> int:
@@ -152,7 +146,7 @@ async def test_stalled_and_slow_uploads_do_not_hold_up_feeds(loaded: Loaded):
         await upload.start()
         await upload.send_next(1000)
     # Every stalled upload is in the store, writing its partial file.
-    await _until(lambda: len(list(loaded.incoming.iterdir())) >= 15, "15 uploads in progress")
+    await until(lambda: len(list(loaded.incoming.iterdir())) >= 15, "15 uploads in progress")
 
     slow = RawUpload(loaded, 1000)
     slow_status, feed_answers = await asyncio.gather(
@@ -163,7 +157,7 @@ async def test_stalled_and_slow_uploads_do_not_hold_up_feeds(loaded: Loaded):
 
     # The stalled ones are cut off after the idle timeout, and leave nothing behind.
     assert [await upload.status() for upload in stalled] == [408] * 15
-    await _until(lambda: not any(loaded.incoming.iterdir()), ".incoming/ empty again")
+    await until(lambda: not any(loaded.incoming.iterdir()), ".incoming/ empty again")
     with httpx.Client(base_url=loaded.server.url, verify=tls(loaded.server)) as c:
         auth = {"Authorization": f"Bearer {loaded.server.token}"}
         assert c.head(f"/api/v1/files/{slow.sha256}", headers=auth).status_code == 200
