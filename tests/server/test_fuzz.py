@@ -33,7 +33,7 @@ from tests.support import (
 )
 
 schema = schemathesis.openapi.from_path(DOC)
-schema.config.generation.update(max_examples=25, database="none")
+schema.config.generation.update(max_examples=20, database="none")
 
 OPERATOR_ROUTES = ("/api/v1/tokens", "/api/v1/credentials", "/api/v1/gc")
 
