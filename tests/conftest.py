@@ -39,7 +39,9 @@ def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
 def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The wheel built and installed once a session (the install takes a minute or more)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    return install_wheel(build_wheel(tmp / "dist"), tmp / "root")
+    installed = Installed(build_wheel(tmp / "dist"), tmp / "root")
+    install_wheel(installed.wheel, installed.bin.parent)
+    return installed
 
 
 @pytest.fixture(scope="session")

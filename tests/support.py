@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,29 @@ def build_wheel(dest: Path) -> Path:
     shutil.copytree(REPO_DIR, src, ignore=_NOT_SOURCE)
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dest, src], 600)
     return next(dest.glob("icefloe-*.whl"))
+
+
+@dataclass
+class Installed:
+    """The wheel installed where deploy/install-host puts it under `root`: opt/icefloe/venv."""
+
+    wheel: Path
+    root: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "opt" / "icefloe" / "venv" / "bin"
+
+    def run(self, program: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """A program of the venv, run outside the checkout without this process's settings."""
+        return subprocess.run(
+            [str(self.bin / program), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.root,
+            env=outside_env(**env),
+        )
 
 
 def install_wheel(wheel: Path, venv: Path) -> Path:

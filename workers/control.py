@@ -13,6 +13,10 @@ from core.arch import CONTROL_TASK_QUEUE
 from workflows.pipeline import ImagePipeline
 from workflows.prune import PruneTesting
 
+# Catalog calls take seconds: on SIGTERM let them finish rather than retry them
+# (deploy/systemd/icefloe-worker-control.service stops it after longer than this).
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
 
 def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolExecutor) -> Worker:
     acts = CatalogActivities(catalog)
@@ -31,6 +35,5 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
             prune.abandon_running,
         ],
         activity_executor=executor,
-        # Catalog calls take seconds: on SIGTERM let them finish rather than retry them.
-        graceful_shutdown_timeout=timedelta(seconds=30),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

@@ -10,40 +10,13 @@ import tomllib
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.config import REPO_DIR
-from tests.support import build_wheel, free_port, install_wheel, outside_env
-
-
-@dataclass
-class Installed:
-    wheel: Path
-    bin: Path
-    cwd: Path  # outside the checkout
-
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(self.bin / args[0]), *args[1:]],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=self.cwd,
-            env=outside_env(**env),
-        )
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """One build and one install for the module (the install is most of its time)."""
-    root = tmp_path_factory.mktemp("wheel")
-    assert not root.is_relative_to(REPO_DIR)
-    wheel = build_wheel(root / "dist")
-    return Installed(wheel, install_wheel(wheel, root / "venv"), root)
+from tests.support import Installed, free_port, outside_env
 
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
@@ -54,7 +27,7 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_every_module_and_data_file_ships(installed: Installed) -> None:
+def test_every_module_and_data_file_ships(installed_wheel: Installed) -> None:
     """pyproject.toml lists its packages: one left out would be missing only from the wheel."""
     roots = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["tool"]["importlinter"][
         "root_packages"
@@ -69,46 +42,53 @@ def test_every_module_and_data_file_ships(installed: Installed) -> None:
     expected |= {"server_api/alembic.ini", "server_api/alembic/script.py.mako"}
     shipped = {
         name
-        for name in zipfile.ZipFile(installed.wheel).namelist()
+        for name in zipfile.ZipFile(installed_wheel.wheel).namelist()
         if not name.split("/")[0].endswith(".dist-info")
     }
     assert shipped == expected
 
 
-def test_help_and_defaults_outside_a_checkout(installed: Installed) -> None:
-    assert installed.run("icefloe", "--help").stdout.count("worker") >= 1
+def test_help_and_defaults_outside_a_checkout(installed_wheel: Installed) -> None:
+    assert not installed_wheel.root.is_relative_to(REPO_DIR)
+    assert installed_wheel.run("icefloe", "--help").stdout.count("worker") >= 1
     show = "from core.config import Settings as S; s = S(); print(s.state_dir, s.images_dir)"
-    state, images = installed.run("python", "-c", show).stdout.split()
+    state, images = installed_wheel.run("python", "-c", show).stdout.split()
     assert state == "/var/lib/icefloe"
-    assert Path(images).is_relative_to(installed.bin.parent)
+    assert Path(images).is_relative_to(installed_wheel.bin.parent)
     assert Path(images, "busybox.yaml").exists()
-    state, _ = installed.run("python", "-c", show, ICEFLOE_STATE_DIR="/srv/x").stdout.split()
+    state, _ = installed_wheel.run("python", "-c", show, ICEFLOE_STATE_DIR="/srv/x").stdout.split()
     assert state == "/srv/x"
 
 
-def test_trigger_names_a_shipped_definition(installed: Installed) -> None:
+def test_trigger_names_a_shipped_definition(installed_wheel: Installed) -> None:
     """`--image` defaults to the shipped busybox: it loads, and the next step (Temporal) is
     what fails here; an unknown name lists the ones there are."""
     line = one_line_error(
-        installed.run("icefloe", "trigger", ICEFLOE_TEMPORAL_ADDRESS="127.0.0.1:1")
+        installed_wheel.run("icefloe", "trigger", ICEFLOE_TEMPORAL_ADDRESS="127.0.0.1:1")
     )
     assert "Temporal is not reachable at 127.0.0.1:1" in line
-    line = one_line_error(installed.run("icefloe", "trigger", "--image", "nosuch"))
+    line = one_line_error(installed_wheel.run("icefloe", "trigger", "--image", "nosuch"))
     assert "no image definition 'nosuch'" in line and "busybox, debian-bookworm" in line
 
 
-def test_unknown_arch_refused_in_one_line(installed: Installed) -> None:
-    line = one_line_error(installed.run("icefloe", "worker", "arch", "sparc"))
+def test_unknown_arch_refused_in_one_line(installed_wheel: Installed) -> None:
+    line = one_line_error(installed_wheel.run("icefloe", "worker", "arch", "sparc"))
     assert "unknown arch 'sparc'" in line
 
 
 @pytest.fixture
-def server(installed: Installed, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+def server(
+    installed_wheel: Installed, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     port = free_port()
     env = outside_env(ICEFLOE_STATE_DIR=str(tmp_path), ICEFLOE_SERVER_PORT=str(port))
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [installed.bin / "icefloe", "server"], cwd=installed.cwd, env=env, stdout=log, stderr=log
+        [installed_wheel.bin / "icefloe", "server"],
+        cwd=installed_wheel.root,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     try:
         yield proc, f"https://127.0.0.1:{port}", tmp_path
