@@ -26,7 +26,7 @@ from clients.temporal import TemporalUnavailable, connect
 from clients.temporal import register as register_search_attributes
 from core.arch import KNOWN_ARCHES
 from core.config import REPO_DIR, Settings
-from core.images import load_image
+from core.images import image_path, load_image
 from core.pipeline import PipelineInput, PruneInput
 from core.search_attributes import dev_server_flags
 from core.spec import ImageSpec
@@ -161,7 +161,7 @@ def run_stack(settings: Settings, once: bool = False) -> int:
     os.environ.setdefault("ICEFLOE_SERVER_STATE_DIR", str(settings.state_dir))
     server = ServerSettings()
     arches = [a for a in host_arches(connect_lxd(settings)) if a in KNOWN_ARCHES]
-    image = load_image(REPO_DIR / "images" / "busybox.yaml")
+    image = load_image(image_path("busybox", settings.images_dir))
     image = image.model_copy(update={"arches": [a for a in image.arches if a in arches]})
     if not image.arches:
         raise StackError(f"the local LXD runs {', '.join(arches)}: no arch of the sample image")
