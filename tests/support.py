@@ -278,8 +278,9 @@ class RawRequest:
         return int(line.split()[1])
 
 
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    """Wait for `condition` (polled every 50 ms); fail saying `what` did not happen."""
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Wait for `condition` (polled every 50 ms); fail saying `what` did not happen. The
+    timeout is a ceiling for a loaded CI machine, never a measure."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, f"not after {timeout_s:g} s: {what}"
