@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 from starlette.requests import ClientDisconnect
 
 from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep, briefly
@@ -32,25 +33,34 @@ def file_exists(sha256: Sha256, session: SessionDep, store: StoreDep, _: Publish
     return Response(headers={"X-Icefloe-Size": str(blob.size)})
 
 
+def _touch(session: Session, sha256: str) -> bool:
+    """Restart gc's grace for unlisted content, if its row is still there: a compare-and-set,
+    since gc may delete the row at any moment (an ORM update of a deleted row is a 500)."""
+    touched = session.execute(
+        update(Blob).where(col(Blob.sha256) == sha256).values(created_at=utcnow())
+    )
+    session.commit()
+    return bool(getattr(touched, "rowcount", 0))
+
+
 def _known(session: Session, store: FileStore, sha256: str, size: int) -> bool:
-    """Whether the content is stored already; if so, gc's grace for unlisted files restarts."""
+    """Whether the content is stored already; if so, gc's grace for unlisted files restarts.
+    Content gc took meanwhile is not known: it is uploaded anew."""
     blob = _stored(session, store, sha256)
     if blob is None:
         return False
     if blob.size != size:
         raise HTTPException(409, f"this content is stored with size {blob.size}, not {size}")
-    blob.created_at = utcnow()
-    session.add(blob)
-    session.commit()
-    return True
+    return _touch(session, sha256) and store.exists(sha256)
 
 
 def _record(session: Session, sha256: str, size: int) -> None:
-    session.merge(Blob(sha256=sha256, size=size))
+    session.add(Blob(sha256=sha256, size=size))
     try:
         session.commit()
     except IntegrityError:  # a concurrent upload of the same content recorded it first
         session.rollback()
+        _touch(session, sha256)
 
 
 @router.put("/{sha256}", status_code=201, summary="Upload a file (streamed, verified)")
