@@ -51,7 +51,7 @@ from core.arch import KNOWN_ARCHES
 from core.catalog import AssessmentState, VersionState, VersionView
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.pipeline import Phase, PipelineInput
+from core.pipeline import AWAITING_RETRY, PipelineInput
 from core.spec import ImageSpec
 from deploy.stack import (
     Processes,
@@ -187,7 +187,7 @@ class Run:
     workflow_id: str
     serial: str
     started_at: float  # wall clock, like every time below
-    outcome: str = "starting"  # a workflow status name, waiting-for-retry, or not finished
+    outcome: str = "starting"  # a workflow status name, a phase awaiting retry, not finished
     wall_s: float | None = None
     closed_at: float | None = None
 
@@ -251,9 +251,10 @@ async def watch(client: Client, soak: Soak, run: Run, until: float) -> None:
             run.closed_at = desc.close_time.timestamp()
             print(f"{clock(soak.t0)} {run.workflow_id} {run.outcome} in {run.wall_s:.1f}s")
             return
-        if desc.typed_search_attributes.get(sa.PHASE) == Phase.waiting_for_retry:
-            run.outcome = Phase.waiting_for_retry
-            print(f"{clock(soak.t0)} {run.workflow_id} WAITING FOR A RETRY")
+        phase = desc.typed_search_attributes.get(sa.PHASE)
+        if phase in AWAITING_RETRY:
+            run.outcome = str(phase)
+            print(f"{clock(soak.t0)} {run.workflow_id} WAITS FOR A RETRY ({phase})")
             return
         await asyncio.sleep(POLL_S)
     run.outcome = "not finished"
@@ -364,7 +365,12 @@ def check_versions(catalog: CatalogClient, soak: Soak) -> list[Check]:
 async def check_waiting(client: Client, soak: Soak) -> Check:
     """By the search attribute (what an operator filters on) and by each pipeline's state."""
     check = Check("no version waits for a retry (and no pipeline still runs)")
-    query = f'IcefloePhase = "{Phase.waiting_for_retry}" OR ExecutionStatus = "Running"'
+    query = " OR ".join(
+        [
+            *(f'IcefloePhase = "{phase}"' for phase in sorted(AWAITING_RETRY)),
+            'ExecutionStatus = "Running"',
+        ]
+    )
     listed = {wf.id async for wf in client.list_workflows(query)}
     ids = listed | {r.workflow_id for r in soak.runs if r.outcome != "COMPLETED"}
     for workflow_id in sorted(ids):
