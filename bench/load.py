@@ -3,8 +3,8 @@
 `icefloe server` runs as a subprocess with its own state directory and port (SQLite, or
 with --postgres a fresh Postgres catalog from deploy/postgres-for-tests). After seeding a
 few images, --clients HTTPS clients on loopback (200 by default) run for --seconds (60):
-public and private feed polls (with and without If-None-Match), file downloads with
-Range, uploads (most normal, some slow, some stalled mid-body, a few abandoned),
+public and private feed polls (with and without If-None-Match), API reads (listings,
+a version, its events), file downloads with Range, uploads (most normal, some slow, some stalled mid-body, a few abandoned),
 publishes of new serials and re-publishes (some of one serial at once), transitions
 racing each other (promote vs promote, promote vs cancel), and an operator's gc with
 grace 0 every few seconds.
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -71,6 +71,7 @@ KEEP_ACTIVE = ServerSettings.model_fields["keep_active"].default
 # Share of the clients per role; the rest poll public feeds. One more client runs gc.
 ROLES = {
     "feed_private": 0.15,
+    "api_read": 0.075,
     "download": 0.15,
     "upload": 0.10,
     "upload_slow": 0.05,
@@ -83,6 +84,7 @@ ROLES = {
 EXPECTED: dict[str, Collection[int | str]] = {
     "feed_public": {200, 304},
     "feed_private": {200, 304},
+    "api_read": {200},
     "download": {206},
     "upload": {201},
     "upload_slow": {201},
@@ -219,6 +221,7 @@ class Load:
     files: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # channel: (sha, size)
     parsed_at: dict[str, float] = field(default_factory=dict)
     races: list[Race] = field(default_factory=list)
+    published: deque[VersionCreate] = field(default_factory=lambda: deque(maxlen=200))
     publish_races: list[list[int | str]] = field(default_factory=list)
 
     def running(self) -> bool:
@@ -281,6 +284,18 @@ class Load:
 
     async def feed_private(self, c: Client) -> None:
         await self.poll(c, "feed_private", self.feed, "active")
+
+    async def api_read(self, c: Client) -> None:
+        """What a dashboard or `icefloe status` reads: a listing, a version, its events."""
+        url = "/api/v1/versions"
+        params = {"image": c.rng.choice(IMAGES).name}
+        if c.rng.random() < 0.5:
+            params["state"] = c.rng.choice(list(VersionState)).value
+        if self.published and c.rng.random() < 0.5:
+            req = c.rng.choice(self.published)
+            url = f"/api/v1/images/{req.spec.name}/versions/{req.serial}"
+            url, params = url + c.rng.choice(["", "/events"]), {}
+        await self.call(c, "api_read", "GET", url, params=params)
 
     async def download(self, c: Client) -> None:
         """A byte range of a file a feed just listed, from that feed's base URL."""
@@ -426,6 +441,7 @@ class Load:
         await self.post(c, "republish", draft.req)
         if await self.move(c, "to_testing", draft.req, VersionState.testing) == 200:
             c.mine.append(draft.req)
+            self.published.append(draft.req)
         if len(c.mine) > 3:
             await self.move(c, "cancel", c.mine.pop(0), VersionState.inactive)
         if c.rng.random() < 0.25 and (same := await self.new_version(c)):
@@ -497,7 +513,7 @@ class Load:
         clients = [
             self.run_client(
                 getattr(self, role),
-                None if role.startswith("feed") or role == "download" else self.publisher,
+                None if role in ("feed_public", "feed_private", "download") else self.publisher,
                 next(seeds),
             )
             for role, n in counts.items()
