@@ -277,6 +277,33 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """A channel's feed as a static tree in DIR, from the catalog and store on the server host
+    (as `icefloe token` reads them): for an offline site or to seed a mirror."""
+    from pathlib import Path
+
+    from sqlmodel import Session
+
+    from core.catalog import Channel, Flavour
+    from server_api.config import ServerSettings
+    from server_api.db import make_engine
+    from server_api.feeds import generation, render
+    from server_api.static import export
+    from server_api.store import FileStore
+
+    settings = ServerSettings()
+    flavour = Flavour(args.flavour) if args.flavour else None
+    with Session(make_engine(settings.db_url)) as session:
+        feed = render(session, Channel(args.channel), flavour, generation(session))
+    dest = Path(args.dir)
+    missing = export(FileStore(settings.files_dir), feed, dest)
+    print(f"{dest}: streams/v1/index.json, images.json and {len(feed.files)} files")
+    if missing:
+        print(f"icefloe: the store lacks {len(missing)} listed files", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from deploy.stack import StackError, run_stack
 
@@ -354,6 +381,18 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gc", help="delete files of long-inactive versions (operator token)")
     g.add_argument("--grace-days", type=float, default=7.0, help="inactive at least this long")
     g.set_defaults(fn=cmd_gc)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a channel's feed and files as a static tree (an offline site, a mirror seed)",
+        description="On the server host: DIR/streams/v1/index.json, images.json and DIR/files/ "
+        "(hard links to the store where it can). Run again to update; files a previous export "
+        "listed stay, so hosts with a cached index still find them.",
+    )
+    ex.add_argument("--channel", choices=["active", "testing"], required=True)
+    ex.add_argument("--flavour", choices=["lxd", "incus"], help="default: both, as public feeds")
+    ex.add_argument("dir", metavar="DIR")
+    ex.set_defaults(fn=cmd_export)
 
     u = sub.add_parser("up", help="run the whole stack on this machine and the sample image")
     u.add_argument("--once", action="store_true", help="stop after the sample pipeline")

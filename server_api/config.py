@@ -29,6 +29,13 @@ class ServerSettings(BaseSettings):
     # LXD caches a channel's index for up to an hour: a file stays downloadable from a
     # channel this long after its version left it, and gc keeps it that long too.
     channel_file_grace_s: int = Field(default=3600, ge=0)
+    # The feeds as static trees for nginx, a CDN or a mirror (server_api.static), rewritten
+    # after each catalog change (and checked every static_poll_s for other processes').
+    static_dir: Path | None = None  # default: state_dir/static
+    static_poll_s: float = Field(default=2.0, gt=0)
+    # Behind the project's nginx (deploy/nginx): feed routes answer with X-Accel-Redirect
+    # and nginx sends the bytes from the static trees or the store.
+    accel_redirect: bool = False
     # One process runs sync routes and file hashing on `threads` worker threads; its
     # database pool holds a connection per thread plus `db_overflow` for sessions closing.
     threads: int = Field(default=40, ge=1)
@@ -48,6 +55,10 @@ class ServerSettings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.store_dir or self.state_dir / "files"
+
+    @property
+    def static_root(self) -> Path:
+        return self.static_dir or self.state_dir / "static"
 
     @property
     def cert_path(self) -> Path:

@@ -15,6 +15,7 @@ from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
 from server_api.routes import access, feeds, files, pipelines, versions
+from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
 
@@ -27,7 +28,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The pool has a connection for every worker thread (see server_api.deps).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        writer = StaticWriter(
+            app.state.static, app.state.engine, app.state.feeds, settings.static_poll_s
+        )
+        writer.start()
         yield
+        writer.stop()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -42,6 +48,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.store.clean_incoming(settings.incoming_grace_s)
     app.state.metrics = metrics = ServerMetrics(app.state.engine)
     app.state.feeds = FeedCache(on_render=metrics.rendered)
+    app.state.static = StaticTrees(
+        settings.static_root, app.state.store, settings.channel_file_grace_s, settings.public_feeds
+    )
     app.add_middleware(RequestGuard, settings=settings, engine=app.state.engine)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -43,6 +43,7 @@ class FileStore:
         received = 0
         pending = bytearray()
         fd, tmp = tempfile.mkstemp(dir=self.incoming, prefix=".upload-")
+        os.fchmod(fd, 0o644)  # a web server in front sends files too (deploy/nginx)
 
         def flush(out: BinaryIO) -> None:
             digest.update(pending)

@@ -8,6 +8,11 @@ The same three routes answer under several base URLs, each resolving to a
 - `/feeds/<secret>/`: a consumer's private feed. The secret is in the path because LXD
   cannot send headers; it is checked on every request, so expiry, revocation and a
   change of channel apply at once.
+
+Behind the project's nginx (ICEFLOE_SERVER_ACCEL_REDIRECT, deploy/nginx) a route still
+decides (credential, channel, grace) but answers with `X-Accel-Redirect` to one of nginx's
+internal locations, and nginx sends the bytes: a feed from the static tree once that shows
+the catalog's generation, a file from the tree's links or else the store.
 """
 
 from collections.abc import Awaitable, Callable
@@ -19,6 +24,7 @@ from fastapi.responses import FileResponse
 from core.catalog import Channel, Flavour
 from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep, briefly
 from server_api.feeds import Feed, left_within
+from server_api.static import StaticTrees, tree_name
 from server_api.tokens import find_credential
 
 
@@ -58,7 +64,23 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag.removeprefix("W/") in tags
 
 
-def _json(request: Request, feed: Feed, body: bytes) -> Response:
+# nginx's internal locations (deploy/nginx): the static trees' root and the store's.
+ACCEL_STATIC = "/_icefloe/static"
+ACCEL_STORE = "/_icefloe/store"
+
+
+def _accel(request: Request) -> StaticTrees | None:
+    """The static trees, when nginx sends what they hold."""
+    return request.app.state.static if request.app.state.settings.accel_redirect else None
+
+
+def _json(request: Request, source: Source, feed: Feed, name: str) -> Response:
+    static = _accel(request)
+    if static is not None and static.shown() >= feed.generation:
+        tree = tree_name(*source)
+        uri = f"{ACCEL_STATIC}/{tree}/current/streams/v1/{name}"
+        return Response(headers={"X-Accel-Redirect": uri})
+    body = feed.index if name == "index.json" else feed.images
     headers = {"ETag": feed.etag, "Cache-Control": "no-cache"}
     if etag_matches(request.headers.get("if-none-match"), feed.etag):
         return Response(status_code=304, headers=headers)
@@ -73,14 +95,12 @@ def feed_router(resolve: Callable[..., Source | Awaitable[Source]], tag: str) ->
     @router.get("/streams/v1/index.json", operation_id=f"{resolve.__name__}_index")
     @router.head("/streams/v1/index.json", include_in_schema=False)
     def index(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
-        feed = feeds.get(session, *source)
-        return _json(request, feed, feed.index)
+        return _json(request, source, feeds.get(session, *source), "index.json")
 
     @router.get("/streams/v1/images.json", operation_id=f"{resolve.__name__}_images")
     @router.head("/streams/v1/images.json", include_in_schema=False)
     def images(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
-        feed = feeds.get(session, *source)
-        return _json(request, feed, feed.images)
+        return _json(request, source, feeds.get(session, *source), "images.json")
 
     @router.get("/files/{sha256}", operation_id=f"{resolve.__name__}_file")
     @router.head("/files/{sha256}", include_in_schema=False)
@@ -101,6 +121,14 @@ def feed_router(resolve: Callable[..., Source | Awaitable[Source]], tag: str) ->
             and not left_within(session, source.channel, sha256, settings.channel_file_grace_s)
         ):
             raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
+        if (static := _accel(request)) is not None:
+            linked = static.files_dir(source.channel) / sha256
+            uri = (
+                f"{ACCEL_STATIC}/files/{source.channel}/{sha256}"
+                if linked.exists()
+                else f"{ACCEL_STORE}/{sha256[:2]}/{sha256}"
+            )
+            return Response(headers={"X-Accel-Redirect": uri})
         etag = f'"{sha256}"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})

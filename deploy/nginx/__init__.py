@@ -1,0 +1,127 @@
+"""nginx in front of the image server: its site configuration, rendered from the server's
+settings, and a standalone nginx (own config, pid file and logs under a directory) for
+tests and benchmarks.
+
+`python -m deploy.nginx --listen 443 --server-name images.example --tls-cert C --tls-key K`
+prints the site (http context) for /etc/nginx/conf.d/: public channel feeds and their
+files straight from the static trees, private feeds checked by the server and sent by
+nginx (X-Accel-Redirect), uploads streamed through. The server's settings
+(ICEFLOE_SERVER_*) come from the environment, as the server reads them.
+"""
+
+import argparse
+import getpass
+import ipaddress
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from server_api.config import ServerSettings
+
+TEMPLATE = Path(__file__).with_name("icefloe.conf.template")
+
+
+def _upstream_name(host: str) -> str:
+    """The name nginx checks the server's certificate for: nginx matches DNS names only, and
+    the self-signed certificate the server makes names `localhost` beside its address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return "localhost"
+
+
+def site(
+    settings: ServerSettings, listen: str, tls_cert: Path, tls_key: Path, server_name: str = "_"
+) -> str:
+    """The site configuration in front of the server `settings` describe."""
+    values = {
+        "upstream": f"{settings.host}:{settings.port}",
+        "upstream_ca": settings.cert_path,
+        "upstream_name": _upstream_name(settings.host),
+        "listen": listen,
+        "server_name": server_name,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "static_dir": settings.static_root.resolve(),
+        "store_dir": settings.files_dir.resolve(),
+        "max_body": settings.max_upload_bytes,
+    }
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m[1]]), TEMPLATE.read_text())
+
+
+def standalone(site_conf: Path, work: Path, workers: int = 1, access_log: str = "off") -> str:
+    """A whole nginx.conf that includes `site_conf` and keeps its pid file, logs and
+    temporary files under `work`: an nginx of its own beside the host's."""
+    temp = "\n".join(
+        f"    {kind}_temp_path {work}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""user {getpass.getuser()};
+worker_processes {workers};
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {access_log};
+    sendfile on;
+    tcp_nopush on;
+{temp}
+    include {site_conf};
+}}
+"""
+
+
+def binary() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if found is None:
+        raise FileNotFoundError("no nginx here: deploy/setup-host installs Debian's")
+    return found
+
+
+@contextmanager
+def running(conf: Path, work: Path, url: str) -> Iterator[subprocess.Popen]:
+    """nginx with `conf` in the foreground until the block ends (stopped by its PID),
+    once `url` answers."""
+    out = (work / "nginx.out").open("w")
+    proc = subprocess.Popen(
+        [binary(), "-p", work, "-e", work / "error.log", "-c", conf, "-g", "daemon off;"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(url, verify=False, timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
+                    raise RuntimeError(f"nginx did not start: {log[-2000:]}") from None
+                time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()  # SIGTERM: fast shutdown of the master and its workers
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m deploy.nginx", description=__doc__)
+    p.add_argument("--listen", default="443", help="nginx's `listen`: a port or address:port")
+    p.add_argument("--server-name", default="_")
+    p.add_argument("--tls-cert", type=Path, required=True, help="the public certificate")
+    p.add_argument("--tls-key", type=Path, required=True)
+    args = p.parse_args(argv)
+    print(site(ServerSettings(), args.listen, args.tls_cert, args.tls_key, args.server_name))

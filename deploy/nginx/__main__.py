@@ -1,0 +1,3 @@
+from deploy.nginx import main
+
+main()

@@ -1,0 +1,263 @@
+"""Static trees of the feeds: what nginx, a CDN or an rsync mirror serves without Python.
+
+Under the static dir (ICEFLOE_SERVER_STATIC_DIR, default `<state dir>/static`):
+
+    <tree>/current -> <generation>      trees: `testing`, `active` (the public channel feeds,
+                                        both flavours), `testing-lxd`, `active-incus`, ...
+                                        (what private feeds of that channel and flavour see)
+    <tree>/<generation>/streams/v1/index.json, images.json
+    <tree>/<generation>/files -> ../../files/<channel>
+    <tree>/<generation>.manifest.json   its ETag and the sha256 of every file it lists
+    files/<channel>/<sha256>            hard links to the store's files (copies across
+                                        filesystems), world-readable for the web server
+    generation                          the catalog generation every tree shows
+
+So `<tree>/current/` is a whole simplestreams tree. A tree whose feed changed gets a new
+generation written beside the others, then `current` is swapped by renaming a new symlink
+over it: a reader sees the old tree or the new one, never a mix. A superseded generation,
+and the files it lists, stay `channel_file_grace_s` (LXD caches an index that long), so a
+host with a cached index never gets a 404. One writer at a time (a lock file); a killed
+writer leaves at most `.tmp-*` entries, which the next one removes, and a stale
+`generation`, which makes the next one write again.
+"""
+
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as OrmSession
+from sqlmodel import Session
+
+from core.catalog import Channel, Flavour
+from server_api.feeds import Feed, FeedCache, generation
+from server_api.store import FileStore
+
+log = logging.getLogger(__name__)
+STREAMS = Path("streams/v1")
+CURRENT = "current"
+
+
+def tree_name(channel: Channel, flavour: Flavour | None) -> str:
+    return channel.value if flavour is None else f"{channel.value}-{flavour.value}"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def link_files(store: FileStore, files: frozenset[str], dest: Path) -> list[str]:
+    """Hard-link each listed file of the store into `dest` (a copy if `dest` is on another
+    filesystem), readable by all: a web server reads them. The sha256s the store lacks."""
+    dest.mkdir(parents=True, exist_ok=True)
+    have = set(os.listdir(dest))
+    missing = []
+    for sha in sorted(files - have):
+        source, target = store.path(sha), dest / sha
+        try:
+            if source.stat().st_mode & 0o044 != 0o044:
+                source.chmod(0o644)
+            os.link(source, target)
+        except FileNotFoundError:
+            missing.append(sha)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = dest / f".tmp-{sha}-{os.getpid()}"
+            shutil.copyfile(source, tmp)
+            tmp.chmod(0o644)
+            os.replace(tmp, target)
+    return missing
+
+
+def write_streams(dest: Path, feed: Feed) -> None:
+    """`streams/v1/index.json` and `images.json` of `feed` under `dest`; each file is
+    replaced whole (images.json first: the index a reader sees lists nothing it lacks)."""
+    streams = dest / STREAMS
+    streams.mkdir(parents=True, exist_ok=True)
+    _atomic_write(streams / "images.json", feed.images)
+    _atomic_write(streams / "index.json", feed.index)
+
+
+def export(store: FileStore, feed: Feed, dest: Path) -> list[str]:
+    """One channel's tree at `dest` (an offline site, a mirror seed): the files first,
+    then the streams. Files a previous export listed stay. The sha256s the store lacks."""
+    missing = link_files(store, feed.files, dest / "files")
+    write_streams(dest, feed)
+    return missing
+
+
+class StaticTrees:
+    """The trees under `root`, brought to the catalog's generation by `write`."""
+
+    def __init__(self, root: Path, store: FileStore, grace_s: int, public: bool) -> None:
+        self.root = root
+        self.store = store
+        self.grace_s = grace_s
+        self.public = public  # public channel trees too, or only the private feeds' ones
+        self._manifests: dict[Path, tuple[str, frozenset[str]]] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def trees(self) -> list[tuple[Channel, Flavour | None]]:
+        flavours: list[Flavour | None] = [None] if self.public else []
+        return [(c, f) for c in Channel for f in [*flavours, *Flavour]]
+
+    def shown(self) -> int:
+        """The catalog generation every tree shows (-1: none written yet)."""
+        try:
+            return int((self.root / "generation").read_text())
+        except (FileNotFoundError, ValueError):
+            return -1
+
+    def files_dir(self, channel: Channel) -> Path:
+        return self.root / "files" / channel.value
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.root / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
+
+    def write(self, session: Session, feeds: FeedCache) -> int:
+        """Bring every tree to the catalog's generation (unless it shows it already), then
+        drop superseded generations older than the grace. Returns the generation shown."""
+        if (now := generation(session)) == self.shown():
+            return now
+        with self._locked():
+            if (now := generation(session)) == self.shown():
+                return now
+            self._remove_leftovers()
+            for channel in Channel:
+                feeds_of = {
+                    f: feeds.get(session, channel, f) for c, f in self.trees() if c == channel
+                }
+                listed = frozenset().union(*(feed.files for feed in feeds_of.values()))
+                missing = link_files(self.store, listed, self.files_dir(channel))
+                if missing:
+                    log.warning("the store lacks %d files the %s feed lists", len(missing), channel)
+                for flavour, feed in feeds_of.items():
+                    self._publish(tree_name(channel, flavour), channel, now, feed)
+            self._prune()
+            _atomic_write(self.root / "generation", str(now).encode())
+        return now
+
+    def _publish(self, name: str, channel: Channel, now: int, feed: Feed) -> None:
+        tree = self.root / name
+        tree.mkdir(exist_ok=True)
+        current = self._current(tree)
+        if current is not None and self._manifest(tree, current)[0] == feed.etag:
+            return  # unchanged: the current tree already shows this feed
+        final = tree / str(now)
+        if not final.exists():
+            tmp = tree / f".tmp-{now}-{os.getpid()}"
+            write_streams(tmp, feed)
+            (tmp / "files").symlink_to(Path("..", "..", "files", channel.value))
+            manifest = {"etag": feed.etag, "files": sorted(feed.files)}
+            _atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
+            os.rename(tmp, final)
+        link = tree / f".tmp-{CURRENT}-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(str(now))
+        os.replace(link, tree / CURRENT)
+
+    @staticmethod
+    def _current(tree: Path) -> int | None:
+        try:
+            return int(os.readlink(tree / CURRENT))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _manifest(self, tree: Path, gen: int) -> tuple[str, frozenset[str]]:
+        path = tree / f"{gen}.manifest.json"
+        if path not in self._manifests:
+            loaded = orjson.loads(path.read_bytes())
+            self._manifests[path] = (loaded["etag"], frozenset(loaded["files"]))
+        return self._manifests[path]
+
+    @staticmethod
+    def _generations(tree: Path) -> list[int]:
+        return sorted(int(p.name) for p in tree.iterdir() if p.name.isdigit() and p.is_dir())
+
+    def _remove_leftovers(self) -> None:
+        """What a killed writer left half-made; and public trees while public feeds are off."""
+        for path in self.root.glob("*/.tmp-*"):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in self.root.glob("files/*/.tmp-*"):
+            path.unlink()
+        if not self.public:
+            for channel in Channel:
+                shutil.rmtree(self.root / channel.value, ignore_errors=True)
+
+    def _prune(self) -> None:
+        """Superseded generations go `grace_s` after their successor was written; a file
+        goes when no generation left of its channel's trees lists it."""
+        for channel in Channel:
+            kept: set[str] = set()
+            for c, flavour in self.trees():
+                tree = self.root / tree_name(c, flavour)
+                if c != channel or not tree.is_dir():
+                    continue
+                gens = self._generations(tree)
+                current = self._current(tree)
+                for gen, successor in itertools.pairwise(gens):
+                    manifest = tree / f"{successor}.manifest.json"
+                    if gen != current and time.time() - manifest.stat().st_mtime >= self.grace_s:
+                        shutil.rmtree(tree / str(gen))
+                        (tree / f"{gen}.manifest.json").unlink()
+                        self._manifests.pop(tree / f"{gen}.manifest.json", None)
+                for gen in self._generations(tree):
+                    kept |= self._manifest(tree, gen)[1]
+            files = self.files_dir(channel)
+            if files.is_dir():
+                for sha in set(os.listdir(files)) - kept:
+                    (files / sha).unlink()
+
+
+class StaticWriter:
+    """Keeps the static trees at the catalog's generation from a thread of the server:
+    woken by each commit this process makes, and every `poll_s` for other processes'."""
+
+    def __init__(self, trees: StaticTrees, engine: Engine, feeds: FeedCache, poll_s: float) -> None:
+        self.trees = trees
+        self.engine = engine
+        self.feeds = feeds
+        self.poll_s = poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="static-trees", daemon=True)
+
+    def _poke(self, session: OrmSession) -> None:
+        if session.bind is self.engine:
+            self._wake.set()
+
+    def start(self) -> None:
+        event.listen(OrmSession, "after_commit", self._poke)
+        self._thread.start()
+
+    def stop(self) -> None:
+        event.remove(OrmSession, "after_commit", self._poke)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with Session(self.engine) as session:
+                    self.trees.write(session, self.feeds)
+            except Exception:  # the next change or poll tries again
+                log.exception("writing the static trees failed")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
