@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path
 
 from server_api import tokens
 from server_api.deps import Operator, SessionDep
+from server_api.routing import ReleasingRoute
 from server_api.schemas import (
     CredentialCreate,
     CredentialIssued,
@@ -17,7 +18,7 @@ from server_api.schemas import (
     TokenView,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["access"])
+router = APIRouter(prefix="/api/v1", tags=["access"], route_class=ReleasingRoute)
 # Ids are int4 on Postgres: a larger number is a bad request, not a database error.
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 

@@ -12,10 +12,11 @@ from starlette.requests import ClientDisconnect
 
 from server_api.deps import Publisher, SessionDep, SettingsDep, StoreDep, briefly
 from server_api.models import Blob, utcnow
+from server_api.routing import ReleasingRoute
 from server_api.store import FileStore, UploadRejected
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1/files", tags=["files"])
+router = APIRouter(prefix="/api/v1/files", tags=["files"], route_class=ReleasingRoute)
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the content")]
 
 

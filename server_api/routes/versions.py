@@ -25,10 +25,11 @@ from server_api.catalog import (
 )
 from server_api.deps import CallerDep, Operator, Publisher, SessionDep, SettingsDep, StoreDep
 from server_api.gc import collect_garbage
+from server_api.routing import ReleasingRoute
 from server_api.schemas import TokenScope
 from server_api.views import events, list_versions, view
 
-router = APIRouter(prefix="/api/v1", tags=["versions"])
+router = APIRouter(prefix="/api/v1", tags=["versions"], route_class=ReleasingRoute)
 IMAGE_NAME = r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$"
 ImageName = Annotated[str, Path(pattern=IMAGE_NAME)]
 SerialPath = Annotated[str, Path(max_length=40)]
