@@ -18,11 +18,13 @@ the catalog's generation, a file from the tree's links or else the store.
 from collections.abc import Awaitable, Callable
 from typing import Annotated, NamedTuple
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
+from sqlmodel import Session
 
 from core.catalog import Channel, Flavour
-from server_api.deps import FeedsDep, SessionDep, SettingsDep, StoreDep, briefly
+from server_api.deps import SettingsDep
 from server_api.feeds import Feed, left_within
 from server_api.static import StaticTrees, tree_name
 from server_api.tokens import find_credential
@@ -48,8 +50,16 @@ async def fresh_channel(
     return await public_channel(channel, settings)
 
 
-def credential(secret: Annotated[str, Path(max_length=100)], request: Request) -> Source:
-    row = briefly(request, lambda session: find_credential(session, secret))
+async def credential(secret: Annotated[str, Path(max_length=100)]) -> str:
+    """A private feed's secret: the route looks it up in the same thread hop as the feed."""
+    return secret
+
+
+def _source(session: Session, resolved: Source | str) -> Source:
+    """The source of a channel feed, or of the private feed whose secret `resolved` is."""
+    if isinstance(resolved, Source):
+        return resolved
+    row = find_credential(session, resolved)
     if row is None:
         raise HTTPException(403, "this feed's credential is unknown, expired or revoked")
     return Source(Channel(row.channel), Flavour(row.flavour))
@@ -87,54 +97,68 @@ def _json(request: Request, source: Source, feed: Feed, name: str) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def feed_router(resolve: Callable[..., Source | Awaitable[Source]], tag: str) -> APIRouter:
+def _feed(request: Request, resolved: Source | str, name: str) -> Response:
+    """One worker-thread hop with one session: a hop costs more than the lookups."""
+    with Session(request.app.state.engine) as session:
+        source = _source(session, resolved)
+        feed = request.app.state.feeds.get(session, *source)
+    return _json(request, source, feed, name)
+
+
+def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
+    """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256.
+    A file its version took out of the channel is still served for a while: hosts
+    that cached the index before still list it."""
+    settings, store = request.app.state.settings, request.app.state.store
+    with Session(request.app.state.engine) as session:
+        source = _source(session, resolved)
+        if not store.exists(sha256) or (
+            sha256 not in request.app.state.feeds.get(session, *source).files
+            and not left_within(session, source.channel, sha256, settings.channel_file_grace_s)
+        ):
+            raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
+    if (static := _accel(request)) is not None:
+        linked = static.files_dir(source.channel) / sha256
+        uri = (
+            f"{ACCEL_STATIC}/files/{source.channel}/{sha256}"
+            if linked.exists()
+            else f"{ACCEL_STORE}/{sha256[:2]}/{sha256}"
+        )
+        return Response(headers={"X-Accel-Redirect": uri})
+    etag = f'"{sha256}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return FileResponse(
+        store.path(sha256), media_type="application/octet-stream", headers={"ETag": etag}
+    )
+
+
+def feed_router(resolve: Callable[..., Awaitable[Source | str]], tag: str) -> APIRouter:
     """index.json, images.json and files, for feeds whose source `resolve` finds."""
     router = APIRouter(tags=[tag])
-    SourceDep = Annotated[Source, Depends(resolve)]
+    SourceDep = Annotated[Source | str, Depends(resolve)]
 
     @router.get("/streams/v1/index.json", operation_id=f"{resolve.__name__}_index")
     @router.head("/streams/v1/index.json", include_in_schema=False)
-    def index(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
-        return _json(request, source, feeds.get(session, *source), "index.json")
+    async def index(source: SourceDep, request: Request):
+        return await anyio.to_thread.run_sync(_feed, request, source, "index.json")
 
     @router.get("/streams/v1/images.json", operation_id=f"{resolve.__name__}_images")
     @router.head("/streams/v1/images.json", include_in_schema=False)
-    def images(source: SourceDep, request: Request, session: SessionDep, feeds: FeedsDep):
-        return _json(request, source, feeds.get(session, *source), "images.json")
+    async def images(source: SourceDep, request: Request):
+        return await anyio.to_thread.run_sync(_feed, request, source, "images.json")
 
     @router.get("/files/{sha256}", operation_id=f"{resolve.__name__}_file")
     @router.head("/files/{sha256}", include_in_schema=False)
-    def file(
+    async def file(
         source: SourceDep,
         sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
         request: Request,
-        session: SessionDep,
-        feeds: FeedsDep,
-        store: StoreDep,
-        settings: SettingsDep,
     ) -> Response:
         """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256.
         A file its version took out of the channel is still served for a while: hosts
         that cached the index before still list it."""
-        if not store.exists(sha256) or (
-            sha256 not in feeds.get(session, *source).files
-            and not left_within(session, source.channel, sha256, settings.channel_file_grace_s)
-        ):
-            raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
-        if (static := _accel(request)) is not None:
-            linked = static.files_dir(source.channel) / sha256
-            uri = (
-                f"{ACCEL_STATIC}/files/{source.channel}/{sha256}"
-                if linked.exists()
-                else f"{ACCEL_STORE}/{sha256[:2]}/{sha256}"
-            )
-            return Response(headers={"X-Accel-Redirect": uri})
-        etag = f'"{sha256}"'
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        return FileResponse(
-            store.path(sha256), media_type="application/octet-stream", headers={"ETag": etag}
-        )
+        return await anyio.to_thread.run_sync(_file, request, source, sha256)
 
     return router
 
