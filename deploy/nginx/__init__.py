@@ -38,12 +38,18 @@ def _upstream_name(host: str) -> str:
 
 
 def site(
-    settings: ServerSettings, listen: str, tls_cert: Path, tls_key: Path, server_name: str = "_"
+    settings: ServerSettings,
+    listen: str,
+    tls_cert: Path,
+    tls_key: Path,
+    server_name: str = "_",
+    upstream_ca: Path | None = None,
 ) -> str:
-    """The site configuration in front of the server `settings` describe."""
+    """The site configuration in front of the server `settings` describe; nginx checks the
+    server's certificate against `upstream_ca` (default: the server's own certificate)."""
     values = {
         "upstream": f"{settings.host}:{settings.port}",
-        "upstream_ca": settings.cert_path,
+        "upstream_ca": upstream_ca or settings.cert_path,
         "upstream_name": _upstream_name(settings.host),
         "listen": listen,
         "server_name": server_name,
@@ -123,5 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--server-name", default="_")
     p.add_argument("--tls-cert", type=Path, required=True, help="the public certificate")
     p.add_argument("--tls-key", type=Path, required=True)
+    p.add_argument(
+        "--upstream-ca",
+        type=Path,
+        help="a copy of the server's certificate nginx may read (default: the server's path)",
+    )
     args = p.parse_args(argv)
-    print(site(ServerSettings(), args.listen, args.tls_cert, args.tls_key, args.server_name))
+    settings = ServerSettings()
+    print(
+        site(settings, args.listen, args.tls_cert, args.tls_key, args.server_name, args.upstream_ca)
+    )
