@@ -329,7 +329,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("action", choices=["create", "list", "revoke", "follow"])
     t.add_argument("id", nargs="?", type=int, help="for revoke and follow")
     t.add_argument("--name", help="for create: who or what it is for")
-    t.add_argument("--scope", choices=["publisher", "operator"], default="publisher")
+    t.add_argument("--scope", choices=["reader", "publisher", "operator"], default="publisher")
     t.add_argument("--expires-in", type=int, metavar="SECONDS", help="default: never")
     t.add_argument("--feed", action="store_true", help="a private feed credential")
     t.add_argument("--channel", choices=["active", "testing"], help="the feed's channel")

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
 import anyio
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Cookie, Depends, Header, HTTPException, Request
 from sqlmodel import Session
 
 from server_api.config import ServerSettings
@@ -22,6 +22,7 @@ from server_api.guard import TOKEN, UNAUTHORIZED
 from server_api.models import Token
 from server_api.schemas import TokenScope
 from server_api.store import FileStore
+from server_api.tokens import lookup
 
 T = TypeVar("T")
 
@@ -73,7 +74,19 @@ async def caller(request: Request, authorization: Annotated[str | None, Header()
 CallerDep = Annotated[Token, Depends(caller)]
 
 
-async def publisher(token: CallerDep) -> str:
+async def writer(token: CallerDep) -> Token:
+    """The caller's token unless it is a reader's: readers only look."""
+    if token.scope == TokenScope.reader:
+        raise HTTPException(
+            403, f"token {token.name!r} is a reader token; this needs publisher or operator"
+        )
+    return token
+
+
+WriterDep = Annotated[Token, Depends(writer)]
+
+
+async def publisher(token: WriterDep) -> str:
     """The caller's token name, for the audit trail. Operator tokens publish too."""
     return token.name
 
@@ -88,3 +101,57 @@ async def operator(token: CallerDep) -> str:
 
 Publisher = Annotated[str, Depends(publisher)]
 Operator = Annotated[str, Depends(operator)]
+
+
+READ_UNAUTHORIZED = (
+    "public feeds are off here, so reading the catalog needs a token: send "
+    "'Authorization: Bearer <token>' (a reader token will do)"
+)
+
+
+async def api_reader(
+    request: Request,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Read APIs are as public as the feeds: with public feeds off, the catalog's hashes,
+    actors and check output are not for everyone either, so any valid token is needed."""
+    if not settings.public_feeds and request.scope.get(TOKEN) is None:
+        raise HTTPException(401, READ_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+
+
+# Where a browser keeps its token: set by POST /login, sent only to pages (never to /api/).
+TOKEN_COOKIE = "icefloe_token"
+
+
+class LoginRequired(Exception):
+    """A page was asked for without a valid token while public feeds are off."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+async def page_reader(
+    request: Request,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+    token: Annotated[str | None, Cookie(alias=TOKEN_COOKIE)] = None,
+) -> None:
+    """Pages follow the read APIs' rule; a browser's token comes in the login cookie."""
+    if settings.public_feeds:
+        return
+    scheme, _, secret = (authorization or "").partition(" ")
+    secret = secret if scheme.lower() == "bearer" else ""
+    secret = secret or token or ""
+    if not secret or await anyio.to_thread.run_sync(find_token, request, secret) is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+
+
+def find_token(request: Request, secret: str) -> Token | None:
+    """The usable token `secret` names, looked up in a session of its own."""
+    return briefly(request, lambda session: lookup(session, secret))
+
+
+ApiReader = Depends(api_reader)
+PageReader = Depends(page_reader)

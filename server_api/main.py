@@ -6,15 +6,17 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
+from server_api.deps import LoginRequired
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
-from server_api.routes import access, feeds, files, pipelines, versions
+from server_api.routes import access, feeds, files, pages, pipelines, versions
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
@@ -74,6 +76,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(pipelines.router)
     app.include_router(access.router)
+    app.include_router(pages.router)
+    app.add_exception_handler(LoginRequired, pages.login_required)
+    app.mount("/assets", StaticFiles(directory=pages.ASSETS_DIR), name="assets")
     for prefix, router in feeds.MOUNTS:
         app.include_router(router, prefix=prefix)
     return app

@@ -10,9 +10,11 @@ from core.catalog import Channel, Flavour, Seconds
 
 
 class TokenScope(StrEnum):
-    """publisher: CI and workers (publish, test, promote); operator: that plus forced
+    """reader: people who only look (the catalog pages and read APIs when public feeds are
+    off); publisher: CI and workers (publish, test, promote); operator: that plus forced
     actions, garbage collection and access management."""
 
+    reader = "reader"
     publisher = "publisher"
     operator = "operator"
 

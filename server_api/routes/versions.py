@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from core.catalog import (
     AbandonRequest,
@@ -23,7 +23,15 @@ from server_api.catalog import (
     record_assessment,
     transition,
 )
-from server_api.deps import CallerDep, Operator, Publisher, SessionDep, SettingsDep, StoreDep
+from server_api.deps import (
+    ApiReader,
+    Operator,
+    Publisher,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    WriterDep,
+)
 from server_api.gc import collect_garbage
 from server_api.routing import ReleasingRoute
 from server_api.schemas import TokenScope
@@ -31,17 +39,45 @@ from server_api.views import events, list_versions, view
 
 router = APIRouter(prefix="/api/v1", tags=["versions"], route_class=ReleasingRoute)
 IMAGE_NAME = r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$"
+# A page's position: the image and serial of the last version it showed.
+CURSOR = IMAGE_NAME[:-1] + r"/[0-9]{8}[0-9A-Za-z._-]{0,32}$"
+PAGE_MAX = 500
 ImageName = Annotated[str, Path(pattern=IMAGE_NAME)]
 SerialPath = Annotated[str, Path(max_length=40)]
 
 
-@router.get("/versions", summary="List versions, optionally by state and image")
+def _key(cursor: str | None) -> tuple[str, str] | None:
+    if cursor is None:
+        return None
+    image, _, serial = cursor.partition("/")
+    return image, serial
+
+
+@router.get(
+    "/versions",
+    summary="List versions, optionally by state and image, a page at a time",
+    dependencies=[ApiReader],
+)
 def read_versions(
+    request: Request,
+    response: Response,
     session: SessionDep,
     state: VersionState | None = None,
     image: Annotated[str | None, Query(pattern=IMAGE_NAME)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=PAGE_MAX, description="default: all")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR, description="from the previous page's Link: rel=next")
+    ] = None,
+    newest_first: bool = False,
 ) -> list[VersionView]:
-    return list_versions(session, state, image)
+    """By image, then serial. With `limit`, a `Link: <...>; rel="next"` header names the
+    next page while versions follow (keyset paging: versions added meanwhile never shift it)."""
+    page = list_versions(session, state, image, limit, _key(cursor), newest_first)
+    if page.more:
+        last = page.versions[-1]
+        url = request.url.include_query_params(cursor=f"{last.image}/{last.serial}")
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return page.versions
 
 
 @router.post("/versions", status_code=201, summary="Publish a version from uploaded files")
@@ -54,7 +90,7 @@ def create_version(
     return view(session, version)
 
 
-@router.get("/images/{image}/versions/{serial}")
+@router.get("/images/{image}/versions/{serial}", dependencies=[ApiReader])
 def read_version(image: ImageName, serial: SerialPath, session: SessionDep) -> VersionView:
     return view(session, get_version(session, image, serial))
 
@@ -66,7 +102,7 @@ def move_version(
     req: TransitionRequest,
     session: SessionDep,
     settings: SettingsDep,
-    caller: CallerDep,
+    caller: WriterDep,
 ) -> VersionView:
     """`force: true` (operators only) promotes past the gate; the event records it."""
     version = get_version(session, image, serial)
@@ -75,7 +111,11 @@ def move_version(
     return view(session, version)
 
 
-@router.get("/images/{image}/versions/{serial}/events", summary="A version's transitions")
+@router.get(
+    "/images/{image}/versions/{serial}/events",
+    summary="A version's transitions",
+    dependencies=[ApiReader],
+)
 def read_events(image: ImageName, serial: SerialPath, session: SessionDep) -> list[EventView]:
     return events(session, get_version(session, image, serial))
 
@@ -96,6 +136,7 @@ def put_assessment(
 @router.get(
     "/images/{image}/versions/{serial}/missing-checks",
     summary="Required checks without a passed result, per arch",
+    dependencies=[ApiReader],
 )
 def read_missing_checks(
     image: ImageName, serial: SerialPath, session: SessionDep

@@ -40,6 +40,11 @@ def test_every_module_and_data_file_ships(installed_wheel: Installed) -> None:
     }
     expected |= {f"core/definitions/{p.name}" for p in (REPO_DIR / "images").glob("*.yaml")}
     expected |= {"server_api/alembic.ini", "server_api/alembic/script.py.mako"}
+    expected |= {
+        str(p.relative_to(REPO_DIR))
+        for pattern in ("templates/*.html", "assets/*.css")
+        for p in (REPO_DIR / "server_api").glob(pattern)
+    }
     shipped = {
         name
         for name in zipfile.ZipFile(installed_wheel.wheel).namelist()
@@ -117,3 +122,7 @@ def test_server_runs_from_the_wheel_with_state_from_settings(
     # Migrated to head with the Alembic files the wheel ships.
     with closing(sqlite3.connect(state / "catalog.db")) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()
+    # The catalog pages render from the templates and stylesheet the wheel ships.
+    page = httpx.get(f"{url}/", verify=verify, timeout=10)
+    assert page.status_code == 200 and "<h1>Images</h1>" in page.text
+    assert httpx.get(f"{url}/assets/catalog.css", verify=verify, timeout=10).status_code == 200

@@ -1,0 +1,204 @@
+"""The catalog as web pages: images, an image's versions, a version's checks and events.
+
+Rendered on the server from templates (no build step, no script: readable without
+JavaScript), styled by one small stylesheet that works at phone width. The pages are as
+public as the read APIs: with public feeds off they need a token, which a browser gives
+once to the login form and then sends in an HttpOnly, Secure, SameSite=Strict cookie,
+never in a URL.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from core.catalog import AssessmentView, Channel, VersionState
+from core.config import Settings
+from server_api.catalog import CatalogError, get_version, missing_checks
+from server_api.deps import (
+    TOKEN_COOKIE,
+    LoginRequired,
+    PageReader,
+    SessionDep,
+    SettingsDep,
+    find_token,
+)
+from server_api.routes.versions import ImageName, SerialPath
+from server_api.routing import ReleasingRoute
+from server_api.views import (
+    events,
+    get_image,
+    image_summaries,
+    page_of_versions,
+    state_history,
+    views,
+)
+
+HERE = Path(__file__).resolve().parents[1]
+ASSETS_DIR = HERE / "assets"
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(
+    include_in_schema=False, default_response_class=HTMLResponse, route_class=ReleasingRoute
+)
+
+PER_PAGE = 50  # versions on an image's page
+NEWEST = 5  # versions of each image on the front page
+SERIAL = r"^[0-9]{8}[0-9A-Za-z._-]{0,32}$"
+
+
+def size(n: int) -> str:
+    """Bytes as people read them."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC" if at else ""
+
+
+templates.env.filters["size"] = size
+templates.env.filters["when"] = when
+
+
+def channel_of(state: VersionState) -> Channel | None:
+    """The public channel whose feed lists a version in this state, if any."""
+    return Channel(state.value) if state.value in Channel.__members__ else None
+
+
+def workflow_link(request: Request) -> Callable[[str], str]:
+    """Links into the Temporal UI, as `icefloe trigger` prints them (ICEFLOE_TEMPORAL_UI_URL
+    and ICEFLOE_TEMPORAL_NAMESPACE), read once per server."""
+    state = request.app.state
+    if getattr(state, "ui_settings", None) is None:
+        state.ui_settings = Settings()
+    return state.ui_settings.workflow_ui_link
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
+    context |= {"signed_in": TOKEN_COOKIE in request.cookies}
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def not_found(request: Request, message: str) -> Response:
+    return render(request, "error.html", 404, message=message)
+
+
+@router.get("/", dependencies=[PageReader])
+def images_page(request: Request, session: SessionDep) -> Response:
+    return render(request, "images.html", images=image_summaries(session, NEWEST))
+
+
+@router.get("/images/{image}", dependencies=[PageReader])
+def image_page(
+    request: Request,
+    image: ImageName,
+    session: SessionDep,
+    before: Annotated[str | None, Query(pattern=SERIAL)] = None,
+) -> Response:
+    """Newest first, PER_PAGE at a time; `before` is the last serial of the page before."""
+    row = get_image(session, image)
+    if row is None:
+        return not_found(request, f"no image {image}")
+    rows, more = page_of_versions(
+        session,
+        image=image,
+        limit=PER_PAGE,
+        after=(image, before) if before else None,
+        newest_first=True,
+    )
+    began = state_history(session, rows)
+    return render(
+        request,
+        "image.html",
+        image=row,
+        versions=zip(views(session, rows), [began[v.pk] for v in rows], strict=True),
+        channel_of=channel_of,
+        before=before,
+        older=rows[-1].serial if more else None,
+    )
+
+
+@router.get("/images/{image}/versions/{serial}", dependencies=[PageReader])
+def version_page(
+    request: Request,
+    image: ImageName,
+    serial: SerialPath,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    try:
+        row = get_version(session, image, serial)
+    except CatalogError as exc:
+        return not_found(request, exc.message)
+    version = views(session, [row])[0]
+    by_arch: dict[str, list[AssessmentView]] = {a.arch: [] for a in version.arches}
+    for result in version.assessments:
+        by_arch.setdefault(result.arch, []).append(result)
+    return render(
+        request,
+        "version.html",
+        v=version,
+        results=by_arch,
+        missing=missing_checks(session, row),
+        events=events(session, row),
+        channel=channel_of(version.state),
+        public_feeds=settings.public_feeds,
+        base_url=str(request.base_url).rstrip("/"),
+        workflow_link=workflow_link(request),
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this server: a login must never send the browser elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    return render(request, "login.html", next_path=safe_next(next))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """The form's token, checked, goes into the cookie; the browser goes back to its page."""
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    secret = form.get("token", [""])[0].strip()
+    target = safe_next(form.get("next", [None])[0])
+    if not secret or await anyio.to_thread.run_sync(find_token, request, secret) is None:
+        return render(
+            request,
+            "login.html",
+            401,
+            next_path=target,
+            error="That token is unknown, expired or revoked.",
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        TOKEN_COOKIE, secret, path="/", httponly=True, secure=True, samesite="strict"
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, secure=True, samesite="strict")
+    return response
+
+
+async def login_required(request: Request, exc: Exception) -> Response:
+    """A page without a valid token while public feeds are off: 401 with the login form."""
+    assert isinstance(exc, LoginRequired)
+    response = render(request, "login.html", 401, next_path=safe_next(exc.next_path))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

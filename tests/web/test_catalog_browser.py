@@ -1,0 +1,150 @@
+"""The catalog in a real browser: Debian's chromium (deploy/setup-host installs it), driven
+by Playwright against the image server over HTTPS, with JavaScript off as a reader without
+it has, at phone width, and checked by axe-core (deploy/setup-host runs `npm ci` here)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+
+from clients.catalog import CatalogClient
+from core.catalog import AssessmentReport, TransitionRequest
+from tests.support import RunningServer, client, new_image, next_serial, publish_fake, token
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
+# What works as root on these machines: no sandbox, and none of chromium's own traffic.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE: ViewportSize = {"width": 390, "height": 844}
+EVIDENCE = "boot timed out after 60 s\n<b>kernel panic</b>: not syncing: VFS: Unable to mount root"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    for needed in (CHROMIUM, AXE):
+        assert needed.exists(), f"{needed} is missing: run deploy/setup-host"
+    with sync_playwright() as playwright:
+        b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def version(
+    image_server: RunningServer, catalog: CatalogClient, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    """A version whose i686 boot failed with evidence, forced to active by an operator."""
+    image, serial = new_image(os="debian-web", release="bookworm"), next_serial()
+    publish_fake(catalog, tmp_path_factory.mktemp("web"), image, serial)
+    wf = f"icefloe:{image.name}:{serial}"
+    catalog.transition(
+        image.name, serial, TransitionRequest(to="testing", reason="published", workflow_id=wf)
+    )
+    for arch, host, state, evidence, seconds in (
+        ("x86_64", "lxd-a", "passed", "Linux 6.1 x86_64", 3.2),
+        ("i686", "lxd-b", "failed", EVIDENCE, 60.4),
+    ):
+        report = AssessmentReport(
+            arch=arch, check="boots", host=host, state=state, evidence=evidence, duration_s=seconds
+        )
+        catalog.record(image.name, serial, report)
+    ops = client(image_server, token(image_server, "operator", "ops-carol"))
+    force = TransitionRequest(
+        to="active", reason="security fix; i686 host is broken", workflow_id=wf, force=True
+    )
+    ops.transition(image.name, serial, force)
+    ops.close()
+    return image.name, serial
+
+
+def page_at(
+    browser: Browser, url: str, javascript: bool = True, viewport: ViewportSize | None = None
+) -> Page:
+    context = browser.new_context(
+        ignore_https_errors=True, java_script_enabled=javascript, viewport=viewport
+    )
+    page = context.new_page()
+    response = page.goto(url)
+    assert response is not None and response.status == 200, url
+    return page
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page, one line each."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_catalog_pages_in_chromium(browser, image_server, version, tmp_path):
+    image, serial = version
+    # Without JavaScript, at phone width: from the image list to the version.
+    page = page_at(browser, image_server.url + "/", javascript=False, viewport=PHONE)
+    expect(page.get_by_role("heading", name="Images", level=1)).to_be_visible()
+    page.get_by_role("link", name=image, exact=True).click()
+    expect(page.get_by_role("heading", name=image, level=1)).to_be_visible()
+    page.get_by_role("link", name=serial).click()
+    expect(page).to_have_url(f"{image_server.url}/images/{image}/versions/{serial}")
+
+    i686 = page.locator("section.arch", has=page.get_by_role("heading", name="i686"))
+    failed = i686.locator("article.check-failed")
+    expect(failed.get_by_role("heading", name="boots failed")).to_be_visible()
+    expect(failed).to_contain_text("60.4 s on lxd-b (container)")
+    evidence = failed.locator("pre.evidence")
+    expect(evidence).to_be_visible()
+    expect(evidence).to_have_text(EVIDENCE)  # as sent: markup shown, not obeyed
+    assert evidence.locator("b").count() == 0
+
+    forced = page.locator("li.event.forced")
+    expect(forced).to_have_count(1)
+    expect(forced).to_contain_text("testing → active by ops-carol forced")
+    expect(forced).to_contain_text("security fix; i686 host is broken")
+    link = forced.get_by_role("link", name=f"icefloe:{image}:{serial}")
+    assert link.get_attribute("href", timeout=5000) == (
+        "http://127.0.0.1:8233/namespaces/default/workflows/"
+        + f"icefloe%3A{image.replace(':', '%3A')}%3A{serial}"
+    )
+    expect(page.locator("pre.commands")).to_contain_text(
+        f"lxc remote add icefloe {image_server.url}/channels/active/ --protocol simplestreams"
+    )
+    # Phone width: nothing wider than the screen, so no sideways scrolling of the page.
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=tmp_path / "catalog-version.png", full_page=True)
+    assert (tmp_path / "catalog-version.png").stat().st_size > 10_000
+    page.context.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/images/{image}", "/images/{image}/versions/{serial}"])
+def test_catalog_pages_pass_axe(browser, image_server, version, path):
+    image, serial = version
+    page = page_at(browser, image_server.url + path.format(image=image, serial=serial))
+    assert serious_violations(page) == []
+    page.context.close()
+
+
+def test_login_page_passes_axe(browser, tmp_path):
+    with RunningServer(tmp_path, public_feeds=False) as private:
+        page = browser.new_context(ignore_https_errors=True).new_page()
+        assert page.goto(private.url + "/").status == 401
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert serious_violations(page) == []
+        page.get_by_label("Token").fill(token(private, "reader", "dora"))
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Images", level=1)).to_be_visible()
+        assert "ifl_" not in page.url
+        page.context.close()
