@@ -2,10 +2,15 @@
 
 1. images.json for 10,000 versions: render time cold (first request after a catalog
    change) and cached, in process and over HTTPS.
+   "After a change": one image changed, the feed cache re-renders only that image.
 2. Feed requests per second over HTTPS on loopback: server_api against the same bytes
    served as a static file by Debian's nginx (one worker process each), driven by wrk
    with a bounded number of connections and a fixed duration.
-3. server_api's peak memory (VmHWM) while a 2 GiB file is uploaded to it.
+3. nginx in front as deploy/nginx configures it (one worker), the server behind it with
+   X-Accel-Redirect: the public feed from the static tree, a private feed (the server
+   checks the credential, nginx sends the tree's file) and a 16 MiB file through the
+   private path, each against nginx serving the same bytes as a plain file.
+4. server_api's peak memory (VmHWM) while a 2 GiB file is uploaded to it.
 
 Run as root on Debian 12 from the repo: `.venv/bin/python bench/server_feeds.py`.
 It installs nginx and wrk from Debian when they are missing, starts everything it
@@ -32,17 +37,20 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from sqlalchemy import insert
-from sqlmodel import Session
+from sqlalchemy import insert, update
+from sqlmodel import Session, col
 
-from core.catalog import Channel, VersionState
+from core.catalog import Channel, Flavour, VersionState
 from core.config import REPO_DIR
+from deploy import nginx as nginx_site
 from server_api.config import ServerSettings
 from server_api.db import make_engine
-from server_api.feeds import FeedCache, render
+from server_api.feeds import FeedCache, generation, render
 from server_api.models import Event, Image, Version, VersionArch
+from server_api.schemas import CredentialCreate
+from server_api.store import FileStore
 from server_api.tls import ensure_self_signed
-from server_api.tokens import create_token
+from server_api.tokens import create_token, issue_credential
 
 ARCHES = ("x86_64", "i686")
 MiB = 1 << 20
@@ -260,6 +268,7 @@ http {{
 
 
 def wrk(url: str, seconds: int, connections: int) -> float:
+    """Requests per second."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
         capture_output=True,
@@ -289,12 +298,22 @@ def bench_render(work: Path, versions: int, rounds: int) -> Path:
         for _ in range(rounds * 10):
             cache.get(session, Channel.testing)
         cached = (time.perf_counter() - t) / (rounds * 10)
+        changed = []
+        for _ in range(rounds):
+            bump(state)  # an event of one image's version
+            t = time.perf_counter()
+            cache.get(session, Channel.testing)
+            changed.append(time.perf_counter() - t)
     engine.dispose()
     print(
         f"\nimages.json for {versions:,} versions ({versions * len(ARCHES):,} arch entries,"
         f" {len(feed.images) / MiB:.1f} MiB)"
     )
     print(f"  in process, cold render      {ms(statistics.median(cold))} (median of {rounds})")
+    print(
+        f"  in process, after a change   {ms(statistics.median(changed))} "
+        f"(one image re-rendered, the rest joined; target < 200 ms)"
+    )
     print(f"  in process, cached           {ms(cached)} (generation query only)")
     return state
 
@@ -343,6 +362,113 @@ def bench_rps(work: Path, seconds: int, connections: int, big: Path) -> None:
             f"  {label} ({len(body) / 1024:,.0f} KiB): server_api {api:8,.0f}/s   "
             f"nginx static {static:8,.0f}/s   ({api / static:.0%} of nginx)"
         )
+
+
+def real_file(state: Path, size: int) -> tuple[str, int]:
+    """A file of `size` random bytes in the store, listed as the rootfs of the catalog's
+    first version (seeded rows list made-up sha256s); its sha256."""
+    settings = ServerSettings(state_dir=state)
+    data = os.urandom(size)
+    sha = hashlib.sha256(data).hexdigest()
+    FileStore(settings.files_dir).path(sha).parent.mkdir(parents=True, exist_ok=True)
+    FileStore(settings.files_dir).path(sha).write_bytes(data)
+    engine = make_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            update(VersionArch)
+            .where(col(VersionArch.id) == 1)
+            .values(rootfs_sha256=sha, rootfs_size=size)
+        )
+    engine.dispose()
+    bump(state)
+    return sha, size
+
+
+def private_feed(state: Path, channel: Channel) -> str:
+    engine = make_engine(ServerSettings(state_dir=state).db_url)
+    with Session(engine) as session:
+        req = CredentialCreate(name="bench", channel=channel, flavour=Flavour.lxd)
+        path = issue_credential(session, req).feed_path
+    engine.dispose()
+    return path
+
+
+def wait_for_trees(state: Path) -> None:
+    """Until the server's static trees show its catalog's newest change."""
+    engine = make_engine(ServerSettings(state_dir=state).db_url)
+    with Session(engine) as session:
+        newest = generation(session)
+    engine.dispose()
+    marker = ServerSettings(state_dir=state).static_root / "generation"
+    deadline = time.monotonic() + 120
+    while not (marker.exists() and int(marker.read_text() or -1) >= newest):
+        if time.monotonic() > deadline:
+            raise SystemExit("the static trees were not written")
+        time.sleep(0.1)
+
+
+@contextmanager
+def nginx_front(state: Path, work: Path, upstream: str) -> Iterator[str]:
+    """nginx as deploy/nginx configures it, one worker, in front of the server of `state`
+    at `upstream` (its URL)."""
+    settings = ServerSettings(state_dir=state, port=httpx.URL(upstream).port)
+    front = work / "front"
+    front.mkdir(exist_ok=True)
+    port = free_port()
+    site = front / "site.conf"
+    site.write_text(
+        nginx_site.site(settings, f"127.0.0.1:{port}", settings.cert_path, settings.key_path)
+    )
+    conf = front / "nginx.conf"
+    conf.write_text(nginx_site.standalone(site, front))
+    url = f"https://127.0.0.1:{port}"
+    with nginx_site.running(conf, front, url):
+        yield url
+
+
+def bench_front(work: Path, seconds: int, connections: int, file_mib: int) -> None:
+    """Requests/s and bytes/s through nginx in front, against nginx serving plain files."""
+    state = work / "front-state"
+    seed(state, 20, 3, VersionState.active)
+    sha, size = real_file(state, file_mib * MiB)
+    private = private_feed(state, Channel.active)
+    feed = "streams/v1/images.json"
+    env = {"ICEFLOE_SERVER_ACCEL_REDIRECT": "true"}
+    with server(state, env) as (url, _, trust):
+        wait_for_trees(state)
+        with nginx_front(state, work, url) as front:
+            body = httpx.get(f"{front}/channels/active/{feed}", verify=trust).content
+            got = httpx.get(f"{front}{private}/files/{sha}", verify=trust)
+            assert got.status_code == 200 and len(got.content) == size, got.status_code
+            public_rps = wrk(f"{front}/channels/active/{feed}", seconds, connections)
+            private_rps = wrk(f"{front}{private}/{feed}", seconds, connections)
+            file_rps = wrk(f"{front}{private}/files/{sha}", seconds, 4)
+    root = work / "www-front"
+    (root / "streams/v1").mkdir(parents=True)
+    (root / feed).write_bytes(body)
+    shutil.copyfile(FileStore(ServerSettings(state_dir=state).files_dir).path(sha), root / sha)
+    cert = state / "tls"
+    with nginx(root, work, cert / "server.crt", cert / "server.key") as plain:
+        static_rps = wrk(f"{plain}/{feed}", seconds, connections)
+        static_file_rps = wrk(f"{plain}/{sha}", seconds, 4)
+    print(
+        f"\nnginx in front (deploy/nginx, 1 worker) vs nginx serving a plain file (1 worker),"
+        f" wrk 1 thread, {seconds} s each; feed of 20 images x 3 versions ({len(body):,} bytes)"
+    )
+    print(f"  nginx plain file, feed         {static_rps:8,.0f}/s")
+    print(
+        f"  public feed, static tree       {public_rps:8,.0f}/s   "
+        f"({public_rps / static_rps:.2f}x of plain; target >= 0.9x)"
+    )
+    print(
+        f"  private feed, X-Accel-Redirect {private_rps:8,.0f}/s   "
+        f"({private_rps / static_rps:.2f}x of plain; target >= 0.5x)"
+    )
+    mib_s, static_mib_s = file_rps * file_mib, static_file_rps * file_mib
+    print(
+        f"  {file_mib} MiB file, 4 connections: private path {mib_s:,.0f} MiB/s, plain file "
+        f"{static_mib_s:,.0f} MiB/s ({mib_s / static_mib_s:.2f}x; target >= 0.8x)"
+    )
 
 
 def vm(pid: int, field: str) -> int:
@@ -409,6 +535,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=10, help="per wrk run")
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--file-mib", type=int, default=16, help="the private-path download")
     p.add_argument("--upload-gib", type=float, default=2.0)
     args = p.parse_args()
     apt_install("nginx", "wrk")
@@ -418,6 +545,7 @@ def main() -> None:
         big = bench_render(work, args.versions, args.rounds)
         bench_render_http(big, args.rounds)
         bench_rps(work, args.seconds, args.connections, big)
+        bench_front(work, args.seconds, args.connections, args.file_mib)
         bench_upload(work, args.upload_gib)
 
 

@@ -192,10 +192,9 @@ class StaticTrees:
 
     def _remove_leftovers(self) -> None:
         """What a killed writer left half-made; and public trees while public feeds are off."""
-        for path in self.root.glob("*/.tmp-*"):
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        for path in self.root.glob("files/*/.tmp-*"):
-            path.unlink()
+        for pattern in (".tmp-*", "*/.tmp-*", "files/*/.tmp-*"):
+            for path in self.root.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         if not self.public:
             for channel in Channel:
                 shutil.rmtree(self.root / channel.value, ignore_errors=True)

@@ -175,6 +175,7 @@ def test_a_killed_writer_leaves_nothing_the_next_one_does_not_clean(tmp_path: Pa
     (root / "testing" / ".tmp-999-1" / "streams").mkdir(parents=True)
     (root / "testing" / ".tmp-current-1").symlink_to("999")
     (root / "files" / "testing" / ".tmp-abc-1").write_bytes(b"half")
+    (root / ".tmp-generation-1").write_text("99")
     (root / "generation").write_text("0")
     with RunningServer(state) as server:
         wait_written(server)
