@@ -65,14 +65,18 @@ def marks(session: Session) -> dict[str, int]:
 
 
 def _product(image: Image, arch: str) -> dict:
+    """A product's fields; an image its definition gives no alias answers as
+    `os/release/variant`, as on other image servers; requirements go under both names,
+    `lxd_requirements` being the one older LXD releases and feed tools read."""
     return {
-        "aliases": ",".join(image.aliases),
+        "aliases": ",".join(image.aliases or [f"{image.os}/{image.release}/{image.variant}"]),
         "arch": to_debian(arch),
         "os": image.os,
         "release": image.release,
         "release_title": image.release_title or image.release,
         "variant": image.variant,
         "requirements": image.requirements,
+        "lxd_requirements": image.requirements,
         "versions": {},
     }
 

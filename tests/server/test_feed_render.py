@@ -8,7 +8,7 @@ from sqlmodel import Session
 from clients.catalog import CatalogClient
 from core.catalog import Channel, Flavour
 from server_api.feeds import FeedCache, generation, render
-from tests.support import RunningServer, move, new_image, next_serial, publish_fake
+from tests.support import RunningServer, http, move, new_image, next_serial, publish_fake
 
 
 def test_a_change_to_one_image_renders_only_that_image_again(
@@ -40,3 +40,23 @@ def test_a_change_to_one_image_renders_only_that_image_again(
                 fresh.files,
             )
         assert cache.images_rendered - before == 2, "one image, once per feed"
+
+
+def test_products_carry_a_default_alias_and_lxd_requirements(
+    image_server: RunningServer, catalog: CatalogClient, tmp_path: Path
+):
+    named, unnamed = (
+        new_image(aliases=["named-one"], requirements={"nesting": "true"}),
+        new_image(),
+    )
+    for image in (named, unnamed):
+        serial = next_serial()
+        publish_fake(catalog, tmp_path, image, serial)
+        move(catalog, image, serial, "testing")
+    feed = http(image_server).get("/channels/testing/streams/v1/images.json").json()
+    products = {p["os"]: p for p in feed["products"].values()}
+    assert products[named.os]["aliases"] == "named-one"
+    assert products[unnamed.os]["aliases"] == f"{unnamed.os}/one/default"
+    for product in products.values():
+        assert product["lxd_requirements"] == product["requirements"]
+    assert products[named.os]["lxd_requirements"] == {"nesting": "true"}

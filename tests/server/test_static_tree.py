@@ -326,6 +326,7 @@ def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
     lxc.add_remote("pub", f"{front.url}/channels/testing/", front.cert)
     lxc.add_remote("prv", f"{front.url}{private}/", front.cert)
     assert public_fp in lxc.images("pub") and private_fp in lxc.images("prv")
+    assert f"{image.os}/one/default" in lxc.images("pub")[public_fp], "the default alias"
 
     name = f"icefloe-static-{uuid.uuid4().hex[:8]}"
     try:
