@@ -7,11 +7,14 @@ import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import timedelta
 
+import httpx
 from pydantic import ValidationError
 from temporalio.client import WorkflowUpdateFailedError
 
+from cli.tables import version_page, versions_table
 from clients.catalog import CatalogClient, CatalogRejected
 from clients.lxd import ArchNotSupported, LxdUnavailable, checked_arch, connect_lxd
 from clients.temporal import (
@@ -23,12 +26,21 @@ from clients.temporal import (
 )
 from clients.temporal import register as register_search_attributes
 from core.arch import UnknownArchError, to_lxd
+from core.catalog import VersionState
 from core.config import Settings
 from core.images import ImageDefinitionError, image_path, load_image
-from core.pipeline import DAY_S, OperatorRequest, PipelineInput, PipelineProgress, PruneInput
+from core.pipeline import (
+    DAY_S,
+    ArchTestResult,
+    OperatorRequest,
+    PipelineInput,
+    PipelineProgress,
+    PipelineResult,
+    PruneInput,
+)
 from workflows import operator
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
-from workflows.trigger import follow, new_serial, progress, trigger
+from workflows.trigger import check_line, follow, new_serial, progress, trigger, why_failed
 
 # Errors whose message already says what to do: shown as one line, never a traceback.
 FRIENDLY = (
@@ -196,9 +208,31 @@ async def _trigger(args: argparse.Namespace) -> int:
     for test in result.tests:
         for check in test.checks:
             note = " (passed earlier)" if check.skipped else f" in {check.duration_s:.2f}s"
-            print(f"  {test.arch} on {test.host}: {check.check} {check.state}{note}")
+            print(f"  {check_line(test, check)}{note}")
+    print_failures(result.tests)
     print(f"{result.image} {result.serial}: {result.state} ({result.message})")
+    if result.inactive_by_retention:
+        print_active_slots(settings, result)
     return 0 if result.state == "active" else 1
+
+
+def print_failures(tests: list[ArchTestResult]) -> None:
+    """Why each arch that did not pass did not: its fault, every failed check's evidence."""
+    for test in tests:
+        lines = why_failed(test)
+        for check in test.checks:
+            if lines_of := why_failed(test, check):
+                lines += [f"{check_line(test, check)}:", *lines_of]
+        if lines:
+            print("\n".join(f"  {line}" for line in lines))
+
+
+def print_active_slots(settings: Settings, result: PipelineResult) -> None:
+    """Which versions hold the active slots that retention kept this one out of."""
+    with closing(reader(settings)) as catalog:
+        active = catalog.versions(state=VersionState.active, image=result.image)
+    serials = sorted((v.serial for v in active), reverse=True)
+    print(f"  active now: {', '.join(serials) or 'none'} (newer than {result.serial})")
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
@@ -215,7 +249,8 @@ async def _operate(args: argparse.Namespace) -> int:
         print(f"{handle.id}: {now.phase}\n  {now.details}")
         for test in now.tests.values():
             for c in test.checks:
-                print(f"  {test.arch} on {test.host or '?'}: {c.check} {c.state}")
+                print(f"  {check_line(test, c)}")
+        print_failures(list(now.tests.values()))
         if now.testing_deadline:
             print(f"  expires at {now.testing_deadline:%Y-%m-%d %H:%M} UTC unless it passes")
     elif args.action == "retry":
@@ -304,6 +339,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def reader(settings: Settings) -> CatalogClient:
+    """A client for the catalog's read APIs: they need a token when public feeds are off,
+    so it sends the publisher token, else an operator token."""
+    operator_token = settings.operator_token.get_secret_value() if settings.operator_token else None
+    return CatalogClient(settings, token=settings.publisher_token_value or operator_token)
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    settings = Settings()
+    with closing(reader(settings)) as catalog:
+        found = catalog.versions(state=args.state, image=args.image)
+    print("\n".join(versions_table(args.image, found)))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = Settings()
+    with closing(reader(settings)) as catalog:
+        version = catalog.version(args.image, args.serial)
+        events = catalog.events(args.image, args.serial)
+    link = settings.workflow_ui_link(version.workflow_id) if version.workflow_id else None
+    print("\n".join(version_page(version, events, link)))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from deploy.stack import StackError, run_stack
 
@@ -369,6 +429,18 @@ def parser() -> argparse.ArgumentParser:
         op.add_argument("--actor", default=os.environ.get("USER", "cli"))
         op.set_defaults(fn=cmd_operate, action=action)
 
+    vs = sub.add_parser("versions", help="an image's versions: state, since when, arches, results")
+    vs.add_argument("image", help="os:release:variant")
+    vs.add_argument("--state", choices=[s.value for s in VersionState])
+    vs.set_defaults(fn=cmd_versions)
+
+    sh = sub.add_parser(
+        "show", help="one version: each arch's check results with evidence, and its events"
+    )
+    sh.add_argument("image", help="os:release:variant")
+    sh.add_argument("serial")
+    sh.set_defaults(fn=cmd_show)
+
     sc = sub.add_parser(
         "setup-temporal",
         help="register the search attributes and create or update the pruning schedule "
@@ -411,6 +483,9 @@ def main(argv: list[str] | None = None) -> None:
         code = args.fn(args)
     except FRIENDLY as exc:
         print(f"icefloe: {exc}", file=sys.stderr)
+        code = 2
+    except httpx.TransportError as exc:  # refused, timed out, a certificate not trusted
+        print(f"icefloe: cannot reach the image server: {exc}", file=sys.stderr)
         code = 2
     except ValidationError as exc:
         if exc.title not in SETTINGS_PREFIX:

@@ -148,6 +148,9 @@ class PipelineResult(BaseModel):
     state: VersionState
     tests: list[ArchTestResult]
     message: str
+    # Every check passed, but newer versions hold every active slot: the server's retention
+    # made this one inactive in the promotion itself (not a verdict about the image).
+    inactive_by_retention: bool = False
 
 
 class PruneInput(BaseModel):

@@ -359,7 +359,15 @@ class ImagePipeline:
             ),
             "promote to active",
         )
-        return self._done(version, "every check passed on every arch")
+        passed = "every check passed on every arch"
+        if version.state == VersionState.inactive:  # the server's retention, in the same move
+            return self._done(
+                version,
+                f"{passed}, but newer versions hold every active slot, so the server's "
+                "retention made it inactive as it was promoted; it is in no channel",
+                inactive_by_retention=True,
+            )
+        return self._done(version, passed)
 
     async def _check_promoted(self) -> PipelineResult | None:
         """After an operator's forced promotion: done if the catalog agrees, else keep waiting."""
@@ -394,7 +402,9 @@ class ImagePipeline:
         reason = f"expired: {what} failing on {', '.join(failed)} after {days:g} days in testing"
         return self._done(await self._retire(reason), reason)
 
-    def _done(self, version: VersionView, message: str) -> PipelineResult:
+    def _done(
+        self, version: VersionView, message: str, inactive_by_retention: bool = False
+    ) -> PipelineResult:
         self._set_channel(version.state)
         self._enter(Phase.done, f"{version.image} {version.serial} is {version.state}: {message}")
         return PipelineResult(
@@ -403,4 +413,5 @@ class ImagePipeline:
             state=version.state,
             tests=[self._tests[a] for a in self._inp.spec.arches if a in self._tests],
             message=message,
+            inactive_by_retention=inactive_by_retention,
         )

@@ -13,8 +13,11 @@ from temporalio.service import RPCError
 from clients.temporal import not_set_up
 from core import search_attributes as sa
 from core.arch import CONTROL_TASK_QUEUE
+from core.catalog import AssessmentState
 from core.pipeline import (
     AWAITING_RETRY,
+    ArchTestResult,
+    CheckOutcome,
     OperatorRequest,
     Phase,
     PipelineInput,
@@ -81,6 +84,21 @@ async def progress(handle: Pipeline) -> PipelineProgress:
     return await handle.query(ImagePipeline.progress)
 
 
+def check_line(test: ArchTestResult, check: CheckOutcome) -> str:
+    """One check's result as people read it: `i686 on vm: ipv4 failed`."""
+    return f"{test.arch} on {test.host or '?'}: {check.check} {check.state}"
+
+
+def why_failed(test: ArchTestResult, check: CheckOutcome | None = None) -> list[str]:
+    """Why an arch did not pass, indented under its line: the test machinery's fault (no
+    verdict was reached), or a failed check's evidence, every line of it."""
+    if check is None:
+        return [f"{test.arch}: test machinery failed: {test.fault}"] if test.fault else []
+    if check.state != AssessmentState.failed:
+        return []
+    return [f"    {line}" for line in (check.evidence.strip() or "(no evidence)").splitlines()]
+
+
 @overload
 async def follow(
     handle: Pipeline,
@@ -119,12 +137,15 @@ async def follow(
             show(f"phase: {phase}")
         for test in now.tests.values() if now else []:
             for c in test.checks:
-                line = f"{test.arch} on {test.host or '?'}: {c.check} {c.state}" + (
-                    " (passed earlier)" if c.skipped else ""
-                )
+                line = check_line(test, c) + (" (passed earlier)" if c.skipped else "")
                 if line not in shown:
                     shown.add(line)
-                    show(line)
+                    for text in (line, *why_failed(test, c)):
+                        show(text)
+            fault = why_failed(test)
+            if fault and fault[0] not in shown:
+                shown.add(fault[0])
+                show(fault[0])
         if until_retry and now and now.phase in AWAITING_RETRY:
             result.cancel()
             return now

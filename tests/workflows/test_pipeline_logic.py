@@ -66,6 +66,8 @@ class FakeCatalog:
         self.version: VersionView | None = None
         self.calls: Counter[str] = Counter()
         self.reasons: list[str] = []
+        # What a promotion leaves: inactive when newer versions hold every active slot.
+        self.promoted_to = VersionState.active
 
     def _move(self, state: VersionState) -> VersionView:
         assert self.version is not None
@@ -110,7 +112,7 @@ class FakeCatalog:
 
     @activity.defn(name="promote_version")
     async def promote_version(self, inp: PromoteInput) -> VersionView:
-        return self._move(VersionState.active)
+        return self._move(self.promoted_to)
 
     @activity.defn(name="retire_version")
     async def retire_version(self, inp: RetireInput) -> VersionView:
@@ -197,3 +199,21 @@ async def test_retry_reruns_only_the_failed_arch_then_promotes(env: WorkflowEnvi
     assert retried == ["i686"]
     assert result.state == VersionState.active, result.message
     assert fake.calls["test i686"] == 2 and fake.calls["test x86_64"] == 1
+
+
+async def test_a_version_retention_makes_inactive_at_once_says_so(
+    env: WorkflowEnvironment,
+) -> None:
+    """Every check passed, but newer versions hold the active slots: the server's retention
+    moves it to inactive in the promotion itself. The result must not read as a failure."""
+    fake = FakeCatalog(failing=set())
+    fake.promoted_to = VersionState.inactive
+    async with pipeline(env, fake) as handle:
+        result = await handle.result()
+        progress = await handle.query(ImagePipeline.progress)
+    assert result.state == VersionState.inactive
+    assert result.inactive_by_retention
+    assert "every check passed on every arch" in result.message
+    assert "newer versions hold every active slot" in result.message
+    assert result.message in progress.details
+    assert fake.reasons == [], "nothing retired it: retention did, on the server"
