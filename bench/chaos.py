@@ -8,6 +8,9 @@ local arch) on free ports, with a state dir under .state/chaos/ and a fresh LXD 
 that it deletes at the end. The catalog is on SQLite, or on Postgres with --postgres
 (deploy/postgres-for-tests, database icefloe_chaos).
     PYTHONPATH=. .venv/bin/python bench/chaos.py [--minutes 6] [--parallel 2] [--seed N]
+The processes run the code in this checkout, read again at each restart: while others edit
+it, soak an export of a commit instead (git archive HEAD | tar -x -C DIR; run from DIR with
+ICEFLOE_DEB_DIR pointing at the .debs).
 Exit 1 if any check fails: a pipeline not active (or inactive other than by retention),
 a version waiting for a retry, an instance or cached image left in LXD, a listed file
 missing or with the wrong hash, an assessment left `running`, a process that died unkilled.
@@ -208,12 +211,12 @@ class Soak:
     unprompted: list[str] = field(default_factory=list)  # deaths nobody caused
     states: Counter[str] = field(default_factory=Counter)  # the versions' final states
 
-    def kills_around(self, run: Run, failed_at: float) -> str:
-        """Which processes were killed while the run went wrong, and just before."""
-        during = [k for k in self.kills if run.started_at <= k.at <= failed_at]
-        before = [k for k in self.kills if k.at <= failed_at]
+    def kills_around(self, run: Run, end: float) -> str:
+        """Kills while a run went on, up to `end` (when it went wrong, or closed), and the last before."""
+        during = [k for k in self.kills if run.started_at <= k.at <= end]
+        before = [k for k in self.kills if k.at <= end]
         return (
-            f"started {clock(self.t0, run.started_at)}, went wrong by {clock(self.t0, failed_at)}"
+            f"ran {clock(self.t0, run.started_at)} to {clock(self.t0, end)}"
             + (
                 f", last kill before: {before[-1].name} {clock(self.t0, before[-1].at)}"
                 if before
@@ -500,6 +503,9 @@ def summary(soak: Soak, retries: Retries, wall: float, checks: list[Check], db: 
             f"p99 {percentile(walls, 0.99):.1f}s (min {min(walls):.1f}s, max {max(walls):.1f}s, "
             f"{len(walls)} completed)"
         )
+        slowest = max((r for r in soak.runs if r.closed_at), key=lambda r: r.wall_s or 0.0)
+        assert slowest.closed_at
+        print(f"  slowest: {slowest.workflow_id}, {soak.kills_around(slowest, slowest.closed_at)}")
     for check in checks:
         print(f"{'ok  ' if not check.failures else 'FAIL'} {check.what}")
         for failure in check.failures:
