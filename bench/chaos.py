@@ -212,7 +212,7 @@ class Soak:
     states: Counter[str] = field(default_factory=Counter)  # the versions' final states
 
     def kills_around(self, run: Run, end: float) -> str:
-        """Kills while a run went on, up to `end` (when it went wrong, or closed), and the last before."""
+        """Kills while a run went on, up to `end` (it went wrong or closed), and the last before."""
         during = [k for k in self.kills if run.started_at <= k.at <= end]
         before = [k for k in self.kills if k.at <= end]
         return (
