@@ -5,7 +5,8 @@ The server decides; these only ask, and turn its refusals into non-retryable err
 
 from temporalio import activity
 
-from activities.errors import refusals_are_final
+from activities.errors import image_server_errors
+from activities.heartbeat import beating
 from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import TransitionRequest, VersionCreate, VersionState, VersionView
 from core.pipeline import PromoteInput, PublishInput, RetireInput, VersionRef, VersionStatus
@@ -16,9 +17,10 @@ class CatalogActivities:
         self.catalog = catalog
 
     @activity.defn
+    @beating
     def find_version(self, inp: VersionRef) -> VersionStatus:
         """What is already published and passed, so a re-run skips it."""
-        with refusals_are_final():
+        with image_server_errors():
             try:
                 version = self.catalog.version(inp.image, inp.serial)
             except CatalogRejected as exc:
@@ -29,9 +31,10 @@ class CatalogActivities:
         return VersionStatus(version=version, missing=missing)
 
     @activity.defn
+    @beating
     def publish_version(self, inp: PublishInput) -> VersionView:
         """Register the uploaded files as a version and move it to testing (idempotent)."""
-        with refusals_are_final():
+        with image_server_errors():
             version = self.catalog.publish(
                 VersionCreate(
                     spec=inp.spec,
@@ -54,9 +57,10 @@ class CatalogActivities:
         return version
 
     @activity.defn
+    @beating
     def promote_version(self, inp: PromoteInput) -> VersionView:
         """Ask the server to activate; its gate checks every required result itself."""
-        with refusals_are_final():
+        with image_server_errors():
             current = self.catalog.version(inp.image, inp.serial)
             if current.state == VersionState.active:
                 return current
@@ -71,9 +75,10 @@ class CatalogActivities:
             )
 
     @activity.defn
+    @beating
     def retire_version(self, inp: RetireInput) -> VersionView:
         """Take a version out of testing (expired, cancelled); other states are left alone."""
-        with refusals_are_final():
+        with image_server_errors():
             current = self.catalog.version(inp.image, inp.serial)
             if current.state != VersionState.testing:
                 return current

@@ -1,17 +1,24 @@
-"""How activities turn the image server's refusals into Temporal failures."""
+"""How activities turn the image server's answers into Temporal failures."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 from temporalio.exceptions import ApplicationError
 
 from clients.catalog import CatalogRejected
 
 
 @contextmanager
-def refusals_are_final() -> Iterator[None]:
-    """A 4xx from the image server will be the same next time: fail without retrying."""
+def image_server_errors() -> Iterator[None]:
+    """A 4xx will be the same next time: fail without retrying. The server unreachable or
+    failing (5xx): retried, said in one line; its chained traceback would not fit in a
+    Temporal failure ("Failure exceeds size limit." is all an operator would see)."""
     try:
         yield
     except CatalogRejected as exc:
         raise ApplicationError(str(exc), type="CatalogRejected", non_retryable=True) from None
+    except httpx.HTTPError as exc:
+        raise ApplicationError(
+            f"image server: {type(exc).__name__}: {exc}"[:2000], type="ImageServerUnavailable"
+        ) from None

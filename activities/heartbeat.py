@@ -8,9 +8,11 @@ an exec) would only see it when the call returns, so the side thread also runs a
 """
 
 import contextvars
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
 
 from temporalio import activity
 
@@ -49,3 +51,19 @@ def heartbeating(
     finally:
         done.set()
         thread.join()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def beating(fn: Callable[P, R]) -> Callable[P, R]:
+    """A short sync activity that heartbeats while it runs: a worker that dies in the middle
+    is noticed at the heartbeat timeout, not the start-to-close one."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with heartbeating():
+            return fn(*args, **kwargs)
+
+    return run

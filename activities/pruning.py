@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.errors import refusals_are_final
+from activities.errors import image_server_errors
+from activities.heartbeat import beating
 from clients.catalog import CatalogClient
 from clients.temporal import running
 from core.catalog import AssessmentState, VersionState
@@ -19,6 +20,7 @@ class PruneActivities:
         self.client = client
 
     @activity.defn
+    @beating
     def find_prune_candidates(self, inp: PruneInput) -> list[PruneCandidate]:
         """Versions in testing past the deadline that have not passed, or with stuck results.
 
@@ -26,7 +28,7 @@ class PruneActivities:
         """
         cutoff = datetime.now(UTC) - timedelta(seconds=inp.expire_after_s)
         out = []
-        with refusals_are_final():
+        with image_server_errors():
             for v in self.catalog.versions(state=VersionState.testing, image=inp.image):
                 past = v.state_changed_at.replace(tzinfo=v.state_changed_at.tzinfo or UTC) < cutoff
                 if past:
@@ -51,7 +53,8 @@ class PruneActivities:
         return workflow_id in await running(self.client, [workflow_id])
 
     @activity.defn
+    @beating
     def abandon_running(self, inp: AbandonInput) -> int:
         """Ask the server to fail results stuck in running (their worker died)."""
-        with refusals_are_final():
+        with image_server_errors():
             return self.catalog.abandon_running(inp.image, inp.serial, inp.older_than_s)

@@ -42,6 +42,9 @@ class CatalogClient:
             headers={"Authorization": f"Bearer {token}"} if token else {},
             verify=ssl.create_default_context(cafile=ca) if ca else True,
             timeout=timeout,
+            # Drop idle connections before the server does (uvicorn: 5 s): reusing one the
+            # server is closing fails a request with "Server disconnected" (bench/chaos.py).
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     def channel_url(self, channel: str, fresh: str | None = None) -> str:

@@ -36,4 +36,6 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
         ],
         activity_executor=executor,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        # Every beat reaches the server, so a dead control worker is noticed in seconds.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
     )

@@ -11,27 +11,30 @@ with workflow.unsafe.imports_passed_through():
 
 RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
 
-# Catalog and Temporal calls on the control worker: short, and any host will do.
+# Activities heartbeat from a side thread every 2 s (activities/heartbeat.py), whatever they
+# block on: five missed beats mean the worker is gone, and the retry starts on another
+# worker about 10 s after it died (bench/recovery.py), not at the start-to-close timeout.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+
+# Catalog and Temporal calls on the control worker: short (the catalog client gives up
+# after 60 s), and any host will do.
 CONTROL = workflow.ActivityConfig(
     task_queue=CONTROL_TASK_QUEUE,
-    start_to_close_timeout=timedelta(minutes=10),
+    start_to_close_timeout=timedelta(minutes=2),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RETRY,
 )
 
-# Arch work heartbeats from a side thread every 2 s (activities/heartbeat.py), whatever it
-# blocks on: five missed beats mean the worker is gone, and its retry starts on another
-# worker about 10 s after it died (bench/recovery.py). Cleaned up before the workflow goes
-# on when it is cancelled.
-ARCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# Arch work is cleaned up before the workflow goes on when it is cancelled.
 BUILD = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(hours=2),
-    heartbeat_timeout=ARCH_HEARTBEAT_TIMEOUT,
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RETRY,
     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
 TEST = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(minutes=30),
-    heartbeat_timeout=ARCH_HEARTBEAT_TIMEOUT,
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RETRY,
     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )

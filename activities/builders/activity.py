@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.builders.base import BuildJob, Built, HostDirs, Progress
 from activities.builders.errors import BuildError
 from activities.builders.registry import BUILDERS
-from activities.errors import refusals_are_final
+from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
 from clients.catalog import CatalogClient
 from core.catalog import ArchFiles, BuiltFile
@@ -46,7 +46,7 @@ class BuildActivities:
                 str(exc), type="BuildError", non_retryable=not exc.retryable
             ) from None
         try:
-            with refusals_are_final():
+            with image_server_errors():
                 for file, path in built:
                     sent = self.catalog.upload(path, file, progress=_upload_beat(file))
                     progress(f"{file.name}: {'uploaded' if sent else 'already on the server'}")

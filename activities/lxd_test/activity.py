@@ -12,7 +12,7 @@ import httpx
 import pylxd
 from temporalio import activity
 
-from activities.errors import refusals_are_final
+from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
 from activities.lxd_test.checks import suite
 from activities.lxd_test.execs import describe
@@ -48,7 +48,7 @@ class ImageTestActivities:
             for privilege in inp.spec.privileges
         ]
         with (
-            refusals_are_final(),
+            image_server_errors(),
             faults_are_retried(),
             heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat,
         ):
