@@ -52,8 +52,20 @@ class Privilege(StrEnum):
 
 
 # The checks Icefloe knows how to run, in the order of the default suite; the activities
-# hold what each does and its default timeout.
-BuiltinKind = Literal["boots", "init", "ipv4", "ipv6", "dns", "gateway", "stop"]
+# hold what each does and its default timeout. Those that need what an image may lack
+# (cloud-init, systemd's journal, IPv6 on the network) pass as "not applicable" without it.
+BuiltinKind = Literal[
+    "boots",
+    "init",
+    "ipv4",
+    "ipv6",
+    "dns",
+    "gateway",
+    "cloud-init",
+    "journal",
+    "reboot",
+    "stop",
+]
 DEFAULT_CHECKS: tuple[BuiltinKind, ...] = get_args(BuiltinKind)
 
 
@@ -150,6 +162,9 @@ class ImageSpec(BaseModel):
     )
     # Also run the whole suite in a privileged container (unprivileged always runs).
     privileged: bool = False
+    # cloud-init user data every test instance gets (LXD's `cloud-init.user-data`), so the
+    # checks can prove the image applies it; for images that ship cloud-init.
+    cloud_init_user_data: str | None = Field(default=None, min_length=1, max_length=65536)
 
     @field_validator("checks")
     @classmethod
@@ -168,6 +183,8 @@ class ImageSpec(BaseModel):
             raise ValueError(f"`distrobuilder` is for builder distrobuilder, not {self.builder}")
         if self.builder != "debootstrap" and (self.packages or self.mirror):
             raise ValueError(f"`packages`/`mirror` are for builder debootstrap, not {self.builder}")
+        if self.builder == "busybox" and self.cloud_init_user_data is not None:
+            raise ValueError("`cloud_init_user_data` needs cloud-init, which busybox images lack")
         return self
 
     @property

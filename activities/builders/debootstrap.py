@@ -37,6 +37,17 @@ _DHCP = """
 auto eth0
 iface eth0 inet dhcp
 """
+# With cloud-init installed: the NoCloud seed LXD's templates write (image_files.py) is
+# the data source, and ifupdown above keeps the network (cloud-init's own would be a
+# second definition of eth0).
+_CLOUD_CFG = """\
+# Written by Icefloe's debootstrap builder.
+datasource_list: [NoCloud, None]
+network: {config: disabled}
+# minbase generates no locales; C.UTF-8 is built into the C library (en_US.UTF-8, the
+# default, fails the locale module and with it cloud-config.service).
+locale: C.UTF-8
+"""
 
 
 def foreign_arch_check(arch: LxdArch, machine: str | None = None) -> str | None:
@@ -70,6 +81,11 @@ def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> No
     network = etc / "network"
     network.mkdir(exist_ok=True)
     (network / "interfaces").write_text(_INTERFACES + (_DHCP if image.network == "dhcp" else ""))
+    # A container cannot register binfmt handlers (the host's kernel holds them): with a
+    # package that ships one (python3 does) the unit would fail every boot.
+    (etc / "systemd/system/systemd-binfmt.service").symlink_to("/dev/null")
+    if (etc / "cloud/cloud.cfg.d").is_dir():
+        (etc / "cloud/cloud.cfg.d/99-icefloe.cfg").write_text(_CLOUD_CFG)
     (etc / "apt/sources.list").write_text(
         f"deb {mirror} {image.release} {components.replace(',', ' ')}\n"
     )

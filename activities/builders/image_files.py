@@ -31,6 +31,23 @@ HOSTNAME_TEMPLATES = {
     "hosts.tpl": "127.0.0.1 localhost\n127.0.1.1 {{ container.name }}\n",
 }
 _TEMPLATED = {"/etc/hostname": "hostname.tpl", "/etc/hosts": "hosts.tpl"}
+# Images with cloud-init get a NoCloud seed, filled at creation like images.linuxcontainers.org
+# does: the instance's `cloud-init.user-data` (else `user.user-data`) becomes its user data.
+CLOUD_INIT = Path("usr/bin/cloud-init")
+_SEED = "/var/lib/cloud/seed/nocloud-net"
+CLOUD_INIT_TEMPLATES = {
+    "cloud-init-meta.tpl": "instance-id: {{ container.name }}\n"
+    "local-hostname: {{ container.name }}\n",
+    "cloud-init-user.tpl": '{{ config_get("cloud-init.user-data", '
+    'config_get("user.user-data", properties.default)) }}\n',
+    "cloud-init-vendor.tpl": '{{ config_get("cloud-init.vendor-data", '
+    'config_get("user.vendor-data", properties.default)) }}\n',
+}
+_CLOUD_INIT_TEMPLATED = {
+    f"{_SEED}/meta-data": "cloud-init-meta.tpl",
+    f"{_SEED}/user-data": "cloud-init-user.tpl",
+    f"{_SEED}/vendor-data": "cloud-init-vendor.tpl",
+}
 
 
 def run_tool(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess[str]:
@@ -97,9 +114,24 @@ def creation_time() -> int:
     return int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
 
 
-def metadata(image: ImageSpec, arch: LxdArch, serial: str, created: int) -> dict:
-    """metadata.yaml: what LXD requires, the properties feeds and `lxc image info` show."""
+def metadata(
+    image: ImageSpec, arch: LxdArch, serial: str, created: int, cloud_init: bool = False
+) -> dict:
+    """metadata.yaml: what LXD requires, the properties feeds and `lxc image info` show, the
+    templates LXD fills at creation (with `cloud_init`, the NoCloud seed too)."""
     debian_arch = to_debian(arch)
+    templates: dict[str, dict[str, object]] = {
+        path: {"when": ["create", "copy"], "template": tpl} for path, tpl in _TEMPLATED.items()
+    }
+    if cloud_init:
+        templates |= {
+            path: {
+                "when": ["create", "copy"],
+                "template": tpl,
+                "properties": {"default": "#cloud-config\n{}"},
+            }
+            for path, tpl in _CLOUD_INIT_TEMPLATED.items()
+        }
     title = image.release_title or f"{image.os} {image.release}"
     return {
         "architecture": arch,
@@ -112,9 +144,7 @@ def metadata(image: ImageSpec, arch: LxdArch, serial: str, created: int) -> dict
             "description": f"{title} {debian_arch} ({image.variant}) ({serial})",
             "serial": serial,
         },
-        "templates": {
-            path: {"when": ["create", "copy"], "template": tpl} for path, tpl in _TEMPLATED.items()
-        },
+        "templates": templates,
     }
 
 
@@ -178,7 +208,9 @@ def package(
     created = creation_time()
     progress(f"{arch}: writing {METADATA_NAME}")
     meta_tmp = work / METADATA_NAME
-    metadata_tar(meta_tmp, metadata(image, arch, serial, created), HOSTNAME_TEMPLATES, created)
+    cloud_init = (root / CLOUD_INIT).is_file()
+    templates = HOSTNAME_TEMPLATES | (CLOUD_INIT_TEMPLATES if cloud_init else {})
+    metadata_tar(meta_tmp, metadata(image, arch, serial, created, cloud_init), templates, created)
     progress(f"{arch}: writing {ROOTFS_NAME}")
     root_tmp = work / ROOTFS_NAME
     squashfs(root, root_tmp, created)

@@ -103,6 +103,7 @@ class ImageTestActivities:
                     certificate=self.certificate,
                     workflow=inp.workflow_id,
                     temporal=self.temporal,
+                    cloud_init_user_data=inp.spec.cloud_init_user_data,
                 )
                 fingerprint = inp.fingerprint[:12]
                 beat(f"{inp.arch}: launching {instance.name} ({privilege}) from {fingerprint}")

@@ -42,6 +42,7 @@ class LaunchSpec:
     certificate: str | None  # PEM pinned for the image server, None for system CAs
     labels: dict[str, str]
     privilege: Privilege = Privilege.unprivileged
+    cloud_init_user_data: str | None = None  # LXD's `cloud-init.user-data` for the instance
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Target:
     bridge_ipv4: str | None  # the host's address on that network
     bridge_ipv6: str | None  # None: the network offers no IPv6
     beat: Beat = field(default=lambda _: None)
+    dns_domain: str | None = None  # the DNS domain of that network's resolver, if LXD runs it
 
 
 def ensure_project(client: pylxd.Client, name: str) -> bool:
@@ -81,6 +83,7 @@ def launch_spec(
     certificate: str | None,
     workflow: str,
     temporal: str,
+    cloud_init_user_data: str | None = None,
 ) -> LaunchSpec:
     """The instance of one (version, arch, privilege), labelled so the janitor can judge it:
     `temporal` names the namespace and server whose workflow owns it."""
@@ -97,6 +100,7 @@ def launch_spec(
             "temporal": temporal,
         },
         privilege=privilege,
+        cloud_init_user_data=cloud_init_user_data,
     )
 
 
@@ -184,6 +188,8 @@ def launch(client: pylxd.Client, spec: LaunchSpec, timeout_s: float, beat: Beat)
     config = {f"{LABEL}{k}": v for k, v in spec.labels.items()}
     if spec.privilege == Privilege.privileged:
         config["security.privileged"] = "true"
+    if spec.cloud_init_user_data is not None:
+        config["cloud-init.user-data"] = spec.cloud_init_user_data
     deadline = time.monotonic() + timeout_s
     try:
         response = client.api.instances.post(
@@ -204,15 +210,24 @@ def target(client: pylxd.Client, inst: Instance, beat: Beat, interface: str = "e
     """The instance plus the host side of its primary interface's network, read from LXD."""
     nic = inst.expanded_devices.get(interface, {})
     name = nic.get("network") or nic.get("parent")
-    v4 = v6 = None
+    v4 = v6 = domain = None
     if name:
         try:
-            config = client.networks.get(name).config
+            network = client.networks.get(name)
         except NotFound:
-            config = {}
+            network = None
+        config = network.config if network else {}
         v4 = (config.get("ipv4.address") or "").split("/")[0] or None
         v6 = (config.get("ipv6.address") or "").split("/")[0] or None
+        if network is not None and network.managed and network.type == "bridge":
+            domain = config.get("dns.domain") or "lxd"  # LXD's dnsmasq and its default
     none = ("none", None)
     return Target(
-        inst, interface, name, None if v4 in none else v4, None if v6 in none else v6, beat
+        inst,
+        interface,
+        name,
+        None if v4 in none else v4,
+        None if v6 in none else v6,
+        beat,
+        domain,
     )

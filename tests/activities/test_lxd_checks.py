@@ -1,6 +1,7 @@
 """The check suite and the janitor against real LXD and the real image server (no Temporal):
 a busybox image is built, published to testing, launched by fingerprint and checked."""
 
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Iterator
@@ -101,7 +102,8 @@ def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
         privileged=True,
         checks=[
             "stop",  # declared first, runs last
-            *("boots", "init", "ipv4", "ipv6", "dns", "gateway"),
+            *("boots", "init", "ipv4", "ipv6", "dns", "gateway", "cloud-init", "journal"),
+            "reboot",
             {"name": "uname", "command": "uname -m", "stdout_pattern": "^x86_64$"},
             {"name": "exit-3", "command": "exit 3", "expect_exit": 3},
         ],
@@ -122,8 +124,20 @@ def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
         assert "pid 1 is init" in results[f"init{suffix}"].evidence
         assert "eth0: 198.51.100." in results[f"ipv4{suffix}"].evidence
         assert "not applicable" in results[f"ipv6{suffix}"].evidence
-        assert "nameserver 198.51.100.1" in results[f"dns{suffix}"].evidence
+        dns = results[f"dns{suffix}"].evidence.splitlines()
+        assert dns[0] == "nameserver 198.51.100.1"
+        assert dns[1].startswith(f"{spec.name}.lxd resolves to 198.51.100.")
+        assert dns[1].endswith("(this instance)")
         assert "1 packets received" in results[f"gateway{suffix}"].evidence
+        assert results[f"cloud-init{suffix}"].evidence == (
+            "not applicable: the image has no cloud-init"
+        )
+        assert results[f"journal{suffix}"].evidence == "not applicable: pid 1 is init, not systemd"
+        reboot = results[f"reboot{suffix}"].evidence.splitlines()
+        assert reboot[0].startswith("restarted in ")
+        assert [line.split(":")[0] for line in reboot[1:]] == [
+            *("boots", "init", "ipv4", "ipv6", "dns", "gateway", "cloud-init", "journal")
+        ], "it came back with every probe passing again"
         assert "Stopped" in results[f"stop{suffix}"].evidence
         assert all(o.duration_s > 0 for o in results.values())
         assert spec.name not in [i.name for i in lxd.instances.all()]
@@ -140,6 +154,8 @@ def test_failing_user_checks_say_why(
             {"name": "wrong-exit", "command": "echo out; echo err >&2; exit 2"},
             {"name": "no-match", "command": "echo hello", "stdout_pattern": "^bye"},
             {"name": "too-slow", "command": "sleep 30", "timeout_s": 1},
+            # The shell exits 127, which LXD reports as a failed exec ("Command not found").
+            {"name": "missing", "command": "no-such-command"},
         ],
     )
     serial, fp = publish_busybox(catalog, settings, tmp_path, image)
@@ -151,6 +167,51 @@ def test_failing_user_checks_say_why(
     assert "stdout does not match /^bye/" in results["no-match"].evidence
     assert results["too-slow"].evidence.startswith("timed out after 1s")
     assert results["too-slow"].duration_s < 10
+    assert results["missing"].evidence.startswith("exit 127, expected 0")
+
+
+def test_broken_resolver_and_an_image_broken_by_a_restart_fail_with_evidence(
+    lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path, cleanup: list[str]
+) -> None:
+    """A resolver that does not answer fails dns though a nameserver is configured; an
+    image whose network does not come back after a restart fails reboot, naming the probe.
+    An instance given cloud-init user data without cloud-init in it fails cloud-init."""
+    image = busybox_spec(
+        "broken",
+        checks=[
+            "boots",
+            {"kind": "ipv4", "timeout_s": 10},
+            {
+                "name": "break-it",
+                "command": "echo nameserver 127.0.0.1 >/etc/resolv.conf; rm /etc/udhcpc.script",
+            },
+            {"kind": "dns", "timeout_s": 1},
+            "cloud-init",
+            "reboot",
+        ],
+    )
+    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    cleanup.append(fp)
+    spec = spec_for(catalog, settings, image, serial, fp)
+    spec = dataclasses.replace(spec, cloud_init_user_data="#cloud-config\n{}")
+    results = run(lxd, spec, image)
+    assert results["break-it"].state == results["ipv4"].state == "passed"
+    dns = results["dns"]
+    assert dns.state == "failed"
+    assert dns.evidence.startswith(
+        f"nameserver 127.0.0.1\n{spec.name}.lxd does not resolve (exit 1):"
+    )
+    cloud = results["cloud-init"]
+    assert (cloud.state, cloud.evidence) == (
+        "failed",
+        "the instance was given cloud-init user data, but has no cloud-init",
+    )
+    reboot = results["reboot"]
+    assert reboot.state == "failed"
+    lines = reboot.evidence.splitlines()
+    assert lines[0] == "after the restart, ipv4 failed:"
+    assert lines[1] == "no global inet address on eth0 within 10s (eth0 state up)"
+    assert lines[-2].startswith("restarted in ") and lines[-1].startswith("boots: exit 0")
 
 
 def test_image_without_network_fails_the_network_checks_with_evidence(

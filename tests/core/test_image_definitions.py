@@ -26,6 +26,14 @@ def test_every_shipped_definition_loads(path: Path) -> None:
     assert spec.required_checks[: len(DEFAULT_CHECKS)] == list(DEFAULT_CHECKS)
 
 
+def test_debian_cloud_definition_gives_its_instances_user_data() -> None:
+    spec = load_image(REPO_DIR / "images" / "debian-bookworm-cloud.yaml")
+    assert (spec.name, spec.builder) == ("debian:bookworm:cloud", "debootstrap")
+    assert "cloud-init" in spec.packages
+    assert spec.cloud_init_user_data and spec.cloud_init_user_data.startswith("## template: jinja")
+    assert {"cloud-init", "journal", "reboot", "user-data-applied"} <= set(spec.required_checks)
+
+
 def test_debian_definition() -> None:
     spec = load_image(REPO_DIR / "images" / "debian-bookworm.yaml")
     assert (spec.builder, spec.os, spec.release, spec.network) == (
@@ -71,6 +79,8 @@ def write(tmp: Path, text: str) -> Path:
         ("network: bridge\n", "network", "'dhcp' or 'none'"),
         ("packages: [curl]\n", "definition", "are for builder debootstrap, not busybox"),
         ("builder: distrobuilder\n", "definition", "needs a `distrobuilder` image definition"),
+        ("cloud_init_user_data: '#cloud-config'\n", "definition", "which busybox images lack"),
+        ("builder: debootstrap\ncloud_init_user_data: ''\n", "cloud_init_user_data", "at least 1"),
         ("builder: debootstrap\nmirror: ftp://x\n", "mirror", "should match pattern"),
         ("arches: [sparc]\n", "arches.0", "Input should be 'x86_64'"),
         ("colour: blue\n", "colour", "Extra inputs are not permitted"),

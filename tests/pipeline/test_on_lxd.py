@@ -87,8 +87,14 @@ async def test_debian_image_built_with_debootstrap_reaches_active(
     assert {c: s for c, (s, _) in checks.items()} == dict.fromkeys(image.required_checks, "passed")
     assert checks["init"][1].startswith("systemd: running after")
     assert checks["ipv4"][1].startswith("eth0: 198.51.100.")
-    assert checks["dns"][1] == "nameserver 198.51.100.1"
+    assert checks["dns"][1].startswith("nameserver 198.51.100.1\nicefloe-x8664-")
+    assert checks["dns"][1].endswith("(this instance)")
     assert "not applicable" in checks["ipv6"][1]
+    assert checks["cloud-init"][1] == "not applicable: the image has no cloud-init"
+    assert checks["journal"][1].startswith("no failed units, no core dumps")
+    assert checks["reboot"][1].startswith("restarted in ")
+    assert "\ninit: systemd: running after " in checks["reboot"][1]
+    assert "\njournal: no failed units, no core dumps" in checks["reboot"][1]
     assert all(a.duration_s > 0 for a in version.assessments if a.check != "ipv6")
     assert leftovers(connect_lxd(settings), version) == []
 
