@@ -331,7 +331,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Session(make_engine(settings.db_url)) as session:
         feed = render(session, Channel(args.channel), flavour, generation(session))
     dest = Path(args.dir)
-    missing = export(FileStore(settings.files_dir), feed, dest)
+    try:
+        missing = export(FileStore(settings.files_dir), feed, dest)
+    except OSError as exc:
+        print(f"icefloe: cannot write {dest}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"{dest}: streams/v1/index.json, images.json and {len(feed.files)} files")
     if missing:
         print(f"icefloe: the store lacks {len(missing)} listed files", file=sys.stderr)

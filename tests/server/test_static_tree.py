@@ -95,8 +95,10 @@ def published(server: RunningServer, tmp: Path, image: ImageSpec, *states: str) 
     return serial
 
 
-def export(server: RunningServer, channel: str, dest: Path) -> None:
-    """`icefloe export --channel <channel> <dest>` on the server's host."""
+def export(
+    server: RunningServer, channel: str, dest: Path, code: int = 0
+) -> subprocess.CompletedProcess:
+    """`icefloe export --channel <channel> <dest>` on the server's host, exiting `code`."""
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "export", "--channel", channel, str(dest)],
         capture_output=True,
@@ -105,7 +107,8 @@ def export(server: RunningServer, channel: str, dest: Path) -> None:
         env=os.environ | {"ICEFLOE_SERVER_STATE_DIR": str(server.server_settings.state_dir)},
         timeout=120,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == code, done.stderr
+    return done
 
 
 def test_each_change_writes_every_channel_and_flavour_as_the_server_serves_it(tmp_path: Path):
@@ -198,6 +201,14 @@ def test_icefloe_export_writes_the_channel_tree(tmp_path: Path):
             for version in product["versions"].values():
                 for item in version["items"].values():
                     assert (dest / item["path"]).stat().st_size == item["size"]
+
+
+def test_icefloe_export_to_a_place_it_cannot_write_says_so_in_one_line(tmp_path: Path):
+    (tmp_path / "a-file").write_text("")
+    with RunningServer(tmp_path / "server") as server:
+        done = export(server, "active", tmp_path / "a-file" / "mirror", code=2)
+    assert done.stderr.startswith("icefloe: cannot write ") and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @dataclass
