@@ -186,6 +186,21 @@ def test_a_killed_writer_leaves_nothing_the_next_one_does_not_clean(tmp_path: Pa
         assert serial in listed((root / "testing/current/streams/v1/images.json").read_bytes())
 
 
+def test_two_servers_share_one_static_dir(tmp_path: Path):
+    """One writer at a time (the lock file): changes made through either server end up in
+    the trees, whichever writes them."""
+    state = tmp_path / "server"
+    with RunningServer(state) as one, RunningServer(state) as two:
+        serials = [published(server, tmp_path, new_image(), "testing") for server in (one, two)]
+        for server in (one, two):
+            wait_written(server)
+        root = state / "static"
+        assert set(serials) <= listed(
+            (root / "testing/current/streams/v1/images.json").read_bytes()
+        )
+        assert not list(root.glob("*/.tmp-*")) and not list(root.glob(".tmp-*"))
+
+
 def test_icefloe_export_writes_the_channel_tree(tmp_path: Path):
     with RunningServer(tmp_path / "server") as server:
         serial = published(server, tmp_path, new_image(), "testing")
