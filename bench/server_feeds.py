@@ -9,7 +9,8 @@
 3. nginx in front as deploy/nginx configures it (one worker), the server behind it with
    X-Accel-Redirect: the public feed from the static tree, a private feed (the server
    checks the credential, nginx sends the tree's file) and a 16 MiB file through the
-   private path, each against nginx serving the same bytes as a plain file.
+   private path, each against nginx serving the same bytes as a plain file; and a no-op
+   request to the server through nginx, the ceiling of any check made per request.
 4. server_api's peak memory (VmHWM) while a 2 GiB file is uploaded to it.
 
 Run as root on Debian 12 from the repo: `.venv/bin/python bench/server_feeds.py`.
@@ -426,6 +427,33 @@ def nginx_front(state: Path, work: Path, upstream: str) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def plain_nginx(root: Path, work: Path, settings: ServerSettings) -> Iterator[str]:
+    """nginx serving `root` as plain files, with the same main configuration and TLS as the
+    front (deploy/nginx's standalone): only the site differs."""
+    plain = work / "plain"
+    plain.mkdir(exist_ok=True)
+    port = free_port()
+    site = plain / "site.conf"
+    site.write_text(
+        f"""server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {settings.cert_path};
+    ssl_certificate_key {settings.key_path};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    types {{ application/json json; }}
+    default_type application/octet-stream;
+    root {root};
+}}
+"""
+    )
+    conf = plain / "nginx.conf"
+    conf.write_text(nginx_site.standalone(site, plain))
+    url = f"https://127.0.0.1:{port}"
+    with nginx_site.running(conf, plain, url):
+        yield url
+
+
 def bench_front(work: Path, seconds: int, connections: int, file_mib: int) -> None:
     """Requests/s and bytes/s through nginx in front, against nginx serving plain files."""
     state = work / "front-state"
@@ -442,17 +470,17 @@ def bench_front(work: Path, seconds: int, connections: int, file_mib: int) -> No
             assert got.status_code == 200 and len(got.content) == size, got.status_code
             public_rps = wrk(f"{front}/channels/active/{feed}", seconds, connections)
             private_rps = wrk(f"{front}{private}/{feed}", seconds, connections)
+            floor_rps = wrk(f"{front}/healthz", seconds, connections)
             file_rps = wrk(f"{front}{private}/files/{sha}", seconds, 4)
     root = work / "www-front"
     (root / "streams/v1").mkdir(parents=True)
     (root / feed).write_bytes(body)
     shutil.copyfile(FileStore(ServerSettings(state_dir=state).files_dir).path(sha), root / sha)
-    cert = state / "tls"
-    with nginx(root, work, cert / "server.crt", cert / "server.key") as plain:
+    with plain_nginx(root, work, ServerSettings(state_dir=state)) as plain:
         static_rps = wrk(f"{plain}/{feed}", seconds, connections)
         static_file_rps = wrk(f"{plain}/{sha}", seconds, 4)
     print(
-        f"\nnginx in front (deploy/nginx, 1 worker) vs nginx serving a plain file (1 worker),"
+        f"\nnginx in front (deploy/nginx, 1 worker) vs the same nginx serving plain files,"
         f" wrk 1 thread, {seconds} s each; feed of 20 images x 3 versions ({len(body):,} bytes)"
     )
     print(f"  nginx plain file, feed         {static_rps:8,.0f}/s")
@@ -463,6 +491,10 @@ def bench_front(work: Path, seconds: int, connections: int, file_mib: int) -> No
     print(
         f"  private feed, X-Accel-Redirect {private_rps:8,.0f}/s   "
         f"({private_rps / static_rps:.2f}x of plain; target >= 0.5x)"
+    )
+    print(
+        f"  no-op server request, /healthz {floor_rps:8,.0f}/s   "
+        f"({floor_rps / static_rps:.2f}x of plain: the ceiling of any per-request check)"
     )
     mib_s, static_mib_s = file_rps * file_mib, static_file_rps * file_mib
     print(

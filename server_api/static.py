@@ -216,6 +216,10 @@ class StaticTrees:
                         shutil.rmtree(tree / str(gen))
                         (tree / f"{gen}.manifest.json").unlink()
                         self._manifests.pop(tree / f"{gen}.manifest.json", None)
+                for manifest in tree.glob("*.manifest.json"):  # a killed writer's or pruner's
+                    if not (tree / manifest.name.split(".")[0]).is_dir():
+                        manifest.unlink()
+                        self._manifests.pop(manifest, None)
                 for gen in self._generations(tree):
                     kept |= self._manifest(tree, gen)[1]
             files = self.files_dir(channel)

@@ -179,10 +179,12 @@ def test_a_killed_writer_leaves_nothing_the_next_one_does_not_clean(tmp_path: Pa
     (root / "testing" / ".tmp-current-1").symlink_to("999")
     (root / "files" / "testing" / ".tmp-abc-1").write_bytes(b"half")
     (root / ".tmp-generation-1").write_text("99")
+    (root / "testing" / "998.manifest.json").write_bytes(b'{"etag": "", "files": []}')
     (root / "generation").write_text("0")
     with RunningServer(state) as server:
         wait_written(server)
         assert not list(root.glob("*/.tmp-*")) and not list(root.glob("files/*/.tmp-*"))
+        assert not (root / "testing" / "998.manifest.json").exists()
         assert serial in listed((root / "testing/current/streams/v1/images.json").read_bytes())
 
 
