@@ -227,9 +227,6 @@ async def _sample(settings: Settings, image: ImageSpec) -> str:
     print(f"  {settings.workflow_ui_link(handle.id)}")
     started = time.monotonic()
     result = await follow(handle, lambda line: print(f"  {line}", flush=True), every_s=0.25)
-    for test in result.tests:
-        for check in test.checks:
-            print(f"  {test.arch} on {test.host}: {check.check} {check.state}")
     catalog = CatalogClient(settings)
     version = catalog.version(result.image, serial)
     print(

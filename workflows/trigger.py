@@ -1,7 +1,7 @@
 """Starting a pipeline (or attaching to the one already running) and following it."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Literal, overload
 
@@ -127,15 +127,9 @@ async def follow(
     """
     result = asyncio.ensure_future(handle.result())
     phase, shown = None, set()
-    while not result.done():
-        try:
-            now = await progress(handle)
-        except Exception:  # a query can fail while a worker restarts; the next one will do
-            now = None
-        if now and now.phase != phase:
-            phase = now.phase
-            show(f"phase: {phase}")
-        for test in now.tests.values() if now else []:
+
+    def show_new(tests: Iterable[ArchTestResult]) -> None:
+        for test in tests:
             for c in test.checks:
                 line = check_line(test, c) + (" (passed earlier)" if c.skipped else "")
                 if line not in shown:
@@ -146,8 +140,19 @@ async def follow(
             if fault and fault[0] not in shown:
                 shown.add(fault[0])
                 show(fault[0])
+
+    while not result.done():
+        try:
+            now = await progress(handle)
+        except Exception:  # a query can fail while a worker restarts; the next one will do
+            now = None
+        if now and now.phase != phase:
+            phase = now.phase
+            show(f"phase: {phase}")
+        show_new(now.tests.values() if now else [])
         if until_retry and now and now.phase in AWAITING_RETRY:
             result.cancel()
             return now
         await asyncio.wait([result], timeout=every_s)
+    show_new(result.result().tests)  # what finished after the last look
     return result.result()
