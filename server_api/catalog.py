@@ -24,6 +24,7 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
+from server_api.deltas import add_deltas
 from server_api.locks import locked
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
 from server_api.store import FileStore
@@ -89,9 +90,13 @@ def publish(
     unique constraint, and its retry reads the version the first one made."""
     for _ in range(3):  # each conflict means another publish committed: one retry sees it
         try:
-            return _publish(session, store, req, actor)
+            version, created = _publish(session, store, req, actor)
         except IntegrityError:
             session.rollback()
+            continue
+        if created:
+            add_deltas(session, store, version)
+        return version, created
     raise CatalogError(
         409, f"version {req.serial} of {req.spec.name} is being published concurrently; try again"
     )

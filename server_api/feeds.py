@@ -33,6 +33,7 @@ class Feed:
     images: bytes
     etag: str
     files: frozenset[str]  # sha256 of every file the feed lists: what the channel may serve
+    kinds: dict[str, str]  # sha256 -> ftype ("squashfs", "squashfs.vcdiff", ...): metrics
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Part:
     body: bytes  # the products as members of a JSON object: `"id":{...},"id":{...}`
     digest: bytes
     files: frozenset[str]
+    kinds: dict[str, str]
 
 
 METADATA_FTYPES = {Flavour.lxd: "lxd.tar.xz", Flavour.incus: "incus.tar.xz"}
@@ -99,6 +101,9 @@ def render_parts(
             col(VersionArch.metadata_size),
             col(VersionArch.rootfs_sha256),
             col(VersionArch.rootfs_size),
+            col(VersionArch.delta_base),
+            col(VersionArch.delta_sha256),
+            col(VersionArch.delta_size),
         )
         .join(VersionArch, col(VersionArch.version_id) == col(Version.id))
         .where(col(Version.state) == VersionState(channel.value))
@@ -116,7 +121,7 @@ def render_parts(
     parts = {}
     for name, rows in rows_of.items():
         products: dict[str, dict] = {}
-        files: set[str] = set()
+        kinds: dict[str, str] = {}
         for varch in rows:
             image = described[name]
             pid = f"{image.os}:{image.release}:{to_debian(varch.arch)}:{image.variant}"
@@ -127,22 +132,32 @@ def render_parts(
                 "size": varch.metadata_size,
                 "combined_squashfs_sha256": varch.fingerprint,
             }
-            product["versions"][varch.serial] = {
-                "items": {ftype: meta | {"ftype": ftype} for ftype in ftypes}
-                | {
-                    "root.squashfs": {
-                        "ftype": "squashfs",
-                        "path": f"files/{varch.rootfs_sha256}",
-                        "sha256": varch.rootfs_sha256,
-                        "size": varch.rootfs_size,
-                    },
-                }
+            items = {ftype: meta | {"ftype": ftype} for ftype in ftypes} | {
+                "root.squashfs": {
+                    "ftype": "squashfs",
+                    "path": f"files/{varch.rootfs_sha256}",
+                    "sha256": varch.rootfs_sha256,
+                    "size": varch.rootfs_size,
+                },
             }
-            files.update((varch.metadata_sha256, varch.rootfs_sha256))
+            kinds[varch.metadata_sha256] = "metadata"
+            kinds[varch.rootfs_sha256] = "squashfs"
+            # Rows come by serial, so an earlier base is already listed; a base not in this
+            # feed (another channel, collected) is no use to a host of it: no item then.
+            if varch.delta_sha256 and varch.delta_base in product["versions"]:
+                items[f"delta-{varch.delta_base}"] = {
+                    "ftype": "squashfs.vcdiff",
+                    "path": f"files/{varch.delta_sha256}",
+                    "sha256": varch.delta_sha256,
+                    "size": varch.delta_size,
+                    "delta_base": varch.delta_base,
+                }
+                kinds[varch.delta_sha256] = "squashfs.vcdiff"
+            product["versions"][varch.serial] = {"items": items}
         pids = tuple(sorted(products))
         body = b",".join(orjson.dumps(pid) + b":" + orjson.dumps(products[pid]) for pid in pids)
         digest = hashlib.sha256(body).digest()
-        parts[name] = Part(marks[name], pids, body, digest, frozenset(files))
+        parts[name] = Part(marks[name], pids, body, digest, frozenset(kinds), kinds)
     return parts
 
 
@@ -184,7 +199,8 @@ def join(
     for part in ordered:
         digest.update(part.digest)
     files = frozenset().union(*(part.files for part in ordered))
-    return Feed(generation, index, images, f'"{digest.hexdigest()[:32]}"', files)
+    kinds = {sha: kind for part in ordered for sha, kind in part.kinds.items()}
+    return Feed(generation, index, images, f'"{digest.hexdigest()[:32]}"', files, kinds)
 
 
 def render(session: Session, channel: Channel, flavour: Flavour | None, generation: int) -> Feed:
@@ -257,6 +273,7 @@ def left_within(session: Session, channel: Channel, sha256: str, seconds: int) -
                 or_(
                     col(VersionArch.metadata_sha256) == sha256,
                     col(VersionArch.rootfs_sha256) == sha256,
+                    col(VersionArch.delta_sha256) == sha256,
                 ),
             )
             .limit(1)

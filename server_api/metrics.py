@@ -68,6 +68,12 @@ class ServerMetrics:
             ["channel", "flavour"],
             registry=self.registry,
         )
+        self.files_served = Counter(
+            "icefloe_feed_file_bytes",
+            "Bytes of feed files sent in full (GET), by ftype: tells a delta from a squashfs",
+            ["kind"],
+            registry=self.registry,
+        )
         self.registry.register(_VersionsByState(engine))
 
     def rendered(self, channel: Channel, flavour: Flavour | None) -> None:

@@ -59,6 +59,11 @@ class VersionArch(SQLModel, table=True):
     metadata_size: int
     rootfs_sha256: str
     rootfs_size: int
+    # An xdelta3 (vcdiff) delta from the rootfs of version `delta_base` (a serial of the
+    # same image, same arch) to this one: LXD with the base cached downloads only it.
+    delta_base: str | None = None
+    delta_sha256: str | None = None
+    delta_size: int | None = None
 
 
 class Blob(SQLModel, table=True):

@@ -71,6 +71,25 @@ class FileStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def incoming_path(self) -> Path:
+        """A new empty file under `.incoming/`, for the server's own files (`add`)."""
+        fd, tmp = tempfile.mkstemp(dir=self.incoming, prefix=".made-")
+        os.close(fd)
+        return Path(tmp)
+
+    def add(self, made: Path) -> tuple[str, int]:
+        """Move a file made under `.incoming/` into the store: its sha256 and size."""
+        digest = hashlib.sha256()
+        with made.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        sha256 = digest.hexdigest()
+        target = self.path(sha256)
+        target.parent.mkdir(exist_ok=True)
+        made.chmod(0o644)
+        os.replace(made, target)
+        return sha256, target.stat().st_size
+
     def clean_incoming(self, older_than_s: float) -> None:
         """Remove partial uploads not written to for `older_than_s`: their process was
         killed mid-upload. Younger ones may be another server process's live uploads."""

@@ -112,11 +112,17 @@ def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
     settings, store = request.app.state.settings, request.app.state.store
     with Session(request.app.state.engine) as session:
         source = _source(session, resolved)
+        feed = request.app.state.feeds.get(session, *source)
         if not store.exists(sha256) or (
-            sha256 not in request.app.state.feeds.get(session, *source).files
+            sha256 not in feed.files
             and not left_within(session, source.channel, sha256, settings.channel_file_grace_s)
         ):
             raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
+    etag = f'"{sha256}"'
+    whole = "range" not in request.headers and request.headers.get("if-none-match") != etag
+    if request.method == "GET" and whole:
+        served = request.app.state.metrics.files_served.labels(feed.kinds.get(sha256, "other"))
+        served.inc(store.path(sha256).stat().st_size)
     if (static := _accel(request)) is not None:
         linked = static.files_dir(source.channel) / sha256
         uri = (
@@ -125,7 +131,6 @@ def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
             else f"{ACCEL_STORE}/{sha256[:2]}/{sha256}"
         )
         return Response(headers={"X-Accel-Redirect": uri})
-    etag = f'"{sha256}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
