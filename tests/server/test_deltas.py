@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,7 @@ class Refresh:
     squashfs_size: int  # the new version's
     delta_size: int | None
     sent: dict[str, float]  # file bytes the server sent for the refresh, by kind
+    publish_s: float  # publishing B, its delta made included
 
 
 def refresh(
@@ -111,7 +113,9 @@ def refresh(
     try:
         lxc("image", "copy", f"src:{alias}", "local:", "--alias", local, "--auto-update")
         built = build(changed, new_serial, tmp)
+        started = time.monotonic()
         new = publish(catalog, changed, new_serial, built)
+        publish_s = time.monotonic() - started
         if not delta:
             without_delta(server, new)
         move(catalog, changed, new_serial, "testing")
@@ -130,6 +134,7 @@ def refresh(
             listed["root.squashfs"]["size"],
             vcdiff[0]["size"] if vcdiff else None,
             {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)},
+            publish_s,
         )
     finally:
         for name in (local, old):  # the refreshed image by its alias, A if it stayed
