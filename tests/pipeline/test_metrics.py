@@ -3,7 +3,6 @@ metrics (polls, activity latencies) and the image server's (requests, uploads, v
 
 import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -12,16 +11,9 @@ from temporalio.client import Client
 
 from clients.catalog import CatalogClient
 from core.config import Settings
-from core.pipeline import PipelineInput
-from tests.pipeline.test_on_lxd import (
-    arch_worker_process,
-    check_state,
-    own_namespace,
-    poll,
-)
+from tests.pipeline.test_on_lxd import arch_worker_process, at_the_slow_check, own_namespace
 from tests.support import RunningServer, busybox_spec, free_port, http
-from workers.control import control_worker
-from workflows.trigger import new_serial, start_pipeline
+from workflows.trigger import new_serial
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
@@ -46,19 +38,12 @@ async def test_worker_and_server_metrics_during_a_pipeline(
         temporal, image_server, settings, log, ICEFLOE_METRICS_ADDRESS=address
     )
     try:
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            async with control_worker(client, catalog, executor):
-                handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
-                await poll(
-                    "the slow check to start",
-                    lambda: check_state(catalog, image, serial, "slow") == "running",
-                    120,
-                )
-                async with httpx.AsyncClient() as scraper:
-                    during = (await scraper.get(f"http://{address}/metrics")).text
-                with http(image_server) as c:
-                    server = c.get("/metrics").text
-                result = await asyncio.wait_for(handle.result(), 120)
+        async with at_the_slow_check(client, catalog, image, serial) as handle:
+            async with httpx.AsyncClient() as scraper:
+                during = (await scraper.get(f"http://{address}/metrics")).text
+            with http(image_server) as c:
+                server = c.get("/metrics").text
+            result = await asyncio.wait_for(handle.result(), 120)
     finally:
         worker.terminate()
         worker.wait(30)

@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pylxd
@@ -18,7 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -29,11 +30,12 @@ from core import search_attributes as sa
 from core.catalog import VersionView
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.pipeline import PipelineInput
+from core.pipeline import PipelineInput, PipelineResult
 from core.spec import ImageSpec
 from tests.support import RunningServer, assert_no_failed_attempts, busybox_spec
 from workers.arch import arch_worker
 from workers.control import control_worker
+from workflows.pipeline import ImagePipeline
 from workflows.trigger import new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -215,6 +217,23 @@ def arch_worker_process(
         )
 
 
+@asynccontextmanager
+async def at_the_slow_check(
+    client: Client, catalog: CatalogClient, image: ImageSpec, serial: str
+) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
+    """A control worker in this process and the version's pipeline, once its check named
+    `slow` runs on an arch worker the caller started."""
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with control_worker(client, catalog, executor):
+            handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
+            await poll(
+                "the slow check to start",
+                lambda: check_state(catalog, image, serial, "slow") == "running",
+                120,
+            )
+            yield handle
+
+
 async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving_nothing(
     temporal: Client,
     image_server: RunningServer,
@@ -233,21 +252,13 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
     first = arch_worker_process(temporal, image_server, settings, log)
     second = None
     try:
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            async with control_worker(client, catalog, executor):
-                handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
+        async with at_the_slow_check(client, catalog, image, serial) as handle:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            assert instances_of(lxd, serial), "the killed worker left its instance"
 
-                await poll(
-                    "the slow check to start",
-                    lambda: check_state(catalog, image, serial, "slow") == "running",
-                    120,
-                )
-                first.send_signal(signal.SIGKILL)
-                first.wait(10)
-                assert instances_of(lxd, serial), "the killed worker left its instance"
-
-                second = arch_worker_process(temporal, image_server, settings, log)
-                result = await asyncio.wait_for(handle.result(), 300)
+            second = arch_worker_process(temporal, image_server, settings, log)
+            result = await asyncio.wait_for(handle.result(), 300)
     finally:
         for proc in (first, second):
             if proc and proc.poll() is None:
@@ -280,17 +291,10 @@ async def test_sigterm_lets_the_running_test_finish_then_the_worker_exits(
         temporal, image_server, settings, log, ICEFLOE_GRACEFUL_SHUTDOWN_S="120"
     )
     try:
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            async with control_worker(client, catalog, executor):
-                handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
-                await poll(
-                    "the slow check to start",
-                    lambda: check_state(catalog, image, serial, "slow") == "running",
-                    120,
-                )
-                worker.send_signal(signal.SIGTERM)
-                result = await asyncio.wait_for(handle.result(), 120)
-                code = await asyncio.to_thread(worker.wait, 60)
+        async with at_the_slow_check(client, catalog, image, serial) as handle:
+            worker.send_signal(signal.SIGTERM)
+            result = await asyncio.wait_for(handle.result(), 120)
+            code = await asyncio.to_thread(worker.wait, 60)
     finally:
         if worker.poll() is None:
             worker.kill()
