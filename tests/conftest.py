@@ -85,7 +85,11 @@ async def workers(
 
 
 # Fixtures that bring up a real part, by the marker a test using them gets.
-_NEEDS = {"temporal": {"temporal", "workers"}, "lxd": {"local_arches", "workers"}}
+_NEEDS = {
+    "temporal": {"temporal", "workers"},
+    "lxd": {"local_arches", "workers"},
+    "slow": {"installed_wheel"},  # builds the wheel and installs it with its dependencies
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
