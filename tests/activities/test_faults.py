@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pylxd
 import pytest
+from pylxd.exceptions import LXDAPIException
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -230,3 +231,55 @@ def test_image_without_network_still_fails_with_a_verdict(
     assert ipv4.state == "failed"
     assert "no global inet address on eth0 within 3s" in ipv4.evidence
     assert t.states()["ipv4"][0] == "failed"
+
+
+class _Refused:
+    """What LXD answered in the chaos soak to a clean stop of a running busybox instance."""
+
+    status_code = 400
+
+    def json(self) -> dict[str, str]:
+        return {
+            "error": 'Failed shutting down instance, status is "Running": '
+            "shutting down the container failed"
+        }
+
+
+def refused_stops(monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
+    """LXD refuses the first `times` clean stops at once (not after the timeout)."""
+    real, refused = pylxd.models.Instance.stop, list[str]()
+
+    def stop(self: pylxd.models.Instance, *args: object, **kwargs: object) -> None:
+        if kwargs.get("force") is False and len(refused) < times:
+            refused.append(self.name)
+            raise LXDAPIException(_Refused())
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pylxd.models.Instance, "stop", stop)
+    return refused
+
+
+def test_lxd_refusing_a_clean_stop_at_once_is_asked_again(
+    tested: Callable[[ImageSpec], Tested], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = tested(busybox_spec("fault-stop-once", checks=["boots", "stop"]))
+    refused = refused_stops(monkeypatch, times=1)
+
+    result = t.attempt()
+
+    assert refused, "the fault was injected"
+    assert result.passed, result
+
+
+def test_lxd_refusing_every_clean_stop_at_once_is_a_fault_not_a_verdict(
+    tested: Callable[[ImageSpec], Tested], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = tested(busybox_spec("fault-stop", checks=["boots", "stop"]))
+    refused_stops(monkeypatch, times=10)
+
+    fault = t.faulted()
+
+    assert "shutting down the container failed" in fault.message, fault.message
+    assert t.states()["stop"][0] == "running", "not failed: the image was never asked to halt"
+    monkeypatch.undo()
+    t.assert_proven()
