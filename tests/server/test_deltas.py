@@ -108,7 +108,11 @@ def refresh(
     old_serial, new_serial = next_serial(), next_serial()
     old = publish(catalog, image, old_serial, build(image, old_serial, tmp))
     move(catalog, image, old_serial, "testing")
-    url = catalog.channel_url("testing", fresh=uuid.uuid4().hex[:12])
+    # The channel's own URL: fresh ones (the pipeline's) list no deltas. LXD keeps a feed an
+    # hour by its URL, so its copy is dropped before each read.
+    url = catalog.channel_url("testing")
+    cached = LXD_CACHE / hashlib.sha256(url.encode()).hexdigest()
+    shutil.rmtree(cached, ignore_errors=True)
     lxc.add_remote("src", url, server.server_settings.cert_path)
     try:
         lxc("image", "copy", f"src:{alias}", "local:", "--alias", local, "--auto-update")
@@ -119,8 +123,7 @@ def refresh(
         if not delta:
             without_delta(server, new)
         move(catalog, changed, new_serial, "testing")
-        # LXD keeps a feed an hour by its URL (the image's source): let it read the new one.
-        shutil.rmtree(LXD_CACHE / hashlib.sha256(url.encode()).hexdigest(), ignore_errors=True)
+        shutil.rmtree(cached, ignore_errors=True)  # let it read the new feed
         before = served(server)
         lxc("image", "refresh", local, timeout=300)
         after = served(server)
@@ -159,6 +162,11 @@ def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     assert len(deltas) == 1 and deltas[0]["delta_base"] == old_serial
     assert deltas[0]["size"] < listed["root.squashfs"]["size"]
     assert not [i for i in items(catalog, url, image, old_serial).values() if "delta_base" in i]
+    # The pipeline's test launches (a fresh URL) take whole images, never a delta from a base
+    # a concurrent test may be deleting from LXD's store.
+    fresh = items(catalog, catalog.channel_url("testing", fresh="t1"), changed, new_serial)
+    assert "squashfs.vcdiff" not in [i["ftype"] for i in fresh.values()]
+    assert {k: v for k, v in listed.items() if v["ftype"] != "squashfs.vcdiff"} == fresh
 
     got = catalog._http.get(f"{url}/{deltas[0]['path']}")
     assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == deltas[0]["sha256"]
