@@ -17,7 +17,7 @@ from activities.lxd_test.execs import POLL_INTERVAL, ExecResult, describe, run, 
 from activities.lxd_test.faults import LXD_ERRORS, MachineryFault
 from activities.lxd_test.instances import Target
 from activities.lxd_test.suite import Check
-from core.spec import BuiltinCheck, BuiltinKind, CommandCheck
+from core.spec import DEFAULT_CHECKS, BuiltinCheck, BuiltinKind, CommandCheck
 
 EXCERPT = 1500
 
@@ -351,14 +351,8 @@ BUILTIN: dict[BuiltinKind, Builtin] = {
 }
 # What `reboot` runs again once the instance is back (`boots` first, always), in the
 # declared order: the declared ones of these.
-AFTER_REBOOT: tuple[BuiltinKind, ...] = (
-    "init",
-    "ipv4",
-    "ipv6",
-    "dns",
-    "gateway",
-    "cloud-init",
-    "journal",
+AFTER_REBOOT: tuple[BuiltinKind, ...] = tuple(
+    k for k in DEFAULT_CHECKS if k not in ("boots", "reboot", "stop")
 )
 
 
