@@ -18,14 +18,14 @@ from temporalio.testing import ActivityEnvironment
 from activities.lxd_test import checks
 from activities.lxd_test.activity import ImageTestActivities
 from activities.lxd_test.execs import ExecFault, ExecResult, describe
-from activities.lxd_test.instances import ensure_project, forget_image, instance_name, remove
+from activities.lxd_test.instances import forget_image, instance_name, remove
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.catalog import AssessmentReport
 from core.config import Settings
 from core.pipeline import ArchTestInput, ArchTestResult
 from core.spec import ImageSpec, Privilege
-from tests.activities.test_lxd_checks import SCOPE, publish_busybox
+from tests.activities.published import SCOPE, publish_busybox
 from tests.support import RunningServer, busybox_spec
 
 pytestmark = pytest.mark.lxd
@@ -33,14 +33,10 @@ pytestmark = pytest.mark.lxd
 FAULT_TYPE = "TestMachineryFault"
 
 
-@pytest.fixture(scope="module")
-def lxd(settings: Settings) -> pylxd.Client:
-    ensure_project(connect_lxd(settings), settings.lxd_project)
-    return connect_lxd(settings)
-
-
 class Tested:
     """One busybox version in testing, and the test activity run as Temporal would run it."""
+
+    __test__ = False  # a helper, not a test class
 
     def __init__(
         self, catalog: CatalogClient, settings: Settings, tmp: Path, image: ImageSpec

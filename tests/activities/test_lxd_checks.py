@@ -2,16 +2,12 @@
 a busybox image is built, published to testing, launched by fingerprint and checked."""
 
 import dataclasses
-import itertools
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pylxd
 import pytest
 
-from activities.builders.base import BuildJob, HostDirs
-from activities.builders.busybox import build_busybox
 from activities.lxd_test.checks import suite
 from activities.lxd_test.instances import (
     LaunchSpec,
@@ -23,36 +19,15 @@ from activities.lxd_test.instances import (
 from activities.lxd_test.janitor import labelled, sweep
 from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
-from clients.lxd import ArchNotSupported, checked_arch, connect_lxd
+from clients.lxd import ArchNotSupported, checked_arch
 from core.catalog import Channel
 from core.config import Settings
 from core.pipeline import CheckOutcome
 from core.spec import ImageSpec, Privilege
-from tests.support import DEBS, busybox_spec, publish_built
+from tests.activities.published import SCOPE, publish_busybox
+from tests.support import busybox_spec
 
 pytestmark = pytest.mark.lxd
-
-_serials = itertools.count(1)
-# Labels of this run's instances: concurrent runs on one LXD must not judge each other's.
-SCOPE = f"tests@{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def lxd(settings: Settings) -> pylxd.Client:
-    ensure_project(connect_lxd(settings), settings.lxd_project)
-    return connect_lxd(settings)
-
-
-def publish_busybox(
-    catalog: CatalogClient, settings: Settings, tmp: Path, image: ImageSpec
-) -> tuple[str, str]:
-    """Build x86_64, upload, publish to testing; returns (serial, fingerprint)."""
-    serial = f"20261125-lxd{next(_serials)}"
-    built = build_busybox(
-        BuildJob(image, "x86_64", serial, tmp / "out"),
-        HostDirs(debs=settings.deb_dir or DEBS, cache=tmp),
-    )
-    return serial, publish_built(catalog, image, serial, "x86_64", built)
 
 
 def spec_for(

@@ -8,7 +8,7 @@ import uuid
 import pylxd
 import pytest
 
-from activities.lxd_test.instances import ensure_project, forget_image
+from activities.lxd_test.instances import forget_image
 from activities.lxd_test.janitor import labelled
 from clients.lxd import connect_lxd
 from core.config import Settings
@@ -16,12 +16,6 @@ from core.config import Settings
 pytestmark = pytest.mark.lxd
 
 CHURN_CYCLES = 150  # bounds the test: instances the other "worker" creates and deletes
-
-
-@pytest.fixture(scope="module")
-def lxd(settings: Settings) -> pylxd.Client:
-    ensure_project(connect_lxd(settings), settings.lxd_project)
-    return connect_lxd(settings)
 
 
 def churn(settings: Settings, stop: threading.Event, cycles: list[int]) -> None:

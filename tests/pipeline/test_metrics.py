@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from clients.catalog import CatalogClient
 from core.config import Settings
-from tests.pipeline.test_on_lxd import arch_worker_process, at_the_slow_check, own_namespace
+from tests.pipeline.own_worker import arch_worker_process, at_the_slow_check, own_namespace
 from tests.support import RunningServer, busybox_spec, free_port, http
 from workflows.trigger import new_serial
 

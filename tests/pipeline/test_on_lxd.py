@@ -3,39 +3,32 @@ with debootstrap reaches active; an image without networking never does; a test 
 killed in the middle of a check is replaced and the pipeline completes, leaving nothing."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pylxd
 import pytest
-from google.protobuf.duration_pb2 import Duration
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowFailureError
 
 from activities.lxd_test.instances import LABEL, listed
-from clients.catalog import CatalogClient, CatalogRejected
+from clients.catalog import CatalogClient
 from clients.lxd import ArchNotSupported, connect_lxd
-from core import search_attributes as sa
 from core.catalog import VersionView
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.pipeline import PipelineInput, PipelineResult
-from core.spec import ImageSpec
+from core.pipeline import PipelineInput
+from tests.pipeline.own_worker import (
+    arch_worker_process,
+    assessed,
+    at_the_slow_check,
+    check_state,
+    own_namespace,
+    poll,
+)
 from tests.support import RunningServer, assert_no_failed_attempts, busybox_spec
 from workers.arch import arch_worker
-from workers.control import control_worker
-from workflows.pipeline import ImagePipeline
 from workflows.trigger import new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -50,26 +43,6 @@ def leftovers(lxd: pylxd.Client, version: VersionView) -> list[str]:
     fingerprints = {a.fingerprint for a in version.arches}
     images = [i.fingerprint for i in lxd.images.all() if i.fingerprint in fingerprints]
     return instances_of(lxd, version.serial) + images
-
-
-def assessed(version: VersionView) -> dict[str, tuple[str, str]]:
-    return {a.check: (a.state, a.evidence) for a in version.assessments}
-
-
-def check_state(catalog: CatalogClient, image: ImageSpec, serial: str, check: str) -> str:
-    """The catalog's state of one check, "" before the version or the result exists."""
-    try:
-        version = catalog.version(image.name, serial)
-    except CatalogRejected:
-        return ""
-    return assessed(version).get(check, ("",))[0]
-
-
-async def poll(what: str, probe: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(probe):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def test_debian_image_built_with_debootstrap_reaches_active(
@@ -158,80 +131,6 @@ async def test_arch_worker_refuses_an_arch_its_lxd_cannot_run(
     with ThreadPoolExecutor(max_workers=1) as executor, pytest.raises(ArchNotSupported) as err:
         arch_worker(temporal, "arm64", catalog, lambda: connect_lxd(settings), settings, executor)
     assert "not aarch64: start the worker for that arch on a host of that arch" in str(err.value)
-
-
-CRASH_NAMESPACE = "icefloe-crash"
-
-
-async def own_namespace(temporal: Client) -> Client:
-    """A namespace of the test's own, so the in-process arch workers cannot take its tasks
-    (made by the first test that asks for it in this session)."""
-    try:
-        await temporal.workflow_service.register_namespace(
-            RegisterNamespaceRequest(
-                namespace=CRASH_NAMESPACE,
-                workflow_execution_retention_period=Duration(seconds=86400),
-            )
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.ALREADY_EXISTS:
-            raise
-    else:
-        kinds = {
-            "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-            "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-        }
-        await temporal.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=CRASH_NAMESPACE,
-                search_attributes={k.name: kinds[k.indexed_value_type.name] for k in sa.ALL},
-            )
-        )
-    return Client(
-        temporal.service_client, namespace=CRASH_NAMESPACE, data_converter=pydantic_data_converter
-    )
-
-
-def arch_worker_process(
-    temporal: Client, server: RunningServer, settings: Settings, log: Path, **extra: str
-) -> subprocess.Popen:
-    """`icefloe worker arch x86_64` as its own process, pointed at the test servers."""
-    env = {
-        **os.environ,
-        "ICEFLOE_TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
-        "ICEFLOE_TEMPORAL_NAMESPACE": CRASH_NAMESPACE,
-        "ICEFLOE_SERVER_URL": server.url,
-        "ICEFLOE_SERVER_CA": str(server.server_settings.cert_path),
-        "ICEFLOE_PUBLISHER_TOKEN": server.token,
-        "ICEFLOE_STATE_DIR": str(settings.state_dir),
-        "ICEFLOE_DEB_DIR": str(settings.deb_dir),
-        **extra,
-    }
-    with log.open("a") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker", "arch", "x86_64"],
-            cwd=REPO_DIR,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@asynccontextmanager
-async def at_the_slow_check(
-    client: Client, catalog: CatalogClient, image: ImageSpec, serial: str
-) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
-    """A control worker in this process and the version's pipeline, once its check named
-    `slow` runs on an arch worker the caller started."""
-    with ThreadPoolExecutor(max_workers=4) as executor:
-        async with control_worker(client, catalog, executor):
-            handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
-            await poll(
-                "the slow check to start",
-                lambda: check_state(catalog, image, serial, "slow") == "running",
-                120,
-            )
-            yield handle
 
 
 async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving_nothing(

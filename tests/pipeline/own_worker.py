@@ -1,0 +1,125 @@
+"""An arch worker as a process of its own, in a Temporal namespace of its own: the tests that
+kill or scrape a worker mid-check share it (test_on_lxd, test_metrics)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from clients.catalog import CatalogClient, CatalogRejected
+from core import search_attributes as sa
+from core.catalog import VersionView
+from core.config import REPO_DIR, Settings
+from core.pipeline import PipelineInput, PipelineResult
+from core.spec import ImageSpec
+from tests.support import RunningServer
+from workers.control import control_worker
+from workflows.pipeline import ImagePipeline
+from workflows.trigger import start_pipeline
+
+
+def assessed(version: VersionView) -> dict[str, tuple[str, str]]:
+    return {a.check: (a.state, a.evidence) for a in version.assessments}
+
+
+def check_state(catalog: CatalogClient, image: ImageSpec, serial: str, check: str) -> str:
+    """The catalog's state of one check, "" before the version or the result exists."""
+    try:
+        version = catalog.version(image.name, serial)
+    except CatalogRejected:
+        return ""
+    return assessed(version).get(check, ("",))[0]
+
+
+async def poll(what: str, probe: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(probe):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+CRASH_NAMESPACE = "icefloe-crash"
+
+
+async def own_namespace(temporal: Client) -> Client:
+    """A namespace of the test's own, so the in-process arch workers cannot take its tasks
+    (made by the first test that asks for it in this session)."""
+    try:
+        await temporal.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=CRASH_NAMESPACE,
+                workflow_execution_retention_period=Duration(seconds=86400),
+            )
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+    else:
+        kinds = {
+            "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+            "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+        }
+        await temporal.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=CRASH_NAMESPACE,
+                search_attributes={k.name: kinds[k.indexed_value_type.name] for k in sa.ALL},
+            )
+        )
+    return Client(
+        temporal.service_client, namespace=CRASH_NAMESPACE, data_converter=pydantic_data_converter
+    )
+
+
+def arch_worker_process(
+    temporal: Client, server: RunningServer, settings: Settings, log: Path, **extra: str
+) -> subprocess.Popen:
+    """`icefloe worker arch x86_64` as its own process, pointed at the test servers."""
+    env = {
+        **os.environ,
+        "ICEFLOE_TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
+        "ICEFLOE_TEMPORAL_NAMESPACE": CRASH_NAMESPACE,
+        "ICEFLOE_SERVER_URL": server.url,
+        "ICEFLOE_SERVER_CA": str(server.server_settings.cert_path),
+        "ICEFLOE_PUBLISHER_TOKEN": server.token,
+        "ICEFLOE_STATE_DIR": str(settings.state_dir),
+        "ICEFLOE_DEB_DIR": str(settings.deb_dir),
+        **extra,
+    }
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "arch", "x86_64"],
+            cwd=REPO_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@asynccontextmanager
+async def at_the_slow_check(
+    client: Client, catalog: CatalogClient, image: ImageSpec, serial: str
+) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
+    """A control worker in this process and the version's pipeline, once its check named
+    `slow` runs on an arch worker the caller started."""
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with control_worker(client, catalog, executor):
+            handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
+            await poll(
+                "the slow check to start",
+                lambda: check_state(catalog, image, serial, "slow") == "running",
+                120,
+            )
+            yield handle
