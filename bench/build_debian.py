@@ -18,16 +18,15 @@ from pathlib import Path
 from activities.builders.base import BuildJob, HostDirs
 from activities.builders.debootstrap import build_debootstrap
 from activities.lxd_test.checks import suite
-from activities.lxd_test.instances import ensure_project, forget_image, launch_spec
+from activities.lxd_test.instances import ensure_project, forget_image
 from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.arch import to_lxd
-from core.catalog import Channel
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.pipeline import CheckOutcome
-from tests.support import DEBS, RunningServer, publish_built
+from tests.support import DEBS, RunningServer, launch_in_testing, publish_built
 from workflows.trigger import new_serial
 
 
@@ -53,15 +52,14 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
         upload = time.monotonic() - t
         lxd = connect_lxd(settings)
         ensure_project(lxd, settings.lxd_project)
-        assert settings.server_ca_path is not None
-        spec = launch_spec(
-            image.name,
+        spec = launch_in_testing(
+            catalog,
+            settings,
+            image,
             serial,
-            arch,
-            image.privileges[0],
-            server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
-            fingerprint=fp,
-            certificate=settings.server_ca_path.read_text(),
+            fp,
+            arch=arch,
+            kind=image.privileges[0],
             workflow="bench",
             temporal="bench",
         )

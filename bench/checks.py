@@ -18,15 +18,15 @@ from pathlib import Path
 from activities.builders.base import BuildJob, HostDirs
 from activities.builders.busybox import build_busybox
 from activities.lxd_test.checks import suite
-from activities.lxd_test.instances import ensure_project, forget_image, launch_spec
+from activities.lxd_test.instances import ensure_project, forget_image
 from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
-from core.catalog import AssessmentState, Channel
+from core.catalog import AssessmentState
 from core.config import REPO_DIR
 from core.images import load_image
 from core.pipeline import CheckOutcome
-from tests.support import DEBS, RunningServer, publish_built
+from tests.support import DEBS, RunningServer, launch_in_testing, publish_built
 from workflows.trigger import new_serial
 
 
@@ -42,7 +42,6 @@ def main(runs: int, checks: list[str] | None) -> None:
         catalog = CatalogClient(settings)
         lxd = connect_lxd(settings)
         ensure_project(lxd, settings.lxd_project)
-        assert settings.server_ca_path is not None
         for run in range(runs):
             serial = f"{new_serial()}-c{run}"
             built = build_busybox(
@@ -50,14 +49,14 @@ def main(runs: int, checks: list[str] | None) -> None:
                 HostDirs(DEBS, Path(tmp)),
             )
             fp = publish_built(catalog, image, serial, "x86_64", built)
-            spec = launch_spec(
-                image.name,
+            spec = launch_in_testing(
+                catalog,
+                settings,
+                image,
                 serial,
-                "x86_64",
-                image.privileges[0],
-                server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
-                fingerprint=fp,
-                certificate=settings.server_ca_path.read_text(),
+                fp,
+                arch="x86_64",
+                kind=image.privileges[0],
                 workflow="bench",
                 temporal="bench",
             )

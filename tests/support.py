@@ -27,19 +27,21 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.lxd_test.instances import LaunchSpec, launch_spec
 from clients.catalog import CatalogClient
 from core import search_attributes as sa
 from core.catalog import (
     ArchFiles,
     AssessmentReport,
     BuiltFile,
+    Channel,
     FileType,
     TransitionRequest,
     VersionCreate,
     VersionState,
 )
 from core.config import REPO_DIR, Settings
-from core.spec import ImageSpec
+from core.spec import ImageSpec, Privilege
 from deploy.stack import temporal_binary
 from server_api.config import ServerSettings
 from server_api.main import create_app
@@ -174,6 +176,33 @@ def publish_built(
         image.name, serial, TransitionRequest(to=VersionState.testing, reason="published by a test")
     )
     return version.arches[0].fingerprint
+
+
+def launch_in_testing(
+    catalog: CatalogClient,
+    settings: Settings,
+    image: ImageSpec,
+    serial: str,
+    fingerprint: str,
+    *,
+    arch: str = "x86_64",
+    kind: Privilege = Privilege.unprivileged,
+    workflow: str = "test-workflow",
+    temporal: str = "tests",
+) -> LaunchSpec:
+    """How the test activity launches a version in testing: by fingerprint, from a fresh URL."""
+    assert settings.server_ca_path is not None
+    return launch_spec(
+        image.name,
+        serial,
+        arch,
+        kind,
+        server_url=catalog.channel_url(Channel.testing, fresh=fingerprint[:16]),
+        fingerprint=fingerprint,
+        certificate=settings.server_ca_path.read_text(),
+        workflow=workflow,
+        temporal=temporal,
+    )
 
 
 def busybox_spec(release: str, **fields: object) -> ImageSpec:

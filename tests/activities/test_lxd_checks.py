@@ -14,18 +14,16 @@ from activities.lxd_test.instances import (
     ensure_project,
     forget_image,
     launch,
-    launch_spec,
 )
 from activities.lxd_test.janitor import labelled, sweep
 from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
 from clients.lxd import ArchNotSupported, checked_arch
-from core.catalog import Channel
 from core.config import Settings
 from core.pipeline import CheckOutcome
 from core.spec import ImageSpec, Privilege
 from tests.activities.published import SCOPE, publish_busybox
-from tests.support import busybox_spec
+from tests.support import busybox_spec, launch_in_testing
 
 pytestmark = pytest.mark.lxd
 
@@ -39,17 +37,8 @@ def spec_for(
     kind: Privilege = Privilege.unprivileged,
     workflow: str = "test-workflow",
 ) -> LaunchSpec:
-    assert settings.server_ca_path is not None
-    return launch_spec(
-        image.name,
-        serial,
-        "x86_64",
-        kind,
-        server_url=catalog.channel_url(Channel.testing, fresh=fp[:16]),
-        fingerprint=fp,
-        certificate=settings.server_ca_path.read_text(),
-        workflow=workflow,
-        temporal=SCOPE,
+    return launch_in_testing(
+        catalog, settings, image, serial, fp, kind=kind, workflow=workflow, temporal=SCOPE
     )
 
 
