@@ -87,7 +87,8 @@ async def workers(
 # Fixtures that bring up a real part, by the marker a test using them gets.
 _NEEDS = {
     "temporal": {"temporal", "workers"},
-    "lxd": {"local_arches", "workers"},
+    "lxd": {"local_arches", "workers", "incus"},  # Incus: a container host too, off the fast tier
+    "incus": {"incus"},
     "slow": {"installed_wheel"},  # builds the wheel and installs it with its dependencies
 }
 

@@ -29,15 +29,17 @@ pytestmark = pytest.mark.lxd
 class Lxc:
     """The `lxc` CLI with its own config directory (remotes and pinned certificates)."""
 
+    program = "lxc"
+
     def __init__(self, conf: Path) -> None:
         self.env = os.environ | {"LXD_CONF": str(conf), "LXC_CONF": str(conf)}
         self.conf = conf
 
     def __call__(self, *args: str, timeout: float = 120) -> str:
         r = subprocess.run(
-            ["lxc", *args], capture_output=True, text=True, env=self.env, timeout=timeout
+            [self.program, *args], capture_output=True, text=True, env=self.env, timeout=timeout
         )
-        assert r.returncode == 0, f"lxc {' '.join(args)}: {r.stderr.strip()}"
+        assert r.returncode == 0, f"{self.program} {' '.join(args)}: {r.stderr.strip()}"
         return r.stdout
 
     def add_remote(self, name: str, url: str, cert: Path) -> None:

@@ -1,0 +1,110 @@
+"""The Incus flavour as the real `incus` client and daemon see it (deploy/setup-host runs
+Incus beside LXD, on a bridge of its own): `incus remote add` of a private Incus feed,
+`incus image list` shows the image and its alias, `incus launch` by alias runs it; the same
+from the public channel tree nginx serves. An LXD feed lists nothing Incus can use
+(Incus takes only `incus.tar.xz` metadata).
+
+Everything it creates goes, on failure too: the instance, the images the launches cached
+in Incus, and the remotes (they live in a throwaway INCUS_CONF).
+"""
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.spec import ImageSpec
+from tests.server import test_static_tree
+from tests.server.test_lxc_client import Lxc
+from tests.server.test_static_tree import Front, built, credential, wait_written
+from tests.support import RunningServer, client, move, new_image, pass_all
+
+fronted = test_static_tree.fronted  # the image server with the project's nginx in front
+
+
+class Incus(Lxc):
+    """The `incus` CLI: `lxc`'s commands, its config directory in INCUS_CONF."""
+
+    program = "incus"
+
+    def __init__(self, conf: Path) -> None:
+        super().__init__(conf)
+        self.env = os.environ | {"INCUS_CONF": str(conf)}
+
+    def quietly(self, *args: str) -> None:
+        """A clean-up step: something already gone is no failure."""
+        subprocess.run([self.program, *args], env=self.env, capture_output=True, timeout=120)
+
+    def launch_runs(self, image: str, fingerprint: str) -> None:
+        """`incus launch image`: the instance is Running on `fingerprint` and execs; it goes."""
+        name = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
+        try:
+            self("launch", image, name, timeout=300)
+            assert self("list", name, "--format", "csv", "--columns", "s").strip() == "RUNNING"
+            assert self("config", "get", name, "volatile.base_image").strip() == fingerprint
+            assert self("exec", name, "--", "echo", "incus-ok").strip() == "incus-ok"
+        finally:
+            self.quietly("delete", "--force", name)
+
+
+@pytest.fixture
+def incus(tmp_path: Path) -> Iterator[Incus]:
+    """The `incus` client with a config of its own; the images its launches cached go after."""
+    if shutil.which("incus") is None:
+        pytest.skip("no incus client: deploy/setup-host installs Incus (Debian 12 from backports)")
+    cli = Incus(tmp_path / "incus-conf")
+    before = set(cli.images("local"))
+    try:
+        yield cli
+    finally:
+        for fingerprint in set(cli.images("local")) - before:
+            cli.quietly("image", "delete", fingerprint)
+        shutil.rmtree(cli.conf, ignore_errors=True)  # the remotes
+
+
+def promoted(server: RunningServer, image: ImageSpec, tmp: Path) -> str:
+    """A busybox version of `image` built, published and moved to active: its fingerprint."""
+    serial, fingerprint = built(server, image, tmp)
+    catalog = client(server, server.token)
+    try:
+        pass_all(catalog, image, serial)
+        move(catalog, image, serial, "active")
+    finally:
+        catalog.close()
+    return fingerprint
+
+
+def test_incus_lists_and_launches_from_a_private_incus_feed(
+    image_server: RunningServer, incus: Incus, tmp_path: Path
+):
+    alias = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
+    fingerprint = promoted(image_server, new_image(arches=["x86_64"], aliases=[alias]), tmp_path)
+    cert = image_server.server_settings.cert_path
+    for remote, flavour in (("inc", "incus"), ("lxd", "lxd")):
+        path, _ = credential(image_server, "active", flavour)
+        incus.add_remote(remote, image_server.url + path, cert)
+
+    assert alias in incus.images("inc")[fingerprint]
+    assert fingerprint not in incus.images("lxd"), "an LXD feed has no incus.tar.xz for Incus"
+    incus.launch_runs(f"inc:{alias}", fingerprint)
+
+
+def test_incus_launches_from_the_nginx_served_public_channel_and_lists_a_private_feed(
+    fronted: tuple[RunningServer, Front], incus: Incus, tmp_path: Path
+):
+    server, front = fronted
+    image = new_image(arches=["x86_64"])
+    fingerprint = promoted(server, image, tmp_path)
+    wait_written(server)
+    private, _ = credential(server, "active", "incus")
+    incus.add_remote("pub", f"{front.url}/channels/active/", front.cert)
+    incus.add_remote("prv", f"{front.url}{private}/", front.cert)
+
+    default_alias = f"{image.os}/one/default"  # the definition gives none
+    assert default_alias in incus.images("pub")[fingerprint]
+    assert default_alias in incus.images("prv")[fingerprint]
+    incus.launch_runs(f"pub:{default_alias}", fingerprint)
