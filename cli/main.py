@@ -363,8 +363,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     with closing(reader(settings)) as catalog:
         version = catalog.version(args.image, args.serial)
         events = catalog.events(args.image, args.serial)
+        packages = catalog.manifest(args.image, args.serial).arches
     link = settings.workflow_ui_link(version.workflow_id) if version.workflow_id else None
-    print("\n".join(version_page(version, events, link)))
+    print("\n".join(version_page(version, events, link, packages=packages)))
     return 0
 
 

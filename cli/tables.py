@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from core.catalog import AssessmentState, EventView, VersionView
+from core.catalog import ArchPackages, AssessmentState, EventView, VersionView
 
 RESULT_ORDER = (AssessmentState.passed, AssessmentState.failed, AssessmentState.running)
 # Narrower than this, the evidence column would say nothing.
@@ -57,11 +57,24 @@ def versions_table(image: str, versions: list[VersionView]) -> list[str]:
     ]
 
 
+def packages_line(p: ArchPackages) -> str:
+    """An arch's package count and what changed since the previous version."""
+    if p.packages is None:
+        return "  no package manifest"
+    since = f"; since {p.previous}: {p.diff.summary()}" if p.diff and p.previous else ""
+    return f"  {len(p.packages)} packages{since}"
+
+
 def version_page(
-    version: VersionView, events: list[EventView], workflow_link: str | None, columns: int = 0
+    version: VersionView,
+    events: list[EventView],
+    workflow_link: str | None,
+    columns: int = 0,
+    packages: Sequence[ArchPackages] = (),
 ) -> list[str]:
-    """One version: state since when, its workflow; per arch, each check's result with
-    duration, host and the first line of its evidence; then its events, oldest first."""
+    """One version: state since when, its workflow; per arch, its packages (and what
+    changed), each check's result with duration, host and the first line of its evidence;
+    then its events, oldest first."""
     columns = columns or shutil.get_terminal_size((120, 24)).columns
     v = version
     out = [
@@ -74,6 +87,7 @@ def version_page(
         out.append(f"workflow {v.workflow_id}" + (f"  {workflow_link}" if workflow_link else ""))
     for arch in v.arches:
         out += ["", f"{arch.arch}  fingerprint {arch.fingerprint}"]
+        out += [packages_line(p) for p in packages if p.arch == arch.arch]
         results = [a for a in v.assessments if a.arch == arch.arch]
         if not results:
             out.append("  no check results yet")

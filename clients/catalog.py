@@ -15,6 +15,7 @@ from core.catalog import (
     GcResult,
     TransitionRequest,
     VersionCreate,
+    VersionPackages,
     VersionState,
     VersionView,
 )
@@ -98,6 +99,11 @@ class CatalogClient:
     def version(self, image: str, serial: str) -> VersionView:
         r = self._http.get(f"/api/v1/images/{image}/versions/{serial}")
         return VersionView.model_validate_json(self._check(r).content)
+
+    def manifest(self, image: str, serial: str) -> VersionPackages:
+        """Each arch's packages and what changed since the image's previous version."""
+        r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/manifest")
+        return VersionPackages.model_validate_json(self._check(r).content)
 
     def transition(self, image: str, serial: str, req: TransitionRequest) -> VersionView:
         r = self._http.post(

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from core.arch import LxdArch
+from core.manifest import ManifestDiff, Package
 from core.spec import CheckKey, Serial, SpecField
 
 
@@ -43,12 +44,16 @@ class FileType(StrEnum):
 
     metadata = "lxd.tar.xz"
     squashfs = "squashfs"
+    # The packages in the rootfs (core.manifest), as Ubuntu's feeds list them. Optional:
+    # a version published without one (older clients) is still whole.
+    manifest = "manifest"
 
 
 # The file name each type has in a build's output and in the API's listings.
 FILE_NAMES: dict[FileType, str] = {
     FileType.metadata: "lxd.tar.xz",
     FileType.squashfs: "rootfs.squashfs",
+    FileType.manifest: "rootfs.manifest",
 }
 
 
@@ -62,7 +67,8 @@ class BuiltFile(BaseModel):
 
 
 class ArchFiles(BaseModel):
-    """The files of one arch of a version: a metadata tarball and a rootfs."""
+    """The files of one arch of a version: a metadata tarball, a rootfs and, optionally,
+    the rootfs's package manifest."""
 
     arch: LxdArch
     files: list[BuiltFile]
@@ -138,6 +144,25 @@ class VersionView(BaseModel):
     workflow_id: str | None = None
     # Set once garbage collection deleted the version's files.
     files_deleted_at: datetime | None = None
+
+
+class ArchPackages(BaseModel):
+    """One arch's packages and what changed since `previous`: the newest older version of
+    the image with a manifest of this arch whose files are kept. `packages` is None when
+    the version has no manifest (published without one, or its files were collected)."""
+
+    arch: LxdArch
+    packages: list[Package] | None
+    previous: str | None = None
+    diff: ManifestDiff | None = None
+
+
+class VersionPackages(BaseModel):
+    """A version's package manifests, per arch, with the differences from the previous."""
+
+    image: str
+    serial: str
+    arches: list[ArchPackages]
 
 
 class EventView(BaseModel):

@@ -7,7 +7,7 @@ so the server (not the client) is the one that decides.
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
@@ -24,8 +24,10 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
+from core.manifest import MANIFEST_MAX_BYTES, ManifestError
 from server_api.deltas import add_deltas
 from server_api.locks import locked
+from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
 from server_api.store import FileStore
 
@@ -55,13 +57,29 @@ def get_version(session: Session, image: str, serial: str) -> Version:
     return version
 
 
-def _pair(arch_files: ArchFiles) -> tuple[BuiltFile, BuiltFile]:
+class Files(NamedTuple):
+    """One arch's files in a publish request."""
+
+    meta: BuiltFile
+    root: BuiltFile
+    manifest: BuiltFile | None
+
+
+def _files(arch_files: ArchFiles) -> Files:
     by_type = {f.ftype: f for f in arch_files.files}
-    if len(by_type) != 2 or len(arch_files.files) != 2:
+    if (
+        len(by_type) != len(arch_files.files)
+        or FileType.metadata not in by_type
+        or FileType.squashfs not in by_type
+    ):
         raise CatalogError(
-            422, f"arch {arch_files.arch}: give exactly one lxd.tar.xz and one squashfs file"
+            422,
+            f"arch {arch_files.arch}: give exactly one lxd.tar.xz and one squashfs file "
+            "(and at most one manifest)",
         )
-    return by_type[FileType.metadata], by_type[FileType.squashfs]
+    return Files(
+        by_type[FileType.metadata], by_type[FileType.squashfs], by_type.get(FileType.manifest)
+    )
 
 
 def _check_stored(blobs: Sequence[Blob], store: FileStore, files: list[BuiltFile]) -> None:
@@ -73,6 +91,22 @@ def _check_stored(blobs: Sequence[Blob], store: FileStore, files: list[BuiltFile
             raise CatalogError(409, f"file {f.name} ({f.sha256}) is not uploaded yet")
         if blob.size != f.size:
             raise CatalogError(409, f"file {f.name} is {blob.size} bytes, not {f.size}")
+
+
+def _check_manifest(store: FileStore, arch: str, manifest: BuiltFile | None) -> None:
+    """A declared manifest must be one (core.manifest): a feed and the pages show it."""
+    if manifest is None:
+        return
+    if manifest.size > MANIFEST_MAX_BYTES:
+        raise CatalogError(
+            422, f"arch {arch}: manifest {manifest.name} is over {MANIFEST_MAX_BYTES} bytes"
+        )
+    try:
+        read_manifest(store, manifest.sha256)
+    except ManifestError as exc:
+        raise CatalogError(422, f"arch {arch}: manifest {manifest.name}: {exc}") from None
+    except FileNotFoundError:  # collected since it was checked
+        raise CatalogError(409, f"arch {arch}: its files are not uploaded yet") from None
 
 
 def _fingerprint(store: FileStore, arch: str, meta: BuiltFile, root: BuiltFile) -> str:
@@ -106,7 +140,7 @@ def _publish(
     session: Session, store: FileStore, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
     spec = req.spec
-    pairs = {a.arch: _pair(a) for a in req.arches}
+    pairs = {a.arch: _files(a) for a in req.arches}
     if len(pairs) != len(req.arches):
         raise CatalogError(422, "each arch may appear once")
     files = [f for a in req.arches for f in a.files]
@@ -118,10 +152,12 @@ def _publish(
     ).first()
     if existing is not None:
         stored = {
-            a.arch: (a.metadata_sha256, a.rootfs_sha256)
+            a.arch: (a.metadata_sha256, a.rootfs_sha256, a.manifest_sha256)
             for a in session.exec(select(VersionArch).where(VersionArch.version_id == existing.id))
         }
-        wanted = {arch: (m.sha256, r.sha256) for arch, (m, r) in pairs.items()}
+        wanted = {
+            arch: (m.sha256, r.sha256, p.sha256 if p else None) for arch, (m, r, p) in pairs.items()
+        }
         if stored != wanted:
             raise CatalogError(
                 409,
@@ -131,7 +167,9 @@ def _publish(
         return existing, False
 
     # Hashing gigabytes comes before any lock is taken.
-    fingerprints = {arch: _fingerprint(store, arch, *pair) for arch, pair in pairs.items()}
+    for arch, declared in pairs.items():
+        _check_manifest(store, arch, declared.manifest)
+    fingerprints = {arch: _fingerprint(store, arch, f.meta, f.root) for arch, f in pairs.items()}
     # The files' rows are held until the commit: a gc that comes later sees this version
     # list them and keeps them; one that came first took them, and this publish is refused.
     _check_stored(locked(session, blobs.order_by(col(Blob.sha256))), store, files)
@@ -146,7 +184,7 @@ def _publish(
     version = Version(image=spec.name, serial=req.serial, required_checks=spec.required_checks)
     session.add(version)
     session.flush()
-    for arch, (meta, root) in pairs.items():
+    for arch, (meta, root, manifest) in pairs.items():
         fingerprint = fingerprints[arch]
         clash = session.exec(
             select(VersionArch).where(VersionArch.fingerprint == fingerprint)
@@ -164,6 +202,8 @@ def _publish(
                 metadata_size=meta.size,
                 rootfs_sha256=root.sha256,
                 rootfs_size=root.size,
+                manifest_sha256=manifest.sha256 if manifest else None,
+                manifest_size=manifest.size if manifest else None,
             )
         )
     session.add(

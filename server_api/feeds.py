@@ -107,6 +107,8 @@ def render_parts(
             col(VersionArch.delta_base),
             col(VersionArch.delta_sha256),
             col(VersionArch.delta_size),
+            col(VersionArch.manifest_sha256),
+            col(VersionArch.manifest_size),
         )
         .join(VersionArch, col(VersionArch.version_id) == col(Version.id))
         .where(col(Version.state) == VersionState(channel.value))
@@ -145,6 +147,16 @@ def render_parts(
             }
             kinds[varch.metadata_sha256] = "metadata"
             kinds[varch.rootfs_sha256] = "squashfs"
+            # The packages in the rootfs, as Ubuntu's feeds list them: LXD and Incus pass
+            # over items of an ftype they do not use.
+            if varch.manifest_sha256:
+                items["manifest"] = {
+                    "ftype": "manifest",
+                    "path": f"files/{varch.manifest_sha256}",
+                    "sha256": varch.manifest_sha256,
+                    "size": varch.manifest_size,
+                }
+                kinds[varch.manifest_sha256] = "manifest"
             # Rows come by serial, so an earlier base is already listed; a base not in this
             # feed (another channel, collected) is no use to a host of it: no item then.
             if varch.delta_sha256 and varch.delta_base in product["versions"]:
@@ -277,6 +289,7 @@ def left_within(session: Session, channel: Channel, sha256: str, seconds: int) -
                     col(VersionArch.metadata_sha256) == sha256,
                     col(VersionArch.rootfs_sha256) == sha256,
                     col(VersionArch.delta_sha256) == sha256,
+                    col(VersionArch.manifest_sha256) == sha256,
                 ),
             )
             .limit(1)

@@ -45,12 +45,17 @@ def collect_garbage(
         session, select(Blob).where(Blob.created_at <= cutoff).order_by(col(Blob.sha256))
     )
     kept: set[str] = set()
-    for meta, root, delta in session.exec(
-        select(VersionArch.metadata_sha256, VersionArch.rootfs_sha256, VersionArch.delta_sha256)
+    for listed in session.exec(
+        select(
+            VersionArch.metadata_sha256,
+            VersionArch.rootfs_sha256,
+            VersionArch.delta_sha256,
+            VersionArch.manifest_sha256,
+        )
         .join(Version, col(Version.id) == col(VersionArch.version_id))
         .where(col(Version.files_deleted_at).is_(None))
     ):
-        kept.update(f for f in (meta, root, delta) if f)  # a delta goes with its version
+        kept.update(f for f in listed if f)  # a delta and a manifest go with their version
     blobs = [b for b in candidates if b.sha256 not in kept]
     for blob in blobs:
         session.delete(blob)

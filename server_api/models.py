@@ -64,6 +64,9 @@ class VersionArch(SQLModel, table=True):
     delta_base: str | None = None
     delta_sha256: str | None = None
     delta_size: int | None = None
+    # The packages in the rootfs (core.manifest); None for a version published without one.
+    manifest_sha256: str | None = None
+    manifest_size: int | None = None
 
 
 class Blob(SQLModel, table=True):

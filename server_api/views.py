@@ -39,22 +39,18 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
 
 
 def _arch_view(a: VersionArch) -> ArchView:
+    stored = [
+        (FileType.metadata, a.metadata_sha256, a.metadata_size),
+        (FileType.squashfs, a.rootfs_sha256, a.rootfs_size),
+        (FileType.manifest, a.manifest_sha256, a.manifest_size),
+    ]
     return ArchView(
         arch=a.arch,
         fingerprint=a.fingerprint,
         files=[
-            BuiltFile(
-                ftype=FileType.metadata,
-                name=FILE_NAMES[FileType.metadata],
-                sha256=a.metadata_sha256,
-                size=a.metadata_size,
-            ),
-            BuiltFile(
-                ftype=FileType.squashfs,
-                name=FILE_NAMES[FileType.squashfs],
-                sha256=a.rootfs_sha256,
-                size=a.rootfs_size,
-            ),
+            BuiltFile(ftype=ftype, name=FILE_NAMES[ftype], sha256=sha256, size=size)
+            for ftype, sha256, size in stored
+            if sha256 is not None and size is not None
         ],
     )
 

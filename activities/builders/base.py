@@ -13,7 +13,7 @@ from core.catalog import BuiltFile
 from core.spec import ImageSpec
 
 Progress = Callable[[str], None]
-Built = list[tuple[BuiltFile, Path]]  # the metadata tarball, then the rootfs
+Built = list[tuple[BuiltFile, Path]]  # the metadata tarball, the rootfs, its package manifest
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,13 @@ def find_deb(deb_dir: Path, debian_arch: str) -> Path:
     return debs[-1]
 
 
+def deb_version(deb: Path) -> str:
+    """The package version a .deb's control file gives: the rootfs's one package."""
+    return run_tool(
+        ["dpkg-deb", "--field", str(deb), "Version"], f"reading {deb.name}"
+    ).stdout.strip()
+
+
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.write_text(text)
     path.chmod(mode)
@@ -223,10 +230,11 @@ def _make_rootfs(root: Path, busybox: Path, hostname: str, network: str) -> None
 
 
 def build_busybox(job: BuildJob, dirs: HostDirs) -> Built:
-    """Build `lxd.tar.xz` and `rootfs.squashfs` for one arch into the job's out_dir.
+    """Build `lxd.tar.xz`, `rootfs.squashfs` and the package manifest (busybox-static and
+    its version: no package database in the rootfs) for one arch into the job's out_dir.
 
     An existing file there is replaced. Returns (BuiltFile, path) for the metadata tarball,
-    then the rootfs. Raises BuildError with a one-line message on any failure.
+    the rootfs, then the manifest. Raises BuildError with a one-line message on any failure.
     """
     image, arch, serial, progress = job.spec, job.arch, job.serial, job.progress
     debian_arch = checked_inputs(arch, serial)
@@ -247,4 +255,5 @@ def build_busybox(job: BuildJob, dirs: HostDirs) -> Built:
         root.mkdir(mode=0o755)
         root.chmod(0o755)
         _make_rootfs(root, busybox, hostname=image.os, network=image.network)
-        return package(image, arch, serial, root, work, out_dir, progress)
+        packages = {"busybox-static": deb_version(deb)}
+        return package(image, arch, serial, root, work, out_dir, progress, packages)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from activities.builders.base import BuildJob, Built, HostDirs
 from activities.builders.errors import BuildError
-from activities.builders.image_files import checked_inputs, package, stream_tool
+from activities.builders.image_files import checked_inputs, dpkg_packages, package, stream_tool
 from core.arch import LxdArch
 from core.spec import ImageSpec
 
@@ -96,7 +96,8 @@ def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> No
 
 
 def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
-    """Build `lxd.tar.xz` and `rootfs.squashfs` for one arch into out_dir (see busybox)."""
+    """Build `lxd.tar.xz`, `rootfs.squashfs` and the manifest of the packages dpkg
+    installed for one arch into out_dir (see busybox)."""
     image, arch, serial, progress = job.spec, job.arch, job.serial, job.progress
     debian_arch = checked_inputs(arch, serial)
     if image.os not in DISTROS:
@@ -135,4 +136,5 @@ def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
         )
         progress(f"{arch}: configuring the rootfs")
         _configure(root, image, mirror, components)
-        return package(image, arch, serial, root, work, out_dir, progress)
+        installed = dpkg_packages(root)
+        return package(image, arch, serial, root, work, out_dir, progress, installed)

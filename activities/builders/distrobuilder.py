@@ -14,6 +14,7 @@ from activities.builders.image_files import (
     ROOTFS_NAME,
     checked_inputs,
     collect,
+    squashfs_packages,
     stream_tool,
 )
 
@@ -33,7 +34,8 @@ def find_tool() -> str:
 
 def build_distrobuilder(job: BuildJob, _: HostDirs) -> Built:
     """`build-lxd --type=split`, with serial, arch and names from the spec overriding the
-    definition's, so metadata.yaml carries the same properties as every other builder's."""
+    definition's, so metadata.yaml carries the same properties as every other builder's;
+    the manifest lists what the rootfs's dpkg database does (empty without one)."""
     image, arch, serial, progress = job.spec, job.arch, job.serial, job.progress
     debian_arch = checked_inputs(arch, serial)
     tool = find_tool()
@@ -63,6 +65,8 @@ def build_distrobuilder(job: BuildJob, _: HostDirs) -> Built:
             f"{arch}: {Path(tool).name}",
             progress,
         )
-        return collect(
-            arch, work / "out" / METADATA_NAME, work / "out" / ROOTFS_NAME, out_dir, progress
-        )
+        rootfs = work / "out" / ROOTFS_NAME
+        # The rootfs's dpkg database, if it has one; other package managers' are not read
+        # yet: their images get an empty manifest.
+        packages = squashfs_packages(rootfs, work)
+        return collect(arch, work / "out" / METADATA_NAME, rootfs, packages, out_dir, progress)

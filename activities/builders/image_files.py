@@ -17,10 +17,13 @@ from activities.builders.base import Progress
 from activities.builders.errors import BuildError
 from core.arch import DebianArch, LxdArch, UnknownArchError, to_debian
 from core.catalog import FILE_NAMES, BuiltFile, FileType
+from core.manifest import Packages, dpkg_installed, format_manifest
 from core.spec import ImageSpec, Serial
 
 METADATA_NAME = FILE_NAMES[FileType.metadata]
 ROOTFS_NAME = FILE_NAMES[FileType.squashfs]
+MANIFEST_NAME = FILE_NAMES[FileType.manifest]
+DPKG_STATUS = Path("var/lib/dpkg/status")
 # gzip: every squashfs-tools and kernel reads it; on a 250 MB Debian tree it took 13.5 s
 # here against 21.5 s for zstd (5% smaller) and more for xz.
 SQUASHFS_COMP = ("-comp", "gzip")
@@ -192,6 +195,22 @@ def squashfs(root: Path, dest: Path, created: int) -> None:
     )
 
 
+def dpkg_packages(root: Path) -> Packages:
+    """The packages a rootfs's dpkg database lists as installed; none without one."""
+    status = root / DPKG_STATUS
+    return dpkg_installed(status.read_text()) if status.is_file() else {}
+
+
+def squashfs_packages(rootfs: Path, work: Path) -> Packages:
+    """`dpkg_packages` of a squashfs rootfs: its dpkg status file alone is extracted."""
+    dest = work / "dpkg-status"
+    run_tool(
+        ["unsquashfs", "-no-progress", "-d", str(dest), str(rootfs), str(DPKG_STATUS)],
+        "reading the rootfs's package database",
+    )
+    return dpkg_packages(dest)
+
+
 def package(
     image: ImageSpec,
     arch: LxdArch,
@@ -200,10 +219,12 @@ def package(
     work: Path,
     out_dir: Path,
     progress: Progress,
+    packages: Packages,
 ) -> list[tuple[BuiltFile, Path]]:
-    """Metadata tarball and squashfs of a finished rootfs, moved into out_dir.
+    """Metadata tarball and squashfs of a finished rootfs, moved into out_dir, and the
+    manifest of its `packages`.
 
-    Returns (BuiltFile, path) for the metadata tarball, then the rootfs.
+    Returns (BuiltFile, path) for the metadata tarball, the rootfs, then the manifest.
     """
     created = creation_time()
     progress(f"{arch}: writing {METADATA_NAME}")
@@ -214,17 +235,26 @@ def package(
     progress(f"{arch}: writing {ROOTFS_NAME}")
     root_tmp = work / ROOTFS_NAME
     squashfs(root, root_tmp, created)
-    return collect(arch, meta_tmp, root_tmp, out_dir, progress)
+    return collect(arch, meta_tmp, root_tmp, packages, out_dir, progress)
 
 
 def collect(
-    arch: LxdArch, metadata_file: Path, rootfs: Path, out_dir: Path, progress: Progress
+    arch: LxdArch,
+    metadata_file: Path,
+    rootfs: Path,
+    packages: Packages,
+    out_dir: Path,
+    progress: Progress,
 ) -> list[tuple[BuiltFile, Path]]:
-    """Move the two files into out_dir under their fixed names and describe them."""
+    """Move the two files into out_dir under their fixed names, write the manifest of
+    `packages` beside them, and describe the three."""
+    manifest = metadata_file.with_name(f".{MANIFEST_NAME}")
+    manifest.write_bytes(format_manifest(packages))
     results = []
     for ftype, name, src in [
         (FileType.metadata, METADATA_NAME, metadata_file),
         (FileType.squashfs, ROOTFS_NAME, rootfs),
+        (FileType.manifest, MANIFEST_NAME, manifest),
     ]:
         dest = out_dir / name
         os.replace(src, dest)

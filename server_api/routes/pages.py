@@ -1,4 +1,5 @@
-"""The catalog as web pages: images, an image's versions, a version's checks and events.
+"""The catalog as web pages: images, an image's versions, a version's checks, events and
+packages.
 
 Rendered on the server from templates (no build step, no script: readable without
 JavaScript), styled by one small stylesheet that works at phone width. The pages are as
@@ -27,8 +28,10 @@ from server_api.deps import (
     PageReader,
     SessionDep,
     SettingsDep,
+    StoreDep,
     find_token,
 )
+from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
 from server_api.views import (
@@ -133,6 +136,7 @@ def version_page(
     serial: SerialPath,
     session: SessionDep,
     settings: SettingsDep,
+    store: StoreDep,
 ) -> Response:
     try:
         row = get_version(session, image, serial)
@@ -149,6 +153,7 @@ def version_page(
         results=by_arch,
         missing=missing_checks(session, row),
         events=events(session, row),
+        packages=version_packages(session, store, row).arches,
         channel=channel_of(version.state),
         public_feeds=settings.public_feeds,
         base_url=str(request.base_url).rstrip("/"),

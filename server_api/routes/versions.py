@@ -12,6 +12,7 @@ from core.catalog import (
     GcResult,
     TransitionRequest,
     VersionCreate,
+    VersionPackages,
     VersionState,
     VersionView,
 )
@@ -33,6 +34,7 @@ from server_api.deps import (
     WriterDep,
 )
 from server_api.gc import collect_garbage
+from server_api.manifests import version_packages
 from server_api.routing import ReleasingRoute
 from server_api.schemas import TokenScope
 from server_api.views import events, list_versions, view
@@ -93,6 +95,19 @@ def create_version(
 @router.get("/images/{image}/versions/{serial}", dependencies=[ApiReader])
 def read_version(image: ImageName, serial: SerialPath, session: SessionDep) -> VersionView:
     return view(session, get_version(session, image, serial))
+
+
+@router.get(
+    "/images/{image}/versions/{serial}/manifest",
+    summary="A version's packages per arch, and what changed since the previous version",
+    dependencies=[ApiReader],
+)
+def read_manifest(
+    image: ImageName, serial: SerialPath, session: SessionDep, store: StoreDep
+) -> VersionPackages:
+    """`packages` is null for an arch published without a manifest; `diff` is against
+    `previous`, the newest older version of the image with a manifest of that arch."""
+    return version_packages(session, store, get_version(session, image, serial))
 
 
 @router.post("/images/{image}/versions/{serial}/transitions", summary="Change a version's state")

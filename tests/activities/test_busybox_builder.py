@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -13,8 +14,10 @@ import yaml
 from activities.builders.base import BuildJob, HostDirs
 from activities.builders.busybox import build_busybox
 from activities.builders.errors import BuildError
+from activities.builders.image_files import squashfs_packages
 from core.arch import LxdArch
 from core.catalog import FileType
+from core.manifest import parse_manifest
 from core.spec import ImageSpec
 from tests.support import DEBS
 
@@ -48,6 +51,7 @@ def test_builds_split_image(tmp_path: Path, arch: LxdArch, debian_arch: str) -> 
     assert [(b.ftype, b.name) for b, _ in out] == [
         (FileType.metadata, "lxd.tar.xz"),
         (FileType.squashfs, "rootfs.squashfs"),
+        (FileType.manifest, "rootfs.manifest"),
     ]
     for built, path in out:
         assert path.is_file() and path.parent == tmp_path / arch
@@ -73,6 +77,13 @@ def test_builds_split_image(tmp_path: Path, arch: LxdArch, debian_arch: str) -> 
     }
     assert meta["templates"]["/etc/hostname"]["template"] == "hostname.tpl"
     assert "container.name" in hostname_tpl
+
+    # The manifest: the one package the rootfs is made of, at the .deb's version (whose
+    # file name has the epoch's colon as %3a).
+    deb = next(DEBS.glob(f"busybox-static_*_{debian_arch}.deb"))
+    version = unquote(deb.name.split("_")[1])
+    assert out[2][1].read_bytes() == f"busybox-static\t{version}\n".encode()
+    assert parse_manifest(out[2][1].read_bytes()) == {"busybox-static": version}
 
     if shutil.which("unsquashfs"):
         listing = subprocess.run(
@@ -119,3 +130,25 @@ def test_missing_deb_says_to_run_setup_host(tmp_path: Path) -> None:
 def test_bad_serial_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="serial"):
         build_busybox(BuildJob(SPEC, "x86_64", "latest", tmp_path), DIRS)
+
+
+def test_a_squashfs_rootfs_lists_what_its_dpkg_database_does(tmp_path: Path) -> None:
+    """How the distrobuilder builder reads a rootfs it only has as a squashfs; one without
+    a dpkg database (busybox's) lists nothing."""
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(
+        "Package: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2-2\n\n"
+        "Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1\n"
+    )
+    squashfs = tmp_path / "rootfs.squashfs"
+    (tmp_path / "with").mkdir()
+    (tmp_path / "without").mkdir()
+    subprocess.run(["mksquashfs", root, squashfs, "-quiet", "-no-progress"], check=True)
+    assert squashfs_packages(squashfs, tmp_path / "with") == {"bash": "5.2-2"}
+
+    (root / "var/lib/dpkg/status").unlink()
+    subprocess.run(
+        ["mksquashfs", root, squashfs, "-noappend", "-quiet", "-no-progress"], check=True
+    )
+    assert squashfs_packages(squashfs, tmp_path / "without") == {}
