@@ -97,13 +97,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     from server_api import tokens
     from server_api.config import ServerSettings
     from server_api.db import make_engine
+    from server_api.edge import EdgeFiles
     from server_api.schemas import CredentialCreate, TokenCreate
 
     def expiry(at: object) -> str:
         return f"expires {at:%Y-%m-%d %H:%M}" if at else "no expiry"
 
     try:
-        with Session(make_engine(ServerSettings().db_url)) as session:
+        server = ServerSettings()
+        edge = EdgeFiles(server.static_root)  # what the project's nginx checks feeds by
+        with Session(make_engine(server.db_url)) as session:
             if args.action == "create" and args.feed:
                 made = tokens.issue_credential(
                     session,
@@ -113,6 +116,7 @@ def cmd_token(args: argparse.Namespace) -> int:
                         flavour=args.flavour,
                         expires_in_s=args.expires_in,
                     ),
+                    edge,
                 )
                 print(f"{Settings().server_url.rstrip('/')}{made.feed_path}/")
             elif args.action == "create":
@@ -132,13 +136,17 @@ def cmd_token(args: argparse.Namespace) -> int:
                 print(f"icefloe: token {args.action} needs an id", file=sys.stderr)
                 return 2
             elif args.action == "revoke":
-                revoke = tokens.revoke_credential if args.feed else tokens.revoke_token
-                print(f"revoked {revoke(session, args.id).name}")
+                revoked = (
+                    tokens.revoke_credential(session, args.id, edge).name
+                    if args.feed
+                    else tokens.revoke_token(session, args.id).name
+                )
+                print(f"revoked {revoked}")
             elif args.channel is None:
                 print("icefloe: token follow needs --channel active|testing", file=sys.stderr)
                 return 2
             else:
-                moved = tokens.follow_channel(session, args.id, args.channel)
+                moved = tokens.follow_channel(session, args.id, args.channel, edge)
                 print(f"feed {moved.name} now follows {moved.channel}")
     except tokens.AccessError as exc:
         print(f"icefloe: {exc}", file=sys.stderr)

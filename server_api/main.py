@@ -8,11 +8,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlmodel import Session
 
 from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.deps import LoginRequired
+from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
@@ -20,6 +22,11 @@ from server_api.routes import access, feeds, files, pages, pipelines, versions
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
+
+
+def _resync_edge(app: FastAPI) -> None:
+    with Session(app.state.engine) as session:
+        app.state.edge.resync(session)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -34,7 +41,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             app.state.static, app.state.engine, app.state.feeds, settings.static_poll_s
         )
         writer.start()
+        app.state.edge.watch(app.state.engine)
+        await anyio.to_thread.run_sync(_resync_edge, app)
         yield
+        app.state.edge.unwatch()
         writer.stop()
         app.state.engine.dispose()
 
@@ -53,6 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.static = StaticTrees(
         settings.static_root, app.state.store, settings.channel_file_grace_s, settings.public_feeds
     )
+    app.state.edge = EdgeFiles(settings.static_root)
     app.add_middleware(RequestGuard, settings=settings, engine=app.state.engine)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

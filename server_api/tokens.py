@@ -12,6 +12,7 @@ from typing import TypeVar
 from sqlmodel import Session, col, select
 
 from core.catalog import Channel
+from server_api.edge import EdgeFiles
 from server_api.models import FeedCredential, Secret, Token, utcnow
 from server_api.schemas import (
     CredentialCreate,
@@ -82,7 +83,10 @@ def list_tokens(session: Session) -> list[TokenView]:
     return [TokenView.model_validate(r, from_attributes=True) for r in rows]
 
 
-def issue_credential(session: Session, req: CredentialCreate) -> CredentialIssued:
+def issue_credential(
+    session: Session, req: CredentialCreate, edge: EdgeFiles | None = None
+) -> CredentialIssued:
+    """`edge`: where nginx looks credentials up (without it nginx asks the server)."""
     secret = f"iflf_{secrets.token_urlsafe(32)}"
     row = FeedCredential(
         name=req.name,
@@ -92,6 +96,8 @@ def issue_credential(session: Session, req: CredentialCreate) -> CredentialIssue
         expires_at=_expiry(req.expires_in_s),
     )
     _save(session, row)
+    if edge is not None:
+        edge.sync(session, row)
     view = CredentialView.model_validate(row, from_attributes=True)
     return CredentialIssued(feed_path=feed_path(secret), **view.__dict__)
 
@@ -129,15 +135,18 @@ def revoke_token(session: Session, id_: int) -> TokenView:
     return TokenView.model_validate(_revoke(session, Token, id_), from_attributes=True)
 
 
-def revoke_credential(session: Session, id_: int) -> CredentialView:
-    return CredentialView.model_validate(
-        _revoke(session, FeedCredential, id_), from_attributes=True
-    )
+def revoke_credential(session: Session, id_: int, edge: EdgeFiles) -> CredentialView:
+    """`edge` loses the credential's file before this returns: nginx refuses it next."""
+    row = _revoke(session, FeedCredential, id_)
+    edge.sync(session, row)
+    return CredentialView.model_validate(row, from_attributes=True)
 
 
-def follow_channel(session: Session, id_: int, channel: Channel) -> CredentialView:
-    """Move a consumer to another channel; its feed URL stays the same."""
+def follow_channel(session: Session, id_: int, channel: Channel, edge: EdgeFiles) -> CredentialView:
+    """Move a consumer to another channel; its feed URL stays the same, and `edge`'s file
+    names the new channel's tree before this returns."""
     row = _get(session, FeedCredential, id_)
     row.channel = channel
     _save(session, row)
+    edge.sync(session, row)
     return CredentialView.model_validate(row, from_attributes=True)

@@ -4,8 +4,10 @@ tests and benchmarks.
 
 `python -m deploy.nginx --listen 443 --server-name images.example --tls-cert C --tls-key K`
 prints the site (http context) for /etc/nginx/conf.d/: public channel feeds and their
-files straight from the static trees, private feeds checked by the server and sent by
-nginx (X-Accel-Redirect), uploads streamed through. The server's settings
+files straight from the static trees, private feeds from the trees too once nginx's njs
+(icefloe.js, Debian's libnginx-mod-http-js, loaded by /etc/nginx/modules-enabled) found
+their credential usable, else checked by the server and sent by nginx (X-Accel-Redirect),
+uploads streamed through. The server's settings
 (ICEFLOE_SERVER_*) come from the environment, as the server reads them.
 """
 
@@ -25,6 +27,9 @@ import httpx
 from server_api.config import ServerSettings
 
 TEMPLATE = Path(__file__).with_name("icefloe.conf.template")
+NJS = Path(__file__).with_name("icefloe.js")
+# Debian's njs module (libnginx-mod-http-js); the host's nginx loads it by modules-enabled.
+NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 
 
 def _upstream_name(host: str) -> str:
@@ -58,6 +63,7 @@ def site(
         "static_dir": settings.static_root.resolve(),
         "store_dir": settings.files_dir.resolve(),
         "max_body": settings.max_upload_bytes,
+        "njs": NJS.resolve(),
     }
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m[1]]), TEMPLATE.read_text())
 
@@ -69,7 +75,8 @@ def standalone(site_conf: Path, work: Path, workers: int = 1, access_log: str = 
         f"    {kind}_temp_path {work}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    return f"""user {getpass.getuser()};
+    return f"""load_module {NJS_MODULE};
+user {getpass.getuser()};
 worker_processes {workers};
 pid {work}/nginx.pid;
 error_log {work}/error.log warn;

@@ -3,7 +3,7 @@ answer that creates them; lists and revocations never carry one."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from server_api import tokens
 from server_api.deps import Operator, SessionDep
@@ -39,8 +39,10 @@ def revoke_token(token_id: Id, session: SessionDep, _: Operator) -> TokenView:
 
 
 @router.post("/credentials", status_code=201, summary="Create a private feed (URL shown once)")
-def create_credential(req: CredentialCreate, session: SessionDep, _: Operator) -> CredentialIssued:
-    return tokens.issue_credential(session, req)
+def create_credential(
+    req: CredentialCreate, session: SessionDep, _: Operator, request: Request
+) -> CredentialIssued:
+    return tokens.issue_credential(session, req, request.app.state.edge)
 
 
 @router.get("/credentials", summary="List private feed credentials (never their secrets)")
@@ -50,11 +52,13 @@ def list_credentials(session: SessionDep, _: Operator) -> list[CredentialView]:
 
 @router.patch("/credentials/{credential_id}", summary="Move a credential to another channel")
 def update_credential(
-    credential_id: Id, req: CredentialUpdate, session: SessionDep, _: Operator
+    credential_id: Id, req: CredentialUpdate, session: SessionDep, _: Operator, request: Request
 ) -> CredentialView:
-    return tokens.follow_channel(session, credential_id, req.channel)
+    return tokens.follow_channel(session, credential_id, req.channel, request.app.state.edge)
 
 
 @router.post("/credentials/{credential_id}/revoke", summary="Revoke a private feed, at once")
-def revoke_credential(credential_id: Id, session: SessionDep, _: Operator) -> CredentialView:
-    return tokens.revoke_credential(session, credential_id)
+def revoke_credential(
+    credential_id: Id, session: SessionDep, _: Operator, request: Request
+) -> CredentialView:
+    return tokens.revoke_credential(session, credential_id, request.app.state.edge)
