@@ -1,16 +1,20 @@
 """The Incus flavour as the real `incus` client and daemon see it (deploy/setup-host runs
 Incus beside LXD, on a bridge of its own): `incus remote add` of a private Incus feed,
-`incus image list` shows the image and its alias, `incus launch` by alias runs it; the same
-from the public channel tree nginx serves. An LXD feed lists nothing Incus can use
+`incus image list` shows the image, its alias and requirements, `incus launch` by alias runs
+it and it gets an address on Incus's bridge; the same from the public channel tree nginx
+serves. An LXD feed lists nothing Incus can use
 (Incus takes only `incus.tar.xz` metadata).
 
 Everything it creates goes, on failure too: the instance, the images the launches cached
 in Incus, and the remotes (they live in a throwaway INCUS_CONF).
 """
 
+import ipaddress
+import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,15 +44,30 @@ class Incus(Lxc):
         subprocess.run([self.program, *args], env=self.env, capture_output=True, timeout=120)
 
     def launch_runs(self, image: str, fingerprint: str) -> None:
-        """`incus launch image`: the instance is Running on `fingerprint` and execs; it goes."""
+        """`incus launch image`: the instance is Running on `fingerprint`, execs and gets an
+        address by DHCP on its bridge (Incus's own, beside LXD's); it goes."""
         name = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
         try:
             self("launch", image, name, timeout=300)
             assert self("list", name, "--format", "csv", "--columns", "s").strip() == "RUNNING"
             assert self("config", "get", name, "volatile.base_image").strip() == fingerprint
             assert self("exec", name, "--", "echo", "incus-ok").strip() == "incus-ok"
+            bridge = json.loads(self("query", f"/1.0/instances/{name}"))["expanded_devices"]
+            cidr = self("network", "get", bridge["eth0"]["network"], "ipv4.address").strip()
+            assert self.address(name) in ipaddress.ip_interface(cidr).network
         finally:
             self.quietly("delete", "--force", name)
+
+    def address(self, name: str, timeout_s: float = 60) -> ipaddress.IPv4Address:
+        """The instance's IPv4 address on eth0, once its DHCP client got one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = json.loads(self("query", f"/1.0/instances/{name}/state"))
+            for a in (state["network"] or {}).get("eth0", {}).get("addresses", []):
+                if a["family"] == "inet" and a["scope"] == "global":
+                    return ipaddress.IPv4Address(a["address"])
+            assert time.monotonic() < deadline, f"{name} got no IPv4 address on eth0"
+            time.sleep(0.5)
 
 
 @pytest.fixture
@@ -82,13 +101,17 @@ def test_incus_lists_and_launches_from_a_private_incus_feed(
     image_server: RunningServer, incus: Incus, tmp_path: Path
 ):
     alias = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
-    fingerprint = promoted(image_server, new_image(arches=["x86_64"], aliases=[alias]), tmp_path)
+    image = new_image(arches=["x86_64"], aliases=[alias], requirements={"secureboot": "false"})
+    fingerprint = promoted(image_server, image, tmp_path)
     cert = image_server.server_settings.cert_path
     for remote, flavour in (("inc", "incus"), ("lxd", "lxd")):
         path, _ = credential(image_server, "active", flavour)
         incus.add_remote(remote, image_server.url + path, cert)
 
     assert alias in incus.images("inc")[fingerprint]
+    listed = json.loads(incus("image", "list", "inc:", "--format", "json"))
+    properties = next(i["properties"] for i in listed if i["fingerprint"] == fingerprint)
+    assert properties["requirements.secureboot"] == "false"
     assert fingerprint not in incus.images("lxd"), "an LXD feed has no incus.tar.xz for Incus"
     incus.launch_runs(f"inc:{alias}", fingerprint)
 
