@@ -36,6 +36,12 @@ async def test_sample_image_reaches_active_on_every_local_arch(
     }
     assert all(a.host for a in version.assessments)
     assert catalog.missing_checks(image.name, serial) == {"x86_64": [], "i686": []}
+    # Each arch's package manifest came along from the build: busybox-static, one package.
+    manifests = catalog.manifest(image.name, serial).arches
+    assert [(m.arch, [p.name for p in m.packages or []]) for m in manifests] == [
+        ("i686", ["busybox-static"]),
+        ("x86_64", ["busybox-static"]),
+    ]
     leftovers = [
         i.name
         for i in listed(connect_lxd(settings))

@@ -89,15 +89,20 @@ def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testin
 
     operator = client(image_server, token(image_server, "operator"))
     cert = image_server.server_settings.cert_path
+    paths = {}
     for remote, channel, flavour in [
         ("act", "active", "lxd"),
         ("tst", "testing", "lxd"),
         ("inc", "active", "incus"),
     ]:
         body = {"name": remote, "channel": channel, "flavour": flavour}
-        path = operator._http.post("/api/v1/credentials", json=body).json()["feed_path"]
-        lxc.add_remote(remote, image_server.url + path, cert)
+        paths[remote] = operator._http.post("/api/v1/credentials", json=body).json()["feed_path"]
+        lxc.add_remote(remote, image_server.url + paths[remote], cert)
     operator.close()
+    # The feed LXD launches from lists the rootfs's package manifest too: an ftype it passes over.
+    feed = catalog._http.get(f"{paths['act']}/streams/v1/images.json").json()
+    items = feed["products"][f"{image.os}:{image.release}:amd64:default"]["versions"][active]
+    assert items["items"]["manifest"]["ftype"] == "manifest"
 
     on_active, on_testing = lxc.images("act"), lxc.images("tst")
     assert alias in on_active[active_fp] and testing_fp not in on_active
