@@ -7,14 +7,15 @@
    served as a static file by Debian's nginx (one worker process each), driven by wrk
    with a bounded number of connections and a fixed duration.
 3. nginx in front as deploy/nginx configures it (one worker), the server behind it with
-   X-Accel-Redirect: the public feed from the static tree, a private feed (the server
-   checks the credential, nginx sends the tree's file) and a 16 MiB file through the
-   private path, each against nginx serving the same bytes as a plain file; and a no-op
-   request to the server through nginx, the ceiling of any check made per request.
+   X-Accel-Redirect: the public feed from the static tree, a private feed (nginx's njs
+   checks the credential file the server keeps, nginx sends the tree's file) and a 16 MiB
+   file through the private path, each against nginx serving the same bytes as a plain
+   file; and a no-op request to the server through nginx, the ceiling of any check the
+   server makes per request.
 4. server_api's peak memory (VmHWM) while a 2 GiB file is uploaded to it.
 
 Run as root on Debian 12 from the repo: `.venv/bin/python bench/server_feeds.py`.
-It installs nginx and wrk from Debian when they are missing, starts everything it
+It installs nginx, its njs module and wrk from Debian when they are missing, starts everything it
 needs on 127.0.0.1 in a temporary directory, and stops what it started by PID.
 """
 
@@ -66,8 +67,10 @@ def free_port() -> int:
 
 
 def apt_install(*packages: str) -> None:
+    """Debian's `packages` whose program (or, for the njs module, file) is missing."""
+    present = {"libnginx-mod-http-js": Path(nginx_site.NJS_MODULE).exists()}
     missing = [
-        p for p in packages if shutil.which(p) is None and shutil.which(f"/usr/sbin/{p}") is None
+        p for p in packages if not present.get(p, shutil.which(p) or shutil.which(f"/usr/sbin/{p}"))
     ]
     if missing:
         print(f"installing {' '.join(missing)} from Debian ...", flush=True)
@@ -489,7 +492,7 @@ def bench_front(work: Path, seconds: int, connections: int, file_mib: int) -> No
         f"({public_rps / static_rps:.2f}x of plain; target >= 0.9x)"
     )
     print(
-        f"  private feed, X-Accel-Redirect {private_rps:8,.0f}/s   "
+        f"  private feed, njs check        {private_rps:8,.0f}/s   "
         f"({private_rps / static_rps:.2f}x of plain; target >= 0.5x)"
     )
     print(
@@ -570,7 +573,7 @@ def main() -> None:
     p.add_argument("--file-mib", type=int, default=16, help="the private-path download")
     p.add_argument("--upload-gib", type=float, default=2.0)
     args = p.parse_args()
-    apt_install("nginx", "wrk")
+    apt_install("nginx", "libnginx-mod-http-js", "wrk")
     print(f"{os.cpu_count()} CPUs; server_api: uvicorn, 1 process, SQLite; nginx: 1 worker")
     with tempfile.TemporaryDirectory(prefix="icefloe-bench-") as tmp:
         work = Path(tmp)
