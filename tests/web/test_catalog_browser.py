@@ -10,7 +10,9 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwr
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, TransitionRequest
-from tests.support import RunningServer, client, new_image, next_serial, publish_fake, token
+from tests.server.test_manifests import NEW, OLD
+from tests.server.test_manifests import request as with_manifest
+from tests.support import RunningServer, client, new_image, next_serial, token
 
 pytestmark = pytest.mark.browser
 
@@ -44,9 +46,13 @@ def browser() -> Iterator[Browser]:
 def version(
     image_server: RunningServer, catalog: CatalogClient, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, str]:
-    """A version whose i686 boot failed with evidence, forced to active by an operator."""
-    image, serial = new_image(os="debian-web", release="bookworm"), next_serial()
-    publish_fake(catalog, tmp_path_factory.mktemp("web"), image, serial)
+    """A version whose i686 boot failed with evidence, forced to active by an operator; its
+    packages changed since the version before."""
+    image = new_image(os="debian-web", release="bookworm")
+    earlier, serial = next_serial(), next_serial()
+    tmp = tmp_path_factory.mktemp("web")
+    catalog.publish(with_manifest(catalog, tmp, image, earlier, OLD))
+    catalog.publish(with_manifest(catalog, tmp, image, serial, NEW))
     wf = f"icefloe:{image.name}:{serial}"
     catalog.transition(
         image.name, serial, TransitionRequest(to="testing", reason="published", workflow_id=wf)
@@ -109,6 +115,10 @@ def test_catalog_pages_in_chromium(browser, image_server, version, tmp_path):
     expect(evidence).to_be_visible()
     expect(evidence).to_have_text(EVIDENCE)  # as sent: markup shown, not obeyed
     assert evidence.locator("b").count() == 0
+
+    changes = page.locator("section.packages", has=page.get_by_role("heading", name="x86_64"))
+    expect(changes).to_contain_text("1 added, 1 removed, 1 changed")
+    expect(changes.get_by_role("row", name="bash changed 5.1-6 → 5.2.15-2+b7")).to_be_visible()
 
     forced = page.locator("li.event.forced")
     expect(forced).to_have_count(1)
