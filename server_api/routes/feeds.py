@@ -12,7 +12,10 @@ The same three routes answer under several base URLs, each resolving to a
 Behind the project's nginx (ICEFLOE_SERVER_ACCEL_REDIRECT, deploy/nginx) a route still
 decides (credential, channel, grace) but answers with `X-Accel-Redirect` to one of nginx's
 internal locations, and nginx sends the bytes: a feed from the static tree once that shows
-the catalog's generation, a file from the tree's links or else the store.
+the catalog's generation, a file from the tree's links or else the store. Most private
+feed requests do not get here at all: nginx checks the credential files server_api.edge
+keeps and sends the current tree itself; these routes answer what it leaves (unknown,
+revoked or expired credentials, trees behind the catalog, files of older trees).
 """
 
 import hashlib

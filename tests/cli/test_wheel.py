@@ -40,7 +40,7 @@ def test_every_module_and_data_file_ships(installed_wheel: Installed) -> None:
     }
     expected |= {f"core/definitions/{p.name}" for p in (REPO_DIR / "images").glob("*.yaml")}
     expected |= {"server_api/alembic.ini", "server_api/alembic/script.py.mako"}
-    expected |= {"deploy/nginx/icefloe.conf.template"}
+    expected |= {"deploy/nginx/icefloe.conf.template", "deploy/nginx/icefloe.js"}
     expected |= {
         str(p.relative_to(REPO_DIR))
         for pattern in ("templates/*.html", "assets/*.css")
