@@ -31,7 +31,6 @@ from tests.server.test_lxc_client import Lxc
 from tests.support import DEBS, RunningServer, busybox_spec, http, move, next_serial
 
 ARCH: LxdArch = "x86_64"
-LXD_CACHE = Path("/var/cache/lxd")
 Built = list[tuple[BuiltFile, Path]]
 
 
@@ -100,8 +99,9 @@ def refresh(
     specs: tuple[ImageSpec, ImageSpec],
     delta: bool = True,
 ) -> Refresh:
-    """LXD caches version A of `specs[0]` by alias with auto-update; B, built from
-    `specs[1]` (the same image, changed), is published; `lxc image refresh` fetches it.
+    """LXD (or Incus: `lxc` an Incus client) caches version A of `specs[0]` by alias with
+    auto-update; B, built from `specs[1]` (the same image, changed), is published;
+    `lxc image refresh` fetches it.
     `delta` False: B is published as by a server that makes no deltas."""
     alias, local = (f"icefloe-delta-{uuid.uuid4().hex[:8]}" for _ in range(2))
     image, changed = (s.model_copy(update={"aliases": [alias]}) for s in specs)
@@ -111,7 +111,7 @@ def refresh(
     # The channel's own URL: fresh ones (the pipeline's) list no deltas. LXD keeps a feed an
     # hour by its URL, so its copy is dropped before each read.
     url = catalog.channel_url("testing")
-    cached = LXD_CACHE / hashlib.sha256(url.encode()).hexdigest()
+    cached = lxc.cache / hashlib.sha256(url.encode()).hexdigest()
     shutil.rmtree(cached, ignore_errors=True)
     lxc.add_remote("src", url, server.server_settings.cert_path)
     try:
@@ -141,7 +141,7 @@ def refresh(
         )
     finally:
         for name in (local, old):  # the refreshed image by its alias, A if it stayed
-            subprocess.run(["lxc", "image", "delete", name], env=lxc.env, capture_output=True)
+            subprocess.run([lxc.program, "image", "delete", name], env=lxc.env, capture_output=True)
 
 
 def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(

@@ -9,6 +9,7 @@ Everything it creates goes, on failure too: the instance, the images the launche
 in Incus, and the remotes (they live in a throwaway INCUS_CONF).
 """
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -21,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from clients.catalog import CatalogClient
 from core.spec import ImageSpec
 from tests.server import test_static_tree
+from tests.server.test_deltas import refresh, two_busyboxes
 from tests.server.test_lxc_client import Lxc
 from tests.server.test_static_tree import Front, built, credential, wait_written
 from tests.support import RunningServer, client, move, new_image, pass_all
@@ -34,14 +37,30 @@ class Incus(Lxc):
     """The `incus` CLI: `lxc`'s commands, its config directory in INCUS_CONF."""
 
     program = "incus"
+    cache = Path("/var/cache/incus")
 
     def __init__(self, conf: Path) -> None:
         super().__init__(conf)
         self.env = os.environ | {"INCUS_CONF": str(conf)}
+        self.sources: set[str] = set()  # its remotes' URLs, as Incus records an image's source
+
+    def add_remote(self, name: str, url: str, cert: Path) -> None:
+        super().add_remote(name, url, cert)
+        self.sources.add(url.rstrip("/"))
 
     def quietly(self, *args: str) -> None:
         """A clean-up step: something already gone is no failure."""
         subprocess.run([self.program, *args], env=self.env, capture_output=True, timeout=120)
+
+    def forget(self) -> None:
+        """Deletes the images Incus took from this client's remotes (only those: other tests
+        share the daemon), its cached copies of their feeds, and the remotes."""
+        for image in json.loads(self("image", "list", "local:", "--format", "json")):
+            if (image.get("update_source") or {}).get("server") in self.sources:
+                self.quietly("image", "delete", image["fingerprint"])
+        for url in self.sources:
+            shutil.rmtree(self.cache / hashlib.sha256(url.encode()).hexdigest(), ignore_errors=True)
+        shutil.rmtree(self.conf, ignore_errors=True)
 
     def launch_runs(self, image: str, fingerprint: str) -> None:
         """`incus launch image`: the instance is Running on `fingerprint`, execs and gets an
@@ -72,17 +91,14 @@ class Incus(Lxc):
 
 @pytest.fixture
 def incus(tmp_path: Path) -> Iterator[Incus]:
-    """The `incus` client with a config of its own; the images its launches cached go after."""
+    """The `incus` client with a config of its own; what Incus took from its remotes goes."""
     if shutil.which("incus") is None:
         pytest.skip("no incus client: deploy/setup-host installs Incus (Debian 12 from backports)")
     cli = Incus(tmp_path / "incus-conf")
-    before = set(cli.images("local"))
     try:
         yield cli
     finally:
-        for fingerprint in set(cli.images("local")) - before:
-            cli.quietly("image", "delete", fingerprint)
-        shutil.rmtree(cli.conf, ignore_errors=True)  # the remotes
+        cli.forget()
 
 
 def promoted(server: RunningServer, image: ImageSpec, tmp: Path) -> str:
@@ -131,3 +147,14 @@ def test_incus_launches_from_the_nginx_served_public_channel_and_lists_a_private
     assert default_alias in incus.images("pub")[fingerprint]
     assert default_alias in incus.images("prv")[fingerprint]
     incus.launch_runs(f"pub:{default_alias}", fingerprint)
+
+
+def test_incus_refreshes_a_cached_image_by_the_delta(
+    image_server: RunningServer, catalog: CatalogClient, incus: Incus, tmp_path: Path
+):
+    """Incus reads the `squashfs.vcdiff` item with `delta_base` as LXD does."""
+    done = refresh(image_server, catalog, incus, tmp_path, two_busyboxes())
+    assert done.refreshed == done.new != done.old
+    assert done.delta_size is not None
+    assert done.sent.get("squashfs.vcdiff") == done.delta_size
+    assert "squashfs" not in done.sent, f"the whole squashfs was sent too: {done.sent}"

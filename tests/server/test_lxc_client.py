@@ -30,6 +30,7 @@ class Lxc:
     """The `lxc` CLI with its own config directory (remotes and pinned certificates)."""
 
     program = "lxc"
+    cache = Path("/var/cache/lxd")  # the daemon's copy of each remote's feed, by sha256(URL)
 
     def __init__(self, conf: Path) -> None:
         self.env = os.environ | {"LXD_CONF": str(conf), "LXC_CONF": str(conf)}
