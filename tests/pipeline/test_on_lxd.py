@@ -72,6 +72,11 @@ async def test_debian_image_built_with_debootstrap_reaches_active(
     assert "\njournal: no failed units, no core dumps" in checks["reboot"][1]
     assert all(a.duration_s > 0 for a in version.assessments if a.check != "ipv6")
     assert leftovers(connect_lxd(settings), version) == []
+    # The manifest is what dpkg installed in the rootfs: minbase and the image's packages.
+    (manifest,) = catalog.manifest(image.name, serial).arches
+    installed = {p.name: p.version for p in manifest.packages or []}
+    assert {"libc6", "dpkg", "systemd-sysv", "iproute2", "ifupdown"} <= installed.keys()
+    assert len(installed) > 50 and all(installed.values())
 
 
 async def test_image_without_network_fails_the_network_check_and_never_goes_active(
