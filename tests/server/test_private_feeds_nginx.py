@@ -278,3 +278,23 @@ def test_a_server_start_writes_every_usable_credential_and_drops_the_rest(tmp_pa
         assert json.loads((files / digest).read_bytes()) == {"tree": "testing-lxd", "expires": None}
         assert not (files / stray).exists(), "no credential has it"
         assert oct(files.stat().st_mode & 0o777) == "0o711", "nobody lists them"
+
+
+def test_a_file_of_a_version_that_left_the_channel_still_comes_within_the_grace(
+    fronted: tuple[RunningServer, Front], tmp_path: Path
+):
+    """A host whose cached index still lists it gets it, as from the public channel."""
+    server, front = fronted
+    image = new_image()
+    serial = published(server, tmp_path, image, "testing")
+    private, _ = credential(server, "testing")
+    wait_written(server)
+    with web(front) as w:
+        path = squashfs_path(w.get(f"{private}/streams/v1/images.json").content, serial)
+        catalog = client(server, server.token)
+        pass_all(catalog, image, serial)
+        move(catalog, image, serial, "active")
+        catalog.close()
+        wait_written(server)
+        assert serial not in listed(w.get(f"{private}/streams/v1/images.json").content)
+        assert w.get(f"{private}/{path}").status_code == 200
