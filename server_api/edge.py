@@ -52,8 +52,9 @@ class EdgeFiles:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        # nginx's user opens a file it names; nobody lists them.
-        self.credentials.mkdir(mode=0o711, parents=True, exist_ok=True)
+        if not self.credentials.is_dir():
+            self.credentials.mkdir(parents=True, exist_ok=True)
+            self.credentials.chmod(0o711)  # nginx's user opens a file it names; nobody lists
         with (self.credentials / ".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
             yield
