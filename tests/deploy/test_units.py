@@ -123,6 +123,13 @@ def test_install_host_refuses_without_root_and_dry_runs_without(tmp_path: Path) 
     assert "would install unit icefloe-worker-arch@.service" in dry.stdout
     assert "would set up LXD, build tools and debs" in dry.stdout
     assert "would create /opt/icefloe/venv" in dry.stdout or "exists" in dry.stdout
+    server = install_host("--role", "server", "--dry-run", nobody=True)
+    assert server.returncode == 0, server.stderr
+    # The units' UMask=0027 and StateDirectoryMode=0750: nginx reads the trees as group icefloe.
+    assert (
+        "would let nginx (www-data) read the trees and the store: usermod -aG icefloe www-data"
+        in (server.stdout)
+    )
     bad = install_host("--role", "control", "--arch", "x86_64", "--dry-run")
     assert bad.returncode == 1 and "--arch goes with --role arch only" in bad.stderr
 
