@@ -124,10 +124,21 @@ class AssessmentView(AssessmentReport):
     updated_at: datetime
 
 
+class DeltaState(StrEnum):
+    """A version arch's delta from an earlier version's squashfs, made after the publish."""
+
+    pending = "pending"  # not tried yet (or being made)
+    made = "made"
+    none = "none"  # tried once: no base, xdelta3 failed, or no smaller than the squashfs
+
+
 class ArchView(BaseModel):
     arch: LxdArch
     fingerprint: str
     files: list[BuiltFile]
+    delta: DeltaState = DeltaState.pending
+    delta_base: str | None = None  # the serial the delta patches, when made
+    delta_detail: str = ""  # why there is none
 
 
 class VersionView(BaseModel):

@@ -25,7 +25,6 @@ from core.catalog import (
     VersionState,
 )
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError
-from server_api.deltas import add_deltas
 from server_api.locks import locked
 from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
@@ -119,17 +118,16 @@ def _fingerprint(store: FileStore, arch: str, meta: BuiltFile, root: BuiltFile) 
 def publish(
     session: Session, store: FileStore, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
-    """Create a version from uploaded files. The same request again is a no-op (False),
-    also when it races the first one: the insert of the one that commits second breaks a
-    unique constraint, and its retry reads the version the first one made."""
+    """Create a version from uploaded files; its deltas are made afterwards (`deltas`).
+    The same request again is a no-op (False), also when it races the first one: the
+    insert of the one that commits second breaks a unique constraint, and its retry reads
+    the version the first one made."""
     for _ in range(3):  # each conflict means another publish committed: one retry sees it
         try:
             version, created = _publish(session, store, req, actor)
         except IntegrityError:
             session.rollback()
             continue
-        if created:
-            add_deltas(session, store, version)
         return version, created
     raise CatalogError(
         409, f"version {req.serial} of {req.spec.name} is being published concurrently; try again"

@@ -44,6 +44,11 @@ class ServerSettings(BaseSettings):
     body_idle_timeout_s: float = Field(default=30, gt=0)
     # JSON request bodies larger than this are refused with 413 (uploads: max_upload_bytes).
     max_json_bytes: int = Field(default=1 << 20, ge=1)
+    # Deltas are made after the publish by one thread per server (server_api.deltas): a
+    # claim on a version arch not renewed for delta_lease_s (its server died) is taken
+    # over; other servers' publishes are looked for every delta_poll_s.
+    delta_lease_s: float = Field(default=60, gt=0)
+    delta_poll_s: float = Field(default=10, gt=0)
     # Partial uploads untouched for this long (a killed process left them) are removed when
     # the server starts; younger ones may be live uploads of another server process.
     incoming_grace_s: float = Field(default=86400, ge=0)

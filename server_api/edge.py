@@ -129,10 +129,14 @@ class EdgeFiles:
         if ids:
             session.info[CHANGED_KEY] = max([*ids, session.info.get(CHANGED_KEY, 0)])
 
+    # Each server's listeners see every session of the process (tests run several servers
+    # in one): a commit or rollback is only this one's to handle if it was on its engine.
     def _committed(self, session: OrmSession) -> None:
+        if session.bind is not self._engine:
+            return
         if (newest := session.info.pop(CHANGED_KEY, None)) is not None:
             self.changed(newest)
 
-    @staticmethod
-    def _rolled_back(session: OrmSession) -> None:
-        session.info.pop(CHANGED_KEY, None)
+    def _rolled_back(self, session: OrmSession) -> None:
+        if session.bind is self._engine:
+            session.info.pop(CHANGED_KEY, None)

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from server_api.catalog import CatalogError
 from server_api.config import ServerSettings
 from server_api.db import make_engine
+from server_api.deltas import DeltaMaker
 from server_api.deps import LoginRequired
 from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
@@ -43,7 +44,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         writer.start()
         app.state.edge.watch(app.state.engine)
         await anyio.to_thread.run_sync(_resync_edge, app)
+        app.state.deltas.start()
         yield
+        await anyio.to_thread.run_sync(app.state.deltas.stop)
         app.state.edge.unwatch()
         writer.stop()
         app.state.engine.dispose()
@@ -64,6 +67,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         settings.static_root, app.state.store, settings.channel_file_grace_s, settings.public_feeds
     )
     app.state.edge = EdgeFiles(settings.static_root)
+    app.state.deltas = DeltaMaker(
+        app.state.engine, app.state.store, settings.delta_lease_s, settings.delta_poll_s
+    )
     app.add_middleware(RequestGuard, settings=settings, engine=app.state.engine)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

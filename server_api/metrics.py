@@ -1,5 +1,6 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
-uploads, feed renders, and the catalog's versions by state (counted when scraped).
+uploads, feed renders, and the catalog's versions by state and arches by delta state
+(counted when scraped).
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
@@ -16,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.catalog import Channel, Flavour, VersionState
-from server_api.models import Version
+from core.catalog import Channel, DeltaState, Flavour, VersionState
+from server_api.models import Version, VersionArch
 
 UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 # Feeds answer in a millisecond, uploads of GiBs take minutes.
@@ -36,9 +37,24 @@ class _VersionsByState(Collector):
             counts = dict(
                 session.exec(select(Version.state, func.count()).group_by(col(Version.state))).all()
             )
+            deltas = dict(
+                session.exec(
+                    select(VersionArch.delta_state, func.count()).group_by(
+                        col(VersionArch.delta_state)
+                    )
+                ).all()
+            )
         for state in VersionState:
             family.add_metric([state.value], counts.get(state, 0))
         yield family
+        arches = GaugeMetricFamily(
+            "icefloe_catalog_deltas",
+            "Version arches by delta: pending (not made yet), made, none (could not be)",
+            labels=["state"],
+        )
+        for delta in DeltaState:
+            arches.add_metric([delta.value], deltas.get(delta, 0))
+        yield arches
 
 
 class ServerMetrics:

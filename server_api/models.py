@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Column, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
-from core.catalog import AssessmentState, Channel, Flavour, VersionState
+from core.catalog import AssessmentState, Channel, DeltaState, Flavour, VersionState
 from server_api.schemas import TokenScope
 
 
@@ -64,6 +64,18 @@ class VersionArch(SQLModel, table=True):
     delta_base: str | None = None
     delta_sha256: str | None = None
     delta_size: int | None = None
+    # Made after the publish by a server's delta maker (server_api.deltas): pending until
+    # one server claims it (`delta_claim`, renewed at `delta_claimed_at` while xdelta3
+    # runs), then made or none (`delta_detail` says why), once.
+    delta_state: DeltaState = Field(
+        default=DeltaState.pending,
+        sa_type=String,
+        index=True,
+        sa_column_kwargs={"server_default": DeltaState.pending.value},
+    )
+    delta_detail: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    delta_claim: str | None = None
+    delta_claimed_at: datetime | None = None
     # The packages in the rootfs (core.manifest); None for a version published without one.
     manifest_sha256: str | None = None
     manifest_size: int | None = None
@@ -79,7 +91,9 @@ class Blob(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
-    """Every state transition, kept forever: who, from, to, why, from which workflow."""
+    """Every state transition, kept forever: who, from, to, why, from which workflow. Also
+    each later change to what feeds list of a version (a delta made): from and to its
+    state then, so the feeds' and trees' generation moves (server_api.feeds)."""
 
     id: int | None = Field(default=None, primary_key=True)
     version_id: int = Field(foreign_key="version.id", index=True)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy import func, tuple_
+from sqlalchemy import func, or_, tuple_
 from sqlmodel import Session, col, select
 
 from core.catalog import (
@@ -16,6 +16,7 @@ from core.catalog import (
     ArchView,
     AssessmentView,
     BuiltFile,
+    DeltaState,
     EventView,
     FileType,
     VersionState,
@@ -52,6 +53,9 @@ def _arch_view(a: VersionArch) -> ArchView:
             for ftype, sha256, size in stored
             if sha256 is not None and size is not None
         ],
+        delta=a.delta_state,
+        delta_base=a.delta_base if a.delta_state == DeltaState.made else None,
+        delta_detail=a.delta_detail,
     )
 
 
@@ -162,6 +166,8 @@ def state_history(
         for version_id, to_state, at in session.exec(
             select(Event.version_id, Event.to_state, Event.at)
             .where(col(Event.version_id).in_(chunk))
+            # Not a move to the state it was in (a re-test, a delta's event): nothing began.
+            .where(or_(col(Event.from_state).is_(None), col(Event.from_state) != Event.to_state))
             .order_by(col(Event.id))
         ):
             began[version_id][VersionState(to_state)] = at

@@ -84,10 +84,18 @@ def read_versions(
 
 @router.post("/versions", status_code=201, summary="Publish a version from uploaded files")
 def create_version(
-    req: VersionCreate, response: Response, session: SessionDep, store: StoreDep, actor: Publisher
+    req: VersionCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    store: StoreDep,
+    actor: Publisher,
 ) -> VersionView:
+    """Answers once the version is committed; its deltas follow (each arch's `delta`)."""
     version, created = publish(session, store, req, actor)
-    if not created:
+    if created:
+        request.app.state.deltas.wake()
+    else:
         response.status_code = 200
     return view(session, version)
 

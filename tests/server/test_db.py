@@ -59,7 +59,7 @@ def test_a_catalog_from_before_migrations_is_adopted_and_keeps_its_rows(tmp_path
         conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(text("INSERT INTO image VALUES ('a:b:c', 'a', 'b', 'c', '', '[]', '{}')"))
     with make_engine(url).connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         assert conn.execute(text("SELECT name FROM image")).scalar() == "a:b:c"
         columns = {c["name"] for c in inspect(conn).get_columns("token")}
         assert "expires_at" in columns

@@ -2,18 +2,29 @@
 version's squashfs, listed as the `squashfs.vcdiff` item with `delta_base`; LXD with the
 previous version cached refreshes by downloading the delta, not the whole squashfs.
 
+The server makes a delta after the publish has answered, in a thread of its own (one
+xdelta3 at a time per process): `settled` waits for it. The tests that hold xdelta3 back
+put a wrapper of it first on PATH (the server runs in this process), gated by files.
+
 `refresh` is the whole LXD round (also bench/deltas.py's): cache version A by alias with
-auto-update, publish B, `lxc image refresh`, and count the file bytes the server sent.
+auto-update, publish B, wait for its delta, `lxc image refresh`, and count the file bytes
+the server sent.
 """
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as Pending
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,11 +35,11 @@ from activities.builders.base import BuildJob, HostDirs
 from activities.builders.registry import BUILDERS
 from clients.catalog import CatalogClient
 from core.arch import LxdArch
-from core.catalog import ArchFiles, BuiltFile, Channel, VersionCreate
+from core.catalog import ArchFiles, BuiltFile, Channel, DeltaState, VersionCreate, VersionView
 from core.spec import ImageSpec
 from server_api.models import VersionArch
 from tests.server.test_lxc_client import Lxc
-from tests.support import DEBS, RunningServer, busybox_spec, http, move, next_serial
+from tests.support import DEBS, RunningServer, busybox_spec, client, http, move, next_serial
 
 ARCH: LxdArch = "x86_64"
 Built = list[tuple[BuiltFile, Path]]
@@ -54,6 +65,26 @@ def publish(catalog: CatalogClient, image: ImageSpec, serial: str, built: Built)
     return catalog.publish(req).arches[0].fingerprint
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Poll `condition`; fail saying `what` did not happen. A ceiling, never a measure."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not after {timeout_s:g} s: {what}"
+        time.sleep(0.1)
+
+
+def settled(catalog: CatalogClient, image: ImageSpec, serial: str) -> VersionView:
+    """The version once the server has made its deltas, or found it could not."""
+    seen: list[VersionView] = []
+
+    def done() -> bool:
+        seen[:] = [catalog.version(image.name, serial)]
+        return all(a.delta != DeltaState.pending for a in seen[0].arches)
+
+    wait_until(done, f"the deltas of {image.name} {serial} settled")
+    return seen[0]
+
+
 def without_delta(server: RunningServer, fingerprint: str) -> None:
     """Forget the delta the server made for one version arch, before it enters a channel:
     the version then reads as one published by a server that makes no deltas."""
@@ -61,7 +92,7 @@ def without_delta(server: RunningServer, fingerprint: str) -> None:
         session.execute(
             update(VersionArch)
             .where(VersionArch.fingerprint == fingerprint)  # type: ignore[arg-type]
-            .values(delta_base=None, delta_sha256=None, delta_size=None)
+            .values(delta_state="none", delta_base=None, delta_sha256=None, delta_size=None)
         )
         session.commit()
 
@@ -88,7 +119,8 @@ class Refresh:
     squashfs_size: int  # the new version's
     delta_size: int | None
     sent: dict[str, float]  # file bytes the server sent for the refresh, by kind
-    publish_s: float  # publishing B, its delta made included
+    publish_s: float  # B's uploads and publish request, until it answered
+    delta_s: float  # from then until the server had made (or given up on) B's delta
 
 
 def refresh(
@@ -119,7 +151,9 @@ def refresh(
         built = build(changed, new_serial, tmp)
         started = time.monotonic()
         new = publish(catalog, changed, new_serial, built)
-        publish_s = time.monotonic() - started
+        published = time.monotonic()
+        settled(catalog, changed, new_serial)
+        delta_s = time.monotonic() - published
         if not delta:
             without_delta(server, new)
         move(catalog, changed, new_serial, "testing")
@@ -137,7 +171,8 @@ def refresh(
             listed["root.squashfs"]["size"],
             vcdiff[0]["size"] if vcdiff else None,
             {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)},
-            publish_s,
+            published - started,
+            delta_s,
         )
     finally:
         for name in (local, old):  # the refreshed image by its alias, A if it stayed
@@ -153,6 +188,7 @@ def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     new_built = build(changed, new_serial, tmp_path)
     publish(catalog, image, old_serial, old_built)
     publish(catalog, changed, new_serial, new_built)
+    settled(catalog, changed, new_serial)
     move(catalog, image, old_serial, "testing")
     move(catalog, changed, new_serial, "testing")
     url = catalog.channel_url("testing")
@@ -208,3 +244,190 @@ def test_lxd_refreshes_a_cached_image_by_the_delta(
     assert done.delta_size is not None
     assert done.sent.get("squashfs.vcdiff") == done.delta_size
     assert "squashfs" not in done.sent, f"the whole squashfs was sent too: {done.sent}"
+
+
+@dataclass
+class Gate:
+    """A wrapper of xdelta3, first on PATH: for deltas in `store` it counts its runs, then
+    fails (`fail`) or waits until `open` before it runs the real xdelta3; it leaves
+    other servers' deltas alone."""
+
+    dir: Path
+
+    def open(self) -> None:
+        (self.dir / "open").touch()
+
+    def fail(self) -> None:
+        (self.dir / "fail").touch()
+
+    @property
+    def runs(self) -> int:
+        log = self.dir / "runs"
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@contextmanager
+def gated_xdelta3(tmp: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    real = shutil.which("xdelta3")
+    assert real is not None
+    gate = Gate(tmp / "gate")
+    (gate.dir / "bin").mkdir(parents=True)
+    script = gate.dir / "bin" / "xdelta3"
+    script.write_text(
+        f"""#!/bin/sh
+case "$*" in *"{store}"*) ;; *) exec {real} "$@" ;; esac
+echo run >> {gate.dir}/runs
+if [ -e {gate.dir}/fail ]; then echo "failing as the test asked" >&2; exit 3; fi
+n=0
+while [ ! -e {gate.dir}/open ] && [ $n -lt 3000 ]; do sleep 0.1; n=$((n + 1)); done
+exec {real} "$@"
+"""
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    try:
+        yield gate
+    finally:
+        gate.open()  # never leave a server's xdelta3 waiting
+
+
+def delta_items(catalog: CatalogClient, url: str, image: ImageSpec, serial: str) -> list[dict]:
+    return [i for i in items(catalog, url, image, serial).values() if "delta_base" in i]
+
+
+def tree_lists(server: RunningServer, image: ImageSpec, serial: str, sha256: str) -> bool:
+    """Whether the public testing tree (what nginx serves) lists the file for `serial`."""
+    path = server.server_settings.static_root / "testing/current/streams/v1/images.json"
+    if not path.exists():
+        return False
+    pid = f"{image.os}:{image.release}:amd64:{image.variant}"
+    versions = json.loads(path.read_bytes())["products"].get(pid, {}).get("versions", {})
+    return sha256 in json.dumps(versions.get(serial, {}))
+
+
+def gated_server(tmp: Path, **settings: object) -> RunningServer:
+    return RunningServer(tmp / "server", channel_file_grace_s=0, delta_poll_s=0.2, **settings)
+
+
+def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    server = gated_server(tmp_path)
+    image, changed = two_busyboxes()
+    old_serial, new_serial = next_serial(), next_serial()
+    old_built, new_built = (
+        build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
+    )
+    store = server.server_settings.files_dir
+    with gated_xdelta3(tmp_path, store, monkeypatch) as gate, server:
+        catalog = client(server, server.token)
+        publish(catalog, image, old_serial, old_built)
+        move(catalog, image, old_serial, "testing")
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(publish, catalog, changed, new_serial, new_built)
+            try:  # xdelta3 waits for the gate, up to 300 s: the publish must not
+                answer.result(timeout=30)
+            except Pending:
+                gate.open()
+                pytest.fail("the publish did not answer while xdelta3 was held: it waits for it")
+        view = catalog.version(image.name, new_serial)
+        assert [a.delta for a in view.arches] == [DeltaState.pending]
+        wait_until(lambda: gate.runs == 1, "the server ran xdelta3")
+        # The version goes on meanwhile: in testing with its whole squashfs only.
+        move(catalog, changed, new_serial, "testing")
+        url = catalog.channel_url("testing")
+        assert delta_items(catalog, url, changed, new_serial) == []
+
+        gate.open()
+        wait_until(lambda: delta_items(catalog, url, changed, new_serial) != [], "feed lists it")
+        (delta,) = delta_items(catalog, url, changed, new_serial)
+        assert delta["delta_base"] == old_serial
+        view = catalog.version(image.name, new_serial)
+        assert [(a.delta, a.delta_base) for a in view.arches] == [(DeltaState.made, old_serial)]
+        # The trees nginx serves and the mark it trusts them by follow, as after any change.
+        wait_until(
+            lambda: tree_lists(server, changed, new_serial, delta["sha256"]), "tree lists it"
+        )
+        events = catalog.events(image.name, new_serial)
+        assert events[-1].from_state == events[-1].to_state == "testing"
+        assert server.app.state.edge.shown_changed() >= events[-1].id
+        assert (server.server_settings.static_root / f"files/testing/{delta['sha256']}").exists()
+        fresh = catalog.channel_url("testing", fresh="t2")
+        assert delta_items(catalog, fresh, changed, new_serial) == []
+        with http(server) as anonymous:
+            metrics = anonymous.get("/metrics").text
+        assert 'icefloe_catalog_deltas{state="made"} 1.0' in metrics
+        assert 'icefloe_catalog_deltas{state="none"} 1.0' in metrics  # the first: no base
+        assert gate.runs == 1
+        catalog.close()
+
+
+def test_a_server_started_after_one_died_mid_delta_makes_the_delta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    image, changed = two_busyboxes()
+    old_serial, new_serial = next_serial(), next_serial()
+    old_built, new_built = (
+        build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
+    )
+    first = gated_server(tmp_path, delta_lease_s=2)
+    with gated_xdelta3(tmp_path, first.server_settings.files_dir, monkeypatch) as gate:
+        with first:
+            catalog = client(first, first.token)
+            publish(catalog, image, old_serial, old_built)
+            publish(catalog, changed, new_serial, new_built)
+            wait_until(lambda: gate.runs == 1, "the server ran xdelta3")
+            catalog.close()
+        # What a server killed mid-delta leaves: its claim, never renewed again.
+        with Session(first.app.state.engine) as session:
+            session.execute(
+                update(VersionArch)
+                .where(VersionArch.delta_state == "pending")  # type: ignore[arg-type]
+                .values(delta_claim="killed-host:1:0", delta_claimed_at=datetime.now(UTC))
+            )
+            session.commit()
+        gate.open()
+        with gated_server(tmp_path, delta_lease_s=2) as second:
+            catalog = client(second, second.token)
+            view = settled(catalog, changed, new_serial)
+            assert [(a.delta, a.delta_base) for a in view.arches] == [(DeltaState.made, old_serial)]
+            move(catalog, image, old_serial, "testing")
+            move(catalog, changed, new_serial, "testing")
+            url = catalog.channel_url("testing")
+            assert [d["delta_base"] for d in delta_items(catalog, url, changed, new_serial)] == [
+                old_serial
+            ]
+            catalog.close()
+        assert gate.runs == 2  # the killed one's, then the one that made it
+
+
+def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    image, changed = two_busyboxes()
+    old_serial, new_serial = next_serial(), next_serial()
+    old_built, new_built = (
+        build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
+    )
+    server = gated_server(tmp_path, delta_lease_s=1)
+    with gated_xdelta3(tmp_path, server.server_settings.files_dir, monkeypatch) as gate:
+        gate.fail()
+        with server:
+            catalog = client(server, server.token)
+            publish(catalog, image, old_serial, old_built)
+            first = settled(catalog, image, old_serial).arches[0]
+            assert (first.delta, gate.runs) == (DeltaState.none, 0)
+            assert "no earlier version" in first.delta_detail
+            publish(catalog, changed, new_serial, new_built)
+            second = settled(catalog, changed, new_serial).arches[0]
+            assert second.delta == DeltaState.none and second.delta_base is None
+            assert "xdelta3 failed" in second.delta_detail
+            assert "failing as the test asked" in second.delta_detail
+            time.sleep(2)  # some polls and a lapsed lease: nothing is tried again
+            catalog.close()
+        with gated_server(tmp_path, delta_lease_s=1) as again:  # nor when a server starts
+            catalog = client(again, again.token)
+            time.sleep(1)
+            assert catalog.version(image.name, new_serial).arches[0].delta == DeltaState.none
+            catalog.close()
+        assert gate.runs == 1
