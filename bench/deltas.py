@@ -1,8 +1,9 @@
 """Bytes an LXD host downloads to refresh a cached image, with the server's delta and
 without: the real `lxc image refresh` of an image copied by alias with auto-update, after
 the next version was published (tests/server/test_deltas.py's `refresh`), counted by the
-server's icefloe_feed_file_bytes_total; and the time to publish the new version, which
-includes making its delta. Busybox (another network set-up in the new
+server's icefloe_feed_file_bytes_total; and the time to publish the new version (its
+uploads and the publish request, which answers before the delta is made) and then until
+the server had made its delta in the background. Busybox (another network set-up in the new
 version); `--debian`: also Debian bookworm (two debootstrap builds of the same definition,
 some minutes).
 
@@ -34,7 +35,7 @@ def main(with_debian: bool) -> None:
         catalog = CatalogClient(server.client_settings())
         print(
             f"{'image':8} {'refresh':14} {'sent MiB':>9} {'squashfs MiB':>13} {'delta MiB':>10}"
-            f" {'publish s':>9}  sent by kind (bytes)"
+            f" {'publish s':>9} {'delta s':>7}  sent by kind (bytes)"
         )
         for name, specs in cases:
             for delta in (False, True):
@@ -45,6 +46,7 @@ def main(with_debian: bool) -> None:
                     f"{name:8} {'with delta' if delta else 'whole squashfs':14}"
                     f" {sum(done.sent.values()) / MIB:9.3f} {done.squashfs_size / MIB:13.3f}"
                     f" {(done.delta_size or 0) / MIB:10.3f} {done.publish_s:9.2f}"
+                    f" {done.delta_s:7.2f}"
                     f"  {dict(sorted((k, int(v)) for k, v in done.sent.items()))}"
                 )
         catalog.close()

@@ -98,7 +98,7 @@ def make_delta(
             ) as proc,
         ):
             deadline = time.monotonic() + DELTA_TIMEOUT_S
-            while proc.poll() is None:
+            while not _exited(proc, CHECK_S):
                 timed_out = time.monotonic() > deadline
                 if timed_out or not alive():
                     proc.kill()
@@ -106,7 +106,6 @@ def make_delta(
                     if not timed_out:
                         raise Lost
                     return f"xdelta3 took over {DELTA_TIMEOUT_S} s"
-                time.sleep(CHECK_S)
             if proc.returncode != 0:
                 err.seek(0)
                 said = err.read()[-200:].decode(errors="replace").strip()
@@ -118,6 +117,14 @@ def make_delta(
         return f"xdelta3 could not run: {e}"
     finally:
         made.unlink(missing_ok=True)
+
+
+def _exited(proc: subprocess.Popen, within_s: float) -> bool:
+    try:
+        proc.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 class DeltaMaker:

@@ -39,7 +39,18 @@ from core.catalog import ArchFiles, BuiltFile, Channel, DeltaState, VersionCreat
 from core.spec import ImageSpec
 from server_api.models import VersionArch
 from tests.server.test_lxc_client import Lxc
-from tests.support import DEBS, RunningServer, busybox_spec, client, http, move, next_serial
+from tests.support import (
+    DEBS,
+    RunningServer,
+    busybox_spec,
+    client,
+    http,
+    move,
+    new_image,
+    next_serial,
+    postgres_database,
+    publish_fake,
+)
 
 ARCH: LxdArch = "x86_64"
 Built = list[tuple[BuiltFile, Path]]
@@ -431,3 +442,32 @@ def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
             assert catalog.version(image.name, new_serial).arches[0].delta == DeltaState.none
             catalog.close()
         assert gate.runs == 1
+
+
+def test_two_servers_sharing_a_catalog_and_store_make_each_delta_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A burst of publishes to both: each arch's xdelta3 runs once, on one of them."""
+    store = tmp_path / "store"
+    with postgres_database("icefloe_deltas") as url:
+        monkeypatch.setenv("ICEFLOE_SERVER_DATABASE_URL", url)
+        shared = {"store_dir": store, "delta_poll_s": 0.2, "channel_file_grace_s": 0}
+        with (
+            gated_xdelta3(tmp_path, store, monkeypatch) as gate,
+            RunningServer(tmp_path / "a", **shared) as a,
+            RunningServer(tmp_path / "b", **shared) as b,
+        ):
+            gate.open()
+            image, serials = new_image(arches=["x86_64", "i686"]), [next_serial() for _ in range(6)]
+            catalogs = [client(a, a.token), client(b, b.token)]
+            for n, serial in enumerate(serials):
+                publish_fake(catalogs[n % 2], tmp_path, image, serial)
+            views = [settled(catalogs[0], image, serial) for serial in serials]
+            assert [a.delta for v in views for a in v.arches] == [DeltaState.none] * 12
+            assert {a.delta_detail for v in views[1:] for a in v.arches} == {
+                f"from {s}: no smaller than the squashfs" for s in serials[:-1]
+            }
+            # Random files: no delta is smaller, but every arch with a base had its one try.
+            assert gate.runs == 10
+            for c in catalogs:
+                c.close()

@@ -172,6 +172,13 @@ def test_concurrent_promotions_of_one_image_keep_retention(server, publisher, tm
             assert states[3:] == ([] if serial in active else ["inactive"]), (serial, states)
 
 
+def without_deltas(version: dict) -> dict:
+    """A version's view but its arches' delta states, which the server settles in the
+    background between two answers."""
+    arches = [{k: v for k, v in a.items() if not k.startswith("delta")} for a in version["arches"]]
+    return version | {"arches": arches}
+
+
 def test_concurrent_publishes_of_one_serial_answer_like_sequential_ones(
     server, publisher, tmp_path
 ):
@@ -191,7 +198,8 @@ def test_concurrent_publishes_of_one_serial_answer_like_sequential_ones(
             if answer is answers[first]:
                 continue
             if body is bodies[first]:
-                assert answer.status_code == 200 and answer.json() == answers[first].json()
+                assert answer.status_code == 200
+                assert without_deltas(answer.json()) == without_deltas(answers[first].json())
             else:
                 assert answer.status_code == 409, answer.text
                 assert "exists with other files" in answer.json()["detail"]

@@ -37,7 +37,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("delta_claim", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
         )
-        batch_op.add_column(sa.Column("delta_claimed_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(
+            sa.Column("delta_claimed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
+        )
         batch_op.create_index("ix_versionarch_delta_state", ["delta_state"], unique=False)
     op.execute("UPDATE versionarch SET delta_state = 'made' WHERE delta_sha256 IS NOT NULL")
 
