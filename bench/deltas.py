@@ -7,19 +7,29 @@ the server had made its delta in the background. Busybox (another network set-up
 version); `--debian`: also Debian bookworm (two debootstrap builds of the same definition,
 some minutes).
 
-    PYTHONPATH=. .venv/bin/python bench/deltas.py [--debian]   (root; after deploy/setup-host)
+`--large MIB`: also the publish of a rootfs of MIB MiB (random bytes, the new version with
+one MiB in 64 rewritten; no LXD): the publish request alone, and then until the delta was
+made, the size at which xdelta3 in the request kept it open for tens of seconds.
+
+    PYTHONPATH=. .venv/bin/python bench/deltas.py [--debian] [--large 1024]
+    (root; after deploy/setup-host)
 """
 
 import argparse
+import hashlib
+import os
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 from clients.catalog import CatalogClient
+from core.catalog import ArchFiles, BuiltFile, FileType, VersionCreate
 from core.config import REPO_DIR
 from core.images import load_image
 from core.spec import ImageSpec
-from tests.server.test_deltas import Lxc, refresh, two_busyboxes
-from tests.support import RunningServer
+from tests.server.test_deltas import ARCH, Lxc, publish, refresh, settled, two_busyboxes
+from tests.support import RunningServer, busybox_spec, next_serial
 
 MIB = 1 << 20
 
@@ -29,7 +39,44 @@ def debian() -> tuple[ImageSpec, ImageSpec]:
     return image, image
 
 
-def main(with_debian: bool) -> None:
+def stored(path: Path, ftype: FileType) -> tuple[BuiltFile, Path]:
+    sha256 = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(MIB):
+            sha256.update(chunk)
+    size = path.stat().st_size
+    return BuiltFile(ftype=ftype, name=path.name, sha256=sha256.hexdigest(), size=size), path
+
+
+def large(catalog: CatalogClient, tmp: Path, mib: int) -> None:
+    """Publish two versions of a `mib` MiB rootfs: the second's publish request, and then
+    until its delta was made."""
+    meta, old, new = tmp / "lxd.tar.xz", tmp / "old.squashfs", tmp / "new.squashfs"
+    meta.write_bytes(os.urandom(4096))
+    with old.open("wb") as a, new.open("wb") as b:
+        for n in range(mib):
+            chunk = os.urandom(MIB)
+            a.write(chunk)
+            b.write(os.urandom(MIB) if n % 64 == 0 else chunk)
+    image, serials = busybox_spec(uuid.uuid4().hex[:8]), (next_serial(), next_serial())
+    metadata = stored(meta, FileType.metadata)
+    publish(catalog, image, serials[0], [metadata, stored(old, FileType.squashfs)])
+    settled(catalog, image, serials[0])
+    files = [metadata, stored(new, FileType.squashfs)]
+    for file, path in files:
+        catalog.upload(path, file)
+    arches = [ArchFiles(arch=ARCH, files=[f for f, _ in files])]
+    started = time.monotonic()
+    catalog.publish(VersionCreate(spec=image, serial=serials[1], arches=arches))
+    answered = time.monotonic()
+    (arch,) = settled(catalog, image, serials[1]).arches
+    print(
+        f"large rootfs {mib} MiB: publish request {answered - started:.2f} s, then delta"
+        f" {arch.delta} after {time.monotonic() - answered:.2f} s {arch.delta_detail}"
+    )
+
+
+def main(with_debian: bool, large_mib: int) -> None:
     cases = [("busybox", two_busyboxes)] + ([("debian", debian)] if with_debian else [])
     with tempfile.TemporaryDirectory() as tmp, RunningServer(Path(tmp) / "server") as server:
         catalog = CatalogClient(server.client_settings())
@@ -50,9 +97,15 @@ def main(with_debian: bool) -> None:
                     f"  {dict(sorted((k, int(v)) for k, v in done.sent.items()))}"
                 )
         catalog.close()
+        if large_mib:
+            patient = CatalogClient(server.client_settings(), timeout=900)
+            large(patient, Path(tmp), large_mib)
+            patient.close()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--debian", action="store_true", help="also the Debian image (slow)")
-    main(parser.parse_args().debian)
+    parser.add_argument("--large", type=int, default=0, metavar="MIB", help="a large rootfs too")
+    args = parser.parse_args()
+    main(args.debian, args.large)
