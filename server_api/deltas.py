@@ -31,6 +31,7 @@ from typing import NamedTuple, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, case, or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from core.catalog import DeltaState, VersionState
@@ -98,14 +99,15 @@ def make_delta(
             ) as proc,
         ):
             deadline = time.monotonic() + DELTA_TIMEOUT_S
-            while not _exited(proc, CHECK_S):
-                timed_out = time.monotonic() > deadline
-                if timed_out or not alive():
-                    proc.kill()
-                    proc.wait()
-                    if not timed_out:
+            try:
+                while not _exited(proc, CHECK_S):
+                    if time.monotonic() > deadline:
+                        return f"xdelta3 took over {DELTA_TIMEOUT_S} s"
+                    if not alive():
                         raise Lost
-                    return f"xdelta3 took over {DELTA_TIMEOUT_S} s"
+            finally:
+                if proc.poll() is None:
+                    proc.kill()  # and Popen's exit waits for it
             if proc.returncode != 0:
                 err.seek(0)
                 said = err.read()[-200:].decode(errors="replace").strip()
@@ -228,8 +230,11 @@ class DeltaMaker:
                 if self._stop.is_set():  # for another server, or this one when it starts
                     self._held(pk, claim, delta_claim=None, delta_claimed_at=None)
                 return True
+            except SQLAlchemyError:  # the catalog, not the delta: the lease lapses, and a retry
+                raise
             except Exception as e:  # never again: one arch must not stop the others
                 log.exception("no delta for version arch %d", pk)
+                session.rollback()
                 outcome = Outcome(DeltaState.none, f"error: {e}"[:500])
             self._record(session, pk, claim, outcome)
         return True
