@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Pending
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,20 @@ from activities.builders.registry import BUILDERS
 from clients.catalog import CatalogClient
 from core.arch import LxdArch
 from core.catalog import ArchFiles, BuiltFile, Channel, DeltaState, VersionCreate, VersionView
+from core.config import Settings
 from core.spec import ImageSpec
+from server_api.config import ServerSettings
+from server_api.db import make_engine
 from server_api.models import VersionArch
+from server_api.tokens import create_token
+from tests.server.test_input_bounds import _serve as serve
 from tests.server.test_lxc_client import Lxc
 from tests.support import (
     DEBS,
     RunningServer,
     busybox_spec,
     client,
+    free_port,
     http,
     move,
     new_image,
@@ -373,7 +378,7 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
         catalog.close()
 
 
-def test_a_server_started_after_one_died_mid_delta_makes_the_delta(
+def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     image, changed = two_busyboxes()
@@ -381,22 +386,24 @@ def test_a_server_started_after_one_died_mid_delta_makes_the_delta(
     old_built, new_built = (
         build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
     )
-    first = gated_server(tmp_path, delta_lease_s=2)
-    with gated_xdelta3(tmp_path, first.server_settings.files_dir, monkeypatch) as gate:
-        with first:
-            catalog = client(first, first.token)
+    state = tmp_path / "server"
+    settings = ServerSettings(state_dir=state, port=free_port())
+    with Session(make_engine(settings.db_url)) as session:
+        secret = create_token(session, "killed", "publisher")
+    with gated_xdelta3(tmp_path, settings.files_dir, monkeypatch) as gate:
+        killed = serve(state, settings.port)  # `icefloe server`, our PATH
+        fields = {"server_url": f"https://127.0.0.1:{settings.port}", "deb_dir": DEBS}
+        catalog = CatalogClient(
+            Settings.model_validate(fields | {"server_ca": settings.cert_path}), token=secret
+        )
+        try:
             publish(catalog, image, old_serial, old_built)
             publish(catalog, changed, new_serial, new_built)
             wait_until(lambda: gate.runs == 1, "the server ran xdelta3")
+        finally:
             catalog.close()
-        # What a server killed mid-delta leaves: its claim, never renewed again.
-        with Session(first.app.state.engine) as session:
-            session.execute(
-                update(VersionArch)
-                .where(VersionArch.delta_state == "pending")  # type: ignore[arg-type]
-                .values(delta_claim="killed-host:1:0", delta_claimed_at=datetime.now(UTC))
-            )
-            session.commit()
+            killed.kill()  # SIGKILL mid-delta: its claim stays, never renewed
+            killed.wait()
         gate.open()
         with gated_server(tmp_path, delta_lease_s=2) as second:
             catalog = client(second, second.token)
