@@ -28,7 +28,8 @@ from core.catalog import ArchFiles, BuiltFile, FileType, VersionCreate
 from core.config import REPO_DIR
 from core.images import load_image
 from core.spec import ImageSpec
-from tests.server.test_deltas import ARCH, Lxc, publish, refresh, settled, two_busyboxes
+from tests.server.delta_refresh import ARCH, publish, refresh, settled, two_busyboxes
+from tests.server.lxd_cli import Lxc
 from tests.support import RunningServer, busybox_spec, next_serial
 
 MIB = 1 << 20

@@ -388,3 +388,16 @@ def outside_env(**extra: str) -> dict[str, str]:
     dropped = ("PYTHONPATH", "VIRTUAL_ENV")
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("ICEFLOE_")}
     return env | {"ICEFLOE_LOG_LEVEL": "WARNING"} | extra
+
+
+def icefloe_token(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`icefloe token ...` against the server state in `state_dir`, as an operator runs it."""
+    env = os.environ | {"ICEFLOE_SERVER_STATE_DIR": str(state_dir), "ICEFLOE_LOG_LEVEL": "ERROR"}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "token", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_DIR,
+        timeout=60,
+    )

@@ -7,18 +7,7 @@ import sys
 
 from core.config import REPO_DIR
 from tests.support import RunningServer, http, move, new_image, next_serial, publish_fake, token
-
-
-def icefloe(state_dir, *args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"ICEFLOE_SERVER_STATE_DIR": str(state_dir), "ICEFLOE_LOG_LEVEL": "ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "token", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_DIR,
-        timeout=60,
-    )
+from tests.support import icefloe_token as icefloe
 
 
 def test_token_cli_creates_lists_revokes_and_moves_feeds(tmp_path):

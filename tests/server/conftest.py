@@ -1,11 +1,14 @@
-"""Clients of the shared image server with other credentials than the publisher's."""
+"""Clients of the shared image server with other credentials than the publisher's, and a
+server of its own with the project's nginx in front."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from clients.catalog import CatalogClient
+from tests.server.front import Front, nginx_front
 from tests.support import RunningServer, client, http, token
 
 
@@ -22,3 +25,13 @@ def anonymous(image_server: RunningServer) -> Iterator[httpx.Client]:
     """Plain HTTPS without a token, as LXD or a browser sees the server."""
     with http(image_server) as c:
         yield c
+
+
+@pytest.fixture
+def fronted(tmp_path: Path) -> Iterator[tuple[RunningServer, Front]]:
+    """A server of the test's own and the project's nginx in front of it."""
+    with (
+        RunningServer(tmp_path / "server", accel_redirect=True) as server,
+        nginx_front(server, tmp_path / "nginx") as front,
+    ):
+        yield server, front

@@ -6,20 +6,18 @@ The server makes a delta after the publish has answered, in a thread of its own 
 xdelta3 at a time per process): `settled` waits for it. The tests that hold xdelta3 back
 put a wrapper of it first on PATH (the server runs in this process), gated by files.
 
-`refresh` is the whole LXD round (also bench/deltas.py's): cache version A by alias with
-auto-update, publish B, wait for its delta, `lxc image refresh`, and count the file bytes
-the server sent.
+`refresh` (delta_refresh.py, also bench/deltas.py's) is the whole LXD round: cache version
+A by alias with auto-update, publish B, wait for its delta, `lxc image refresh`, and count
+the file bytes the server sent.
 """
 
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Pending
 from contextlib import contextmanager
@@ -27,26 +25,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
 from sqlmodel import Session
 
-from activities.builders.base import BuildJob, HostDirs
-from activities.builders.registry import BUILDERS
 from clients.catalog import CatalogClient
-from core.arch import LxdArch
-from core.catalog import ArchFiles, BuiltFile, Channel, DeltaState, VersionCreate, VersionView
+from core.catalog import Channel, DeltaState
 from core.config import Settings
 from core.spec import ImageSpec
 from server_api.config import ServerSettings
 from server_api.db import make_engine
-from server_api.models import VersionArch
 from server_api.tokens import create_token
-from tests.server.test_input_bounds import _serve as serve
-from tests.server.test_lxc_client import Lxc
+from tests.server.delta_refresh import (
+    build,
+    items,
+    publish,
+    refresh,
+    settled,
+    two_busyboxes,
+    wait_until,
+)
+from tests.server.lxd_cli import Lxc
+from tests.server.own_process import serve
 from tests.support import (
     DEBS,
     RunningServer,
-    busybox_spec,
     client,
     free_port,
     http,
@@ -56,143 +57,6 @@ from tests.support import (
     postgres_database,
     publish_fake,
 )
-
-ARCH: LxdArch = "x86_64"
-Built = list[tuple[BuiltFile, Path]]
-
-
-def build(image: ImageSpec, serial: str, out: Path) -> Built:
-    job = BuildJob(image, ARCH, serial, out / serial / ARCH)
-    return BUILDERS[image.builder](job, HostDirs(DEBS, out))
-
-
-def two_busyboxes() -> tuple[ImageSpec, ImageSpec]:
-    """A new busybox image and a change to it: another network set-up, a few rootfs bytes."""
-    image = busybox_spec(uuid.uuid4().hex[:8])
-    return image, image.model_copy(update={"network": "none"})
-
-
-def publish(catalog: CatalogClient, image: ImageSpec, serial: str, built: Built) -> str:
-    """Upload and publish one arch's files: the new version's fingerprint."""
-    for file, path in built:
-        catalog.upload(path, file)
-    files = [f for f, _ in built]
-    req = VersionCreate(spec=image, serial=serial, arches=[ArchFiles(arch=ARCH, files=files)])
-    return catalog.publish(req).arches[0].fingerprint
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    """Poll `condition`; fail saying `what` did not happen. A ceiling, never a measure."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not after {timeout_s:g} s: {what}"
-        time.sleep(0.1)
-
-
-def settled(catalog: CatalogClient, image: ImageSpec, serial: str) -> VersionView:
-    """The version once the server has made its deltas, or found it could not."""
-    seen: list[VersionView] = []
-
-    def done() -> bool:
-        seen[:] = [catalog.version(image.name, serial)]
-        return all(a.delta != DeltaState.pending for a in seen[0].arches)
-
-    wait_until(done, f"the deltas of {image.name} {serial} settled")
-    return seen[0]
-
-
-def without_delta(server: RunningServer, fingerprint: str) -> None:
-    """Forget the delta the server made for one version arch, before it enters a channel:
-    the version then reads as one published by a server that makes no deltas."""
-    with Session(server.app.state.engine) as session:
-        session.execute(
-            update(VersionArch)
-            .where(VersionArch.fingerprint == fingerprint)  # type: ignore[arg-type]
-            .values(delta_state="none", delta_base=None, delta_sha256=None, delta_size=None)
-        )
-        session.commit()
-
-
-def served(server: RunningServer) -> dict[str, float]:
-    """Feed file bytes the server sent, by kind (metadata, squashfs, squashfs.vcdiff)."""
-    with http(server) as c:
-        text = c.get("/metrics").text
-    pattern = r'^icefloe_feed_file_bytes_total\{kind="([^"]+)"\} (\S+)$'
-    return {kind: float(v) for kind, v in re.findall(pattern, text, re.M)}
-
-
-def items(catalog: CatalogClient, url: str, image: ImageSpec, serial: str) -> dict[str, dict]:
-    feed = catalog._http.get(f"{url}/streams/v1/images.json").json()
-    pid = f"{image.os}:{image.release}:amd64:{image.variant}"
-    return feed["products"][pid]["versions"][serial]["items"]
-
-
-@dataclass
-class Refresh:
-    old: str  # fingerprints: the cached version's, the new version's, and after the refresh
-    new: str
-    refreshed: str
-    squashfs_size: int  # the new version's
-    delta_size: int | None
-    sent: dict[str, float]  # file bytes the server sent for the refresh, by kind
-    publish_s: float  # B's uploads and publish request, until it answered
-    delta_s: float  # from then until the server had made (or given up on) B's delta
-
-
-def refresh(
-    server: RunningServer,
-    catalog: CatalogClient,
-    lxc: Lxc,
-    tmp: Path,
-    specs: tuple[ImageSpec, ImageSpec],
-    delta: bool = True,
-) -> Refresh:
-    """LXD (or Incus: `lxc` an Incus client) caches version A of `specs[0]` by alias with
-    auto-update; B, built from `specs[1]` (the same image, changed), is published;
-    `lxc image refresh` fetches it.
-    `delta` False: B is published as by a server that makes no deltas."""
-    alias, local = (f"icefloe-delta-{uuid.uuid4().hex[:8]}" for _ in range(2))
-    image, changed = (s.model_copy(update={"aliases": [alias]}) for s in specs)
-    old_serial, new_serial = next_serial(), next_serial()
-    old = publish(catalog, image, old_serial, build(image, old_serial, tmp))
-    move(catalog, image, old_serial, "testing")
-    # The channel's own URL: fresh ones (the pipeline's) list no deltas. LXD keeps a feed an
-    # hour by its URL, so its copy is dropped before each read.
-    url = catalog.channel_url("testing")
-    cached = lxc.cache / hashlib.sha256(url.encode()).hexdigest()
-    shutil.rmtree(cached, ignore_errors=True)
-    lxc.add_remote("src", url, server.server_settings.cert_path)
-    try:
-        lxc("image", "copy", f"src:{alias}", "local:", "--alias", local, "--auto-update")
-        built = build(changed, new_serial, tmp)
-        started = time.monotonic()
-        new = publish(catalog, changed, new_serial, built)
-        published = time.monotonic()
-        settled(catalog, changed, new_serial)
-        delta_s = time.monotonic() - published
-        if not delta:
-            without_delta(server, new)
-        move(catalog, changed, new_serial, "testing")
-        shutil.rmtree(cached, ignore_errors=True)  # let it read the new feed
-        before = served(server)
-        lxc("image", "refresh", local, timeout=300)
-        after = served(server)
-        refreshed = json.loads(lxc("image", "list", local, "--format", "json"))[0]["fingerprint"]
-        listed = items(catalog, url, changed, new_serial)
-        vcdiff = [i for i in listed.values() if i["ftype"] == "squashfs.vcdiff"]
-        return Refresh(
-            old,
-            new,
-            refreshed,
-            listed["root.squashfs"]["size"],
-            vcdiff[0]["size"] if vcdiff else None,
-            {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)},
-            published - started,
-            delta_s,
-        )
-    finally:
-        for name in (local, old):  # the refreshed image by its alias, A if it stayed
-            subprocess.run([lxc.program, "image", "delete", name], env=lxc.env, capture_output=True)
 
 
 def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(

@@ -24,13 +24,10 @@ import pytest
 
 from clients.catalog import CatalogClient
 from core.spec import ImageSpec
-from tests.server import test_static_tree
-from tests.server.test_deltas import refresh, two_busyboxes
-from tests.server.test_lxc_client import Lxc
-from tests.server.test_static_tree import Front, built, credential, wait_written
+from tests.server.delta_refresh import refresh, two_busyboxes
+from tests.server.front import Front, built, credential, wait_written
+from tests.server.lxd_cli import Lxc
 from tests.support import RunningServer, client, move, new_image, pass_all
-
-fronted = test_static_tree.fronted  # the image server with the project's nginx in front
 
 
 class Incus(Lxc):

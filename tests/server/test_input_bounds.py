@@ -4,9 +4,6 @@ writes are authenticated before their body is read, JSON bodies are capped."""
 import hashlib
 import logging
 import os
-import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +12,10 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from core.config import REPO_DIR
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.tokens import create_token
+from tests.server.own_process import serve
 from tests.support import (
     RawRequest,
     RunningServer,
@@ -208,34 +205,13 @@ async def test_a_client_disconnecting_mid_upload_is_one_log_line(
     assert line.exc_info is None and "disconnected" in line.getMessage()
 
 
-def _serve(state_dir: Path, port: int) -> subprocess.Popen:
-    """`icefloe server` in a process of its own, answering."""
-    env = os.environ | {
-        "ICEFLOE_SERVER_STATE_DIR": str(state_dir),
-        "ICEFLOE_SERVER_PORT": str(port),
-        "ICEFLOE_SERVER_PUBLIC_FEEDS": "true",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "server"], env=env, cwd=REPO_DIR)
-    settings = ServerSettings(state_dir=state_dir, port=port)
-    for _ in range(1200):  # a ceiling: a loaded 2-core CI machine imports slowly
-        assert proc.poll() is None, "the server exited"
-        try:
-            ca = ssl.create_default_context(cafile=settings.cert_path)
-            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ca, timeout=1)
-            return proc
-        except (httpx.TransportError, OSError):
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the server did not answer within 120 s")
-
-
 async def test_a_partial_upload_left_by_a_killed_server_is_cleaned_at_start(tmp_path: Path):
     state = tmp_path / "state"
     settings = ServerSettings(state_dir=state, port=free_port())
     with Session(make_engine(settings.db_url)) as session:
         secret = create_token(session, "kill", "publisher")
     incoming = settings.files_dir / ".incoming"
-    server = _serve(state, settings.port)
+    server = serve(state, settings.port)
     try:
         upload = RawRequest(settings)
         sha = "0" * 64
@@ -254,7 +230,7 @@ async def test_a_partial_upload_left_by_a_killed_server_is_cleaned_at_start(tmp_
     os.utime(partial, (two_days_ago, two_days_ago))  # ... and two days passed
     fresh = incoming / ".upload-fresh"  # a live upload of another server process
     fresh.write_bytes(b"x")
-    server = _serve(state, settings.port)
+    server = serve(state, settings.port)
     try:
         assert list(incoming.iterdir()) == [fresh]
     finally:

@@ -10,38 +10,25 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlmodel import Session
 
 from core.catalog import Channel
 from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
-from tests.cli.test_server_commands import icefloe
-from tests.server.test_static_tree import (
+from tests.server.front import (
     Front,
     credential,
     listed,
-    nginx_front,
     published,
     wait_written,
 )
 from tests.support import RunningServer, client, move, new_image, pass_all, token
+from tests.support import icefloe_token as icefloe
 
 REFUSED = "this feed's credential is unknown, expired or revoked"
-
-
-@pytest.fixture
-def fronted(tmp_path: Path) -> Iterator[tuple[RunningServer, Front]]:
-    """A server and the project's nginx in front of it."""
-    with (
-        RunningServer(tmp_path / "server", accel_redirect=True) as server,
-        nginx_front(server, tmp_path / "nginx") as front,
-    ):
-        yield server, front
 
 
 def feed_requests(server: RunningServer) -> float:

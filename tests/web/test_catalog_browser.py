@@ -10,8 +10,8 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwr
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, TransitionRequest
-from tests.server.test_manifests import NEW, OLD
-from tests.server.test_manifests import request as with_manifest
+from tests.server.with_manifests import NEW, OLD
+from tests.server.with_manifests import request as with_manifest
 from tests.support import RunningServer, client, new_image, next_serial, token
 
 pytestmark = pytest.mark.browser
