@@ -141,9 +141,12 @@ class DeltaMaker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"  # in claims, for operators
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deltas", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """A new thread each time: uvicorn may run the app's lifespan again after a stop."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="deltas", daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
@@ -153,7 +156,8 @@ class DeltaMaker:
         """Stop after killing a running xdelta3: its arch is released for another server."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(30)
+        if self._thread is not None:
+            self._thread.join(30)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -116,6 +116,14 @@ class RunningServer:
         self._server.should_exit = True
         self._thread.join(10)
 
+    def restart(self) -> None:
+        """Stop serving, then serve again on the same port and app: its lifespan runs anew,
+        as when uvicorn stops and starts the same application."""
+        self.__exit__()
+        self._server = uvicorn.Server(self._server.config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.__enter__()
+
     def client_settings(self, **overrides: Any) -> Settings:
         fields = {
             "state_dir": self.server_settings.state_dir,

@@ -283,6 +283,20 @@ def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
         assert gate.runs == 2  # the killed one's, then the one that made it
 
 
+def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tmp_path: Path):
+    """uvicorn running the same app again runs its lifespan again (the fault tests take the
+    shared server down and back): the delta thread starts anew, not a second time."""
+    with RunningServer(tmp_path / "server") as server:
+        server.restart()
+        catalog = client(server, server.token)
+        image, changed = two_busyboxes()
+        old_serial, new_serial = next_serial(), next_serial()
+        publish(catalog, image, old_serial, build(image, old_serial, tmp_path))
+        publish(catalog, changed, new_serial, build(changed, new_serial, tmp_path))
+        assert settled(catalog, changed, new_serial).arches[0].delta == DeltaState.made
+        catalog.close()
+
+
 def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
