@@ -17,16 +17,13 @@ from pathlib import Path
 
 from activities.builders.base import BuildJob, HostDirs
 from activities.builders.debootstrap import build_debootstrap
-from activities.lxd_test.checks import suite
-from activities.lxd_test.instances import ensure_project, forget_image
-from activities.lxd_test.suite import run_suite
+from activities.lxd_test.instances import ensure_project
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.arch import to_lxd
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from core.pipeline import CheckOutcome
-from tests.support import DEBS, RunningServer, launch_in_testing, publish_built
+from tests.support import DEBS, RunningServer, check_in_testing, publish_built
 from workflows.trigger import new_serial
 
 
@@ -52,25 +49,10 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
         upload = time.monotonic() - t
         lxd = connect_lxd(settings)
         ensure_project(lxd, settings.lxd_project)
-        spec = launch_in_testing(
-            catalog,
-            settings,
-            image,
-            serial,
-            fp,
-            arch=arch,
-            kind=image.privileges[0],
-            workflow="bench",
-            temporal="bench",
-        )
-        results: list[CheckOutcome] = []
         t = time.monotonic()
-        run_suite(lxd, spec, suite(image.checks), results.append, lambda _: None)
-        forget_image(lxd, fp)
+        check_in_testing(lxd, catalog, settings, image, serial, fp, arch)
         test = time.monotonic() - t
         catalog.close()
-    failed = [o.check for o in results if o.state == "failed"]
-    assert not failed, f"checks failed: {failed}"
     return {
         "debootstrap": stamps["configuring"] - stamps["start"],
         "squashfs": stamps["built"] - stamps["writing rootfs.squashfs"],

@@ -17,16 +17,12 @@ from pathlib import Path
 
 from activities.builders.base import BuildJob, HostDirs
 from activities.builders.busybox import build_busybox
-from activities.lxd_test.checks import suite
-from activities.lxd_test.instances import ensure_project, forget_image
-from activities.lxd_test.suite import run_suite
+from activities.lxd_test.instances import ensure_project
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
-from core.catalog import AssessmentState
 from core.config import REPO_DIR
 from core.images import load_image
-from core.pipeline import CheckOutcome
-from tests.support import DEBS, RunningServer, launch_in_testing, publish_built
+from tests.support import DEBS, RunningServer, check_in_testing, publish_built
 from workflows.trigger import new_serial
 
 
@@ -49,25 +45,9 @@ def main(runs: int, checks: list[str] | None) -> None:
                 HostDirs(DEBS, Path(tmp)),
             )
             fp = publish_built(catalog, image, serial, "x86_64", built)
-            spec = launch_in_testing(
-                catalog,
-                settings,
-                image,
-                serial,
-                fp,
-                arch="x86_64",
-                kind=image.privileges[0],
-                workflow="bench",
-                temporal="bench",
-            )
-            results: list[CheckOutcome] = []
             started = time.monotonic()
-            run_suite(lxd, spec, suite(image.checks), results.append, lambda _: None)
+            done = check_in_testing(lxd, catalog, settings, image, serial, fp, "x86_64")
             whole.append(time.monotonic() - started)
-            forget_image(lxd, fp)
-            done = [o for o in results if o.state != AssessmentState.running]
-            failed = {o.check: o.evidence for o in done if o.state == AssessmentState.failed}
-            assert not failed, f"checks failed: {failed}"
             for o in done:
                 per_check[o.check].append(o.duration_s)
         catalog.close()
@@ -76,7 +56,7 @@ def main(runs: int, checks: list[str] | None) -> None:
         print(f"  {check:12} {statistics.median(times):6.2f}  (max {max(times):.2f})")
     print(
         f"  {'whole suite':12} {statistics.median(whole):6.2f}  (max {max(whole):.2f}; "
-        "launch by fingerprint and delete included)"
+        "launch by fingerprint, delete and forgetting the image included)"
     )
 
 

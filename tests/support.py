@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pylxd
 import pytest
 import uvicorn
 from sqlmodel import Session
@@ -27,12 +28,15 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.lxd_test.instances import LaunchSpec, launch_spec
+from activities.lxd_test.checks import suite
+from activities.lxd_test.instances import LaunchSpec, forget_image, launch_spec
+from activities.lxd_test.suite import run_suite
 from clients.catalog import CatalogClient
 from core import search_attributes as sa
 from core.catalog import (
     ArchFiles,
     AssessmentReport,
+    AssessmentState,
     BuiltFile,
     Channel,
     FileType,
@@ -41,6 +45,7 @@ from core.catalog import (
     VersionState,
 )
 from core.config import REPO_DIR, Settings
+from core.pipeline import CheckOutcome
 from core.spec import ImageSpec, Privilege
 from deploy.stack import temporal_binary
 from server_api.config import ServerSettings
@@ -211,6 +216,40 @@ def launch_in_testing(
         workflow=workflow,
         temporal=temporal,
     )
+
+
+def check_in_testing(
+    lxd: pylxd.Client,
+    catalog: CatalogClient,
+    settings: Settings,
+    image: ImageSpec,
+    serial: str,
+    fingerprint: str,
+    arch: str,
+) -> list[CheckOutcome]:
+    """The benches' test step for one arch, the way the test activity does it: launch the
+    version in testing by fingerprint, run the image's whole suite, forget the cached image.
+    The finished outcomes, every one passed (else AssertionError with the evidence)."""
+    spec = launch_in_testing(
+        catalog,
+        settings,
+        image,
+        serial,
+        fingerprint,
+        arch=arch,
+        kind=image.privileges[0],
+        workflow="bench",
+        temporal="bench",
+    )
+    seen: list[CheckOutcome] = []
+    try:
+        run_suite(lxd, spec, suite(image.checks), seen.append, lambda _: None)
+    finally:
+        forget_image(lxd, fingerprint)
+    done = [o for o in seen if o.state != AssessmentState.running]
+    failed = {o.check: o.evidence for o in done if o.state == AssessmentState.failed}
+    assert not failed, f"checks failed: {failed}"
+    return done
 
 
 def busybox_spec(release: str, **fields: object) -> ImageSpec:
