@@ -4,7 +4,6 @@ EventView, a page at a time, in a fixed number of queries however many versions 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -27,11 +26,6 @@ from server_api.models import Assessment, Event, Image, Version, VersionArch
 # Versions whose related rows one query fetches: bounded so an unpaged list of every
 # version never binds more parameters than SQLite or Postgres take.
 CHUNK = 1000
-
-
-class Page(NamedTuple):
-    versions: list[VersionView]
-    more: bool  # versions follow the last one, in the same order
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -135,18 +129,6 @@ def page_of_versions(
     rows = list(session.exec(query))
     more = limit is not None and len(rows) > limit
     return rows[:limit], more
-
-
-def list_versions(
-    session: Session,
-    state: VersionState | None = None,
-    image: str | None = None,
-    limit: int | None = None,
-    after: tuple[str, str] | None = None,
-    newest_first: bool = False,
-) -> Page:
-    rows, more = page_of_versions(session, state, image, limit, after, newest_first)
-    return Page(views(session, rows), more)
 
 
 def events(session: Session, version: Version) -> list[EventView]:

@@ -40,6 +40,7 @@ from server_api.views import (
     image_summaries,
     page_of_versions,
     state_history,
+    view,
     views,
 )
 
@@ -142,7 +143,7 @@ def version_page(
         row = get_version(session, image, serial)
     except CatalogError as exc:
         return not_found(request, exc.message)
-    version = views(session, [row])[0]
+    version = view(session, row)
     by_arch: dict[str, list[AssessmentView]] = {a.arch: [] for a in version.arches}
     for result in version.assessments:
         by_arch.setdefault(result.arch, []).append(result)

@@ -37,7 +37,7 @@ from server_api.gc import collect_garbage
 from server_api.manifests import version_packages
 from server_api.routing import ReleasingRoute
 from server_api.schemas import TokenScope
-from server_api.views import events, list_versions, view
+from server_api.views import events, page_of_versions, view, views
 
 router = APIRouter(prefix="/api/v1", tags=["versions"], route_class=ReleasingRoute)
 IMAGE_NAME = r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$"
@@ -74,12 +74,12 @@ def read_versions(
 ) -> list[VersionView]:
     """By image, then serial. With `limit`, a `Link: <...>; rel="next"` header names the
     next page while versions follow (keyset paging: versions added meanwhile never shift it)."""
-    page = list_versions(session, state, image, limit, _key(cursor), newest_first)
-    if page.more:
-        last = page.versions[-1]
+    rows, more = page_of_versions(session, state, image, limit, _key(cursor), newest_first)
+    if more:
+        last = rows[-1]
         url = request.url.include_query_params(cursor=f"{last.image}/{last.serial}")
         response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
-    return page.versions
+    return views(session, rows)
 
 
 @router.post("/versions", status_code=201, summary="Publish a version from uploaded files")

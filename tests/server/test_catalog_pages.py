@@ -11,7 +11,7 @@ from sqlmodel import Session
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, TransitionRequest, VersionView
 from server_api.routes import pages
-from server_api.views import list_versions
+from server_api.views import page_of_versions, views
 from tests.support import (
     RunningServer,
     client,
@@ -76,7 +76,7 @@ def listed_with_statements(server: RunningServer, image: str) -> tuple[list[Vers
     with Session(server.app.state.engine) as session:
         connection = session.connection()
         event.listen(connection, "before_cursor_execute", lambda *a: statements.append(a[2]))
-        listed = list_versions(session, image=image).versions
+        listed = views(session, page_of_versions(session, image=image)[0])
     return listed, len(statements)
 
 
