@@ -124,11 +124,9 @@ def publish(
     the version the first one made."""
     for _ in range(3):  # each conflict means another publish committed: one retry sees it
         try:
-            version, created = _publish(session, store, req, actor)
+            return _publish(session, store, req, actor)
         except IntegrityError:
             session.rollback()
-            continue
-        return version, created
     raise CatalogError(
         409, f"version {req.serial} of {req.spec.name} is being published concurrently; try again"
     )
