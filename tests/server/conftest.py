@@ -9,6 +9,7 @@ import pytest
 
 from clients.catalog import CatalogClient
 from tests.server.front import Front, nginx_front
+from tests.server.lxd_cli import Lxc
 from tests.support import RunningServer, client, http, token
 
 
@@ -35,3 +36,14 @@ def fronted(tmp_path: Path) -> Iterator[tuple[RunningServer, Front]]:
         nginx_front(server, tmp_path / "nginx") as front,
     ):
         yield server, front
+
+
+@pytest.fixture
+def lxc(tmp_path: Path) -> Iterator[Lxc]:
+    """The `lxc` client with a config of its own; the images the test put in `lxc.took` go."""
+    cli = Lxc(tmp_path / "lxc-conf")
+    try:
+        yield cli
+    finally:
+        for fingerprint in cli.took:
+            cli.quietly("image", "delete", fingerprint)

@@ -17,6 +17,9 @@ class Lxc:
     def __init__(self, conf: Path) -> None:
         self.env = os.environ | {"LXD_CONF": str(conf), "LXC_CONF": str(conf)}
         self.conf = conf
+        # Images a test had copied or launched, which the `lxc` fixture deletes afterwards
+        # (only these: the daemon is shared with other tests and concurrent runs).
+        self.took: set[str] = set()
 
     def __call__(self, *args: str, timeout: float = 120) -> str:
         r = subprocess.run(
@@ -24,6 +27,10 @@ class Lxc:
         )
         assert r.returncode == 0, f"{self.program} {' '.join(args)}: {r.stderr.strip()}"
         return r.stdout
+
+    def quietly(self, *args: str) -> None:
+        """A clean-up step: something already gone is no failure."""
+        subprocess.run([self.program, *args], env=self.env, capture_output=True, timeout=120)
 
     def add_remote(self, name: str, url: str, cert: Path) -> None:
         (self.conf / "servercerts").mkdir(parents=True, exist_ok=True)

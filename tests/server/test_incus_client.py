@@ -14,7 +14,6 @@ import ipaddress
 import json
 import os
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -44,10 +43,6 @@ class Incus(Lxc):
     def add_remote(self, name: str, url: str, cert: Path) -> None:
         super().add_remote(name, url, cert)
         self.sources.add(url.rstrip("/"))
-
-    def quietly(self, *args: str) -> None:
-        """A clean-up step: something already gone is no failure."""
-        subprocess.run([self.program, *args], env=self.env, capture_output=True, timeout=120)
 
     def forget(self) -> None:
         """Deletes the images Incus took from this client's remotes (only those: other tests

@@ -9,7 +9,6 @@ Everything it creates (instance, cached images, remotes in a throwaway LXC_CONF)
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,11 +38,6 @@ def _publish_built(catalog: CatalogClient, image: ImageSpec, serial: str, out: P
         .arches[0]
         .fingerprint
     )
-
-
-@pytest.fixture
-def lxc(tmp_path: Path) -> Iterator[Lxc]:
-    yield Lxc(tmp_path / "lxc-conf")
 
 
 def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testing(

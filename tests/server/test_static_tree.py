@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -226,16 +225,6 @@ def test_uploads_stream_through_nginx(fronted: tuple[RunningServer, Front], tmp_
 # With LXD: the real `lxc` client against the trees nginx serves.
 
 
-@pytest.fixture
-def lxc(tmp_path: Path) -> Iterator[Lxc]:
-    """The `lxc` client with a config of its own; the images it copied go afterwards."""
-    client = Lxc(tmp_path / "lxc-conf")
-    before = set(client.images("local"))
-    yield client
-    for fingerprint in set(client.images("local")) - before:
-        subprocess.run(["lxc", "image", "delete", fingerprint], env=client.env, check=False)
-
-
 @pytest.mark.lxd
 def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
     fronted: tuple[RunningServer, Front], lxc: Lxc, tmp_path: Path
@@ -250,6 +239,7 @@ def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
     catalog.close()
     wait_written(server)
     private, _ = credential(server, "active")
+    lxc.took |= {public_fp, private_fp}
     lxc.add_remote("pub", f"{front.url}/channels/testing/", front.cert)
     lxc.add_remote("prv", f"{front.url}{private}/", front.cert)
     assert public_fp in lxc.images("pub") and private_fp in lxc.images("prv")
@@ -278,6 +268,7 @@ def test_lxc_with_a_stale_cached_index_still_gets_a_version_that_left_the_channe
     image = new_image(arches=["x86_64"])
     (_, first), (promoted, second) = built(server, image, tmp_path), built(server, image, tmp_path)
     wait_written(server)
+    lxc.took |= {first, second}
     lxc.add_remote("tst", f"{front.url}/channels/testing/", front.cert)
     lxc("image", "copy", f"tst:{first}", "local:", timeout=300)  # reads and caches the index
     catalog = client(server, server.token)
@@ -308,6 +299,7 @@ def _export_active(server: RunningServer, dest: Path, tmp: Path) -> str:
 def test_lxc_copies_from_a_mirror_seeded_by_icefloe_export(lxc: Lxc, tmp_path: Path):
     with RunningServer(tmp_path / "server") as server:
         fingerprint = _export_active(server, tmp_path / "mirror" / "www", tmp_path)
+    lxc.took.add(fingerprint)
     mirror = tmp_path / "mirror"
     # Another nginx, as on another machine: a plain static site of the exported tree.
     cert, key = mirror / "mirror.crt", mirror / "mirror.key"
