@@ -40,7 +40,15 @@ from core.pipeline import (
 )
 from workflows import operator
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
-from workflows.trigger import check_line, follow, new_serial, progress, trigger, why_failed
+from workflows.trigger import (
+    check_line,
+    evidence_lines,
+    fault_line,
+    follow,
+    new_serial,
+    progress,
+    trigger,
+)
 
 # Errors whose message already says what to do: shown as one line, never a traceback.
 FRIENDLY = (
@@ -227,10 +235,11 @@ async def _trigger(args: argparse.Namespace) -> int:
 def print_failures(tests: list[ArchTestResult]) -> None:
     """Why each arch that did not pass did not: its fault, every failed check's evidence."""
     for test in tests:
-        lines = why_failed(test)
+        fault = fault_line(test)
+        lines = [fault] if fault else []
         for check in test.checks:
-            if lines_of := why_failed(test, check):
-                lines += [f"{check_line(test, check)}:", *lines_of]
+            if evidence := evidence_lines(check):
+                lines += [f"{check_line(test, check)}:", *evidence]
         if lines:
             print("\n".join(f"  {line}" for line in lines))
 

@@ -89,11 +89,13 @@ def check_line(test: ArchTestResult, check: CheckOutcome) -> str:
     return f"{test.arch} on {test.host or '?'}: {check.check} {check.state}"
 
 
-def why_failed(test: ArchTestResult, check: CheckOutcome | None = None) -> list[str]:
-    """Why an arch did not pass, indented under its line: the test machinery's fault (no
-    verdict was reached), or a failed check's evidence, every line of it."""
-    if check is None:
-        return [f"{test.arch}: test machinery failed: {test.fault}"] if test.fault else []
+def fault_line(test: ArchTestResult) -> str | None:
+    """The test machinery's fault on an arch (no verdict was reached), if it had one."""
+    return f"{test.arch}: test machinery failed: {test.fault}" if test.fault else None
+
+
+def evidence_lines(check: CheckOutcome) -> list[str]:
+    """A failed check's evidence, every line of it, indented under its result line."""
     if check.state != AssessmentState.failed:
         return []
     return [f"    {line}" for line in (check.evidence.strip() or "(no evidence)").splitlines()]
@@ -134,12 +136,12 @@ async def follow(
                 line = check_line(test, c) + (" (passed earlier)" if c.skipped else "")
                 if line not in shown:
                     shown.add(line)
-                    for text in (line, *why_failed(test, c)):
+                    for text in (line, *evidence_lines(c)):
                         show(text)
-            fault = why_failed(test)
-            if fault and fault[0] not in shown:
-                shown.add(fault[0])
-                show(fault[0])
+            fault = fault_line(test)
+            if fault and fault not in shown:
+                shown.add(fault)
+                show(fault)
 
     while not result.done():
         try:

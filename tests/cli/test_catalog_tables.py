@@ -11,7 +11,7 @@ from core.catalog import AssessmentReport, TransitionRequest
 from core.config import REPO_DIR
 from core.pipeline import ArchTestResult, CheckOutcome
 from tests.support import RunningServer, client, move, new_image, next_serial, publish_fake, token
-from workflows.trigger import why_failed
+from workflows.trigger import evidence_lines, fault_line
 
 
 def icefloe(server: RunningServer, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -155,8 +155,8 @@ def test_failures_say_why_every_line_of_evidence_and_the_fault() -> None:
     failed = CheckOutcome(check="sixty-four-bit", state="failed", evidence="exit 0\ni686\n")
     passed = CheckOutcome(check="boots", state="passed", evidence="exit 0: alive")
     test = ArchTestResult(arch="i686", host="vm", checks=[passed, failed])
-    assert why_failed(test, failed) == ["    exit 0", "    i686"]
-    assert why_failed(test, passed) == []
-    assert why_failed(test) == []
+    assert evidence_lines(failed) == ["    exit 0", "    i686"]
+    assert evidence_lines(passed) == []
+    assert fault_line(test) is None
     broken = ArchTestResult(arch="i686", host="", checks=[], fault="LXD API: socket gone")
-    assert why_failed(broken) == ["i686: test machinery failed: LXD API: socket gone"]
+    assert fault_line(broken) == "i686: test machinery failed: LXD API: socket gone"
