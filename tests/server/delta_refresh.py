@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import update
 from sqlmodel import Session
@@ -47,6 +48,29 @@ def two_busyboxes() -> tuple[ImageSpec, ImageSpec]:
     """A new busybox image and a change to it: another network set-up, a few rootfs bytes."""
     image = busybox_spec(uuid.uuid4().hex[:8])
     return image, image.model_copy(update={"network": "none"})
+
+
+class TwoVersions(NamedTuple):
+    image: ImageSpec
+    changed: ImageSpec
+    old_serial: str
+    new_serial: str
+    old_built: Built
+    new_built: Built
+
+
+def two_built_versions(out: Path) -> TwoVersions:
+    """Two busybox versions of a new image (two_busyboxes), built into `out`, not published."""
+    image, changed = two_busyboxes()
+    old_serial, new_serial = next_serial(), next_serial()
+    return TwoVersions(
+        image,
+        changed,
+        old_serial,
+        new_serial,
+        build(image, old_serial, out),
+        build(changed, new_serial, out),
+    )
 
 
 def publish(catalog: CatalogClient, image: ImageSpec, serial: str, built: Built) -> str:

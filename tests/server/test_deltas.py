@@ -35,11 +35,11 @@ from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.tokens import create_token
 from tests.server.delta_refresh import (
-    build,
     items,
     publish,
     refresh,
     settled,
+    two_built_versions,
     two_busyboxes,
     wait_until,
 )
@@ -62,10 +62,7 @@ from tests.support import (
 def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     image_server: RunningServer, catalog: CatalogClient, operator: CatalogClient, tmp_path: Path
 ):
-    image, changed = two_busyboxes()
-    old_serial, new_serial = next_serial(), next_serial()
-    old_built = build(image, old_serial, tmp_path)
-    new_built = build(changed, new_serial, tmp_path)
+    image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
     publish(catalog, image, old_serial, old_built)
     publish(catalog, changed, new_serial, new_built)
     settled(catalog, changed, new_serial)
@@ -193,11 +190,7 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     server = gated_server(tmp_path)
-    image, changed = two_busyboxes()
-    old_serial, new_serial = next_serial(), next_serial()
-    old_built, new_built = (
-        build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
-    )
+    image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
     store = server.server_settings.files_dir
     with gated_xdelta3(tmp_path, store, monkeypatch) as gate, server:
         catalog = client(server, server.token)
@@ -245,11 +238,7 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
 def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    image, changed = two_busyboxes()
-    old_serial, new_serial = next_serial(), next_serial()
-    old_built, new_built = (
-        build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
-    )
+    image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
     state = tmp_path / "server"
     settings = ServerSettings(state_dir=state, port=free_port())
     with Session(make_engine(settings.db_url)) as session:
@@ -286,13 +275,12 @@ def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
 def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tmp_path: Path):
     """uvicorn running the same app again runs its lifespan again (the fault tests take the
     shared server down and back): the delta thread starts anew, not a second time."""
+    image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
     with RunningServer(tmp_path / "server") as server:
         server.restart()
         catalog = client(server, server.token)
-        image, changed = two_busyboxes()
-        old_serial, new_serial = next_serial(), next_serial()
-        publish(catalog, image, old_serial, build(image, old_serial, tmp_path))
-        publish(catalog, changed, new_serial, build(changed, new_serial, tmp_path))
+        publish(catalog, image, old_serial, old_built)
+        publish(catalog, changed, new_serial, new_built)
         assert settled(catalog, changed, new_serial).arches[0].delta == DeltaState.made
         catalog.close()
 
@@ -300,11 +288,7 @@ def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tm
 def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    image, changed = two_busyboxes()
-    old_serial, new_serial = next_serial(), next_serial()
-    old_built, new_built = (
-        build(s, n, tmp_path) for s, n in ((image, old_serial), (changed, new_serial))
-    )
+    image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
     server = gated_server(tmp_path, delta_lease_s=1)
     with gated_xdelta3(tmp_path, server.server_settings.files_dir, monkeypatch) as gate:
         gate.fail()
