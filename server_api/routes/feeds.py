@@ -129,9 +129,7 @@ def _feed(request: Request, resolved: Source | str, name: str) -> Response:
 
 
 def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
-    """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256.
-    A file its version took out of the channel is still served for a while: hosts
-    that cached the index before still list it."""
+    """The `file` route's work, in one worker-thread hop with one session."""
     settings, store = request.app.state.settings, request.app.state.store
     with Session(request.app.state.engine) as session:
         source = _source(session, resolved)
