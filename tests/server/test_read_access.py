@@ -2,9 +2,6 @@
 with a token, a `reader` one included (made with `icefloe token create --scope reader`), by
 `Authorization: Bearer` or, in a browser, the cookie the login form sets. Readers never write."""
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -12,12 +9,12 @@ import pytest
 
 from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import ArchFiles, AssessmentReport, TransitionRequest, VersionCreate
-from core.config import REPO_DIR
 from tests.support import (
     RunningServer,
     client,
     fake_files,
     http,
+    icefloe_token,
     move,
     new_image,
     next_serial,
@@ -58,19 +55,8 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningS
 
 def cli_reader_token(server: RunningServer) -> str:
     """`icefloe token create --scope reader` on the server host, as an operator makes one."""
-    env = os.environ | {
-        "ICEFLOE_SERVER_STATE_DIR": str(server.server_settings.state_dir),
-        "ICEFLOE_LOG_LEVEL": "ERROR",
-    }
-    args = ["token", "create", "--name", "alice", "--scope", "reader"]
-    made = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_DIR,
-        timeout=60,
-    )
+    args = ["create", "--name", "alice", "--scope", "reader"]
+    made = icefloe_token(server.server_settings.state_dir, *args)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
 
