@@ -16,13 +16,13 @@ made, the size at which xdelta3 in the request kept it open for tens of seconds.
 """
 
 import argparse
-import hashlib
 import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from activities.builders.image_files import sha256_file
 from clients.catalog import CatalogClient
 from core.catalog import ArchFiles, BuiltFile, FileType, VersionCreate
 from core.config import REPO_DIR
@@ -41,12 +41,8 @@ def debian() -> tuple[ImageSpec, ImageSpec]:
 
 
 def stored(path: Path, ftype: FileType) -> tuple[BuiltFile, Path]:
-    sha256 = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(MIB):
-            sha256.update(chunk)
     size = path.stat().st_size
-    return BuiltFile(ftype=ftype, name=path.name, sha256=sha256.hexdigest(), size=size), path
+    return BuiltFile(ftype=ftype, name=path.name, sha256=sha256_file(path), size=size), path
 
 
 def large(catalog: CatalogClient, tmp: Path, mib: int) -> None:
