@@ -12,15 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from google.protobuf.duration_pb2 import Duration
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from clients.catalog import CatalogClient, CatalogRejected
-from core import search_attributes as sa
+from clients.temporal import register
 from core.catalog import VersionView
 from core.config import REPO_DIR, Settings
 from core.pipeline import PipelineInput, PipelineResult
@@ -67,20 +65,11 @@ async def own_namespace(temporal: Client) -> Client:
     except RPCError as exc:
         if exc.status != RPCStatusCode.ALREADY_EXISTS:
             raise
-    else:
-        kinds = {
-            "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-            "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-        }
-        await temporal.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=CRASH_NAMESPACE,
-                search_attributes={k.name: kinds[k.indexed_value_type.name] for k in sa.ALL},
-            )
-        )
-    return Client(
+    client = Client(
         temporal.service_client, namespace=CRASH_NAMESPACE, data_converter=pydantic_data_converter
     )
+    await register(client)
+    return client
 
 
 def arch_worker_process(
