@@ -258,7 +258,14 @@ class DeltaMaker:
         serial, base_sha256 = found
         made = make_delta(self.store, base_sha256, rootfs, self._keeper(pk, claim))
         if isinstance(made, str):
-            log.warning("no delta for %s %s %s from %s: %s", *_name(version, varch), serial, made)
+            log.warning(
+                "no delta for %s %s %s from %s: %s",
+                version.image,
+                version.serial,
+                varch.arch,
+                serial,
+                made,
+            )
             return Outcome(DeltaState.none, f"from {serial}: {made}")
         return Outcome(DeltaState.made, "", serial, *made)
 
@@ -300,7 +307,3 @@ class DeltaMaker:
                 )
             )
         session.commit()
-
-
-def _name(version: Version, varch: VersionArch) -> tuple[str, str, str]:
-    return version.image, version.serial, varch.arch
