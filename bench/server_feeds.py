@@ -417,17 +417,10 @@ def nginx_front(state: Path, work: Path, upstream: str) -> Iterator[str]:
     """nginx as deploy/nginx configures it, one worker, in front of the server of `state`
     at `upstream` (its URL)."""
     settings = ServerSettings(state_dir=state, port=httpx.URL(upstream).port)
-    front = work / "front"
-    front.mkdir(exist_ok=True)
     port = free_port()
-    site = front / "site.conf"
-    site.write_text(
-        nginx_site.site(settings, f"127.0.0.1:{port}", settings.cert_path, settings.key_path)
-    )
-    conf = front / "nginx.conf"
-    conf.write_text(nginx_site.standalone(site, front))
     url = f"https://127.0.0.1:{port}"
-    with nginx_site.running(conf, front, url):
+    site = nginx_site.site(settings, f"127.0.0.1:{port}", settings.cert_path, settings.key_path)
+    with nginx_site.serving(site, work / "front", url):
         yield url
 
 
@@ -435,26 +428,10 @@ def nginx_front(state: Path, work: Path, upstream: str) -> Iterator[str]:
 def plain_nginx(root: Path, work: Path, settings: ServerSettings) -> Iterator[str]:
     """nginx serving `root` as plain files, with the same main configuration and TLS as the
     front (deploy/nginx's standalone): only the site differs."""
-    plain = work / "plain"
-    plain.mkdir(exist_ok=True)
     port = free_port()
-    site = plain / "site.conf"
-    site.write_text(
-        f"""server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {settings.cert_path};
-    ssl_certificate_key {settings.key_path};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    types {{ application/json json; }}
-    default_type application/octet-stream;
-    root {root};
-}}
-"""
-    )
-    conf = plain / "nginx.conf"
-    conf.write_text(nginx_site.standalone(site, plain))
     url = f"https://127.0.0.1:{port}"
-    with nginx_site.running(conf, plain, url):
+    site = nginx_site.plain_site(f"127.0.0.1:{port}", settings.cert_path, settings.key_path, root)
+    with nginx_site.serving(site, work / "plain", url):
         yield url
 
 

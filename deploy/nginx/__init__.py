@@ -68,6 +68,21 @@ def site(
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values[m[1]]), TEMPLATE.read_text())
 
 
+def plain_site(listen: str, tls_cert: Path, tls_key: Path, root: Path) -> str:
+    """A plain static site of `root` over HTTPS, as on another machine: a mirror of what
+    `icefloe export` wrote, or the baseline a benchmark measures the front against."""
+    return f"""server {{
+    listen {listen} ssl;
+    ssl_certificate {tls_cert};
+    ssl_certificate_key {tls_key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    types {{ application/json json; }}
+    default_type application/octet-stream;
+    root {root};
+}}
+"""
+
+
 def standalone(site_conf: Path, work: Path, workers: int = 1, access_log: str = "off") -> str:
     """A whole nginx.conf that includes `site_conf` and keeps its pid file, logs and
     temporary files under `work`: an nginx of its own beside the host's."""
@@ -128,6 +143,18 @@ def running(conf: Path, work: Path, url: str) -> Iterator[subprocess.Popen]:
             proc.kill()
             proc.wait()
         out.close()
+
+
+@contextmanager
+def serving(site_text: str, work: Path, url: str) -> Iterator[None]:
+    """`site_text` served by a standalone nginx under `work` until the block ends, once
+    `url` answers."""
+    work.mkdir(parents=True, exist_ok=True)
+    site_conf, conf = work / "site.conf", work / "nginx.conf"
+    site_conf.write_text(site_text)
+    conf.write_text(standalone(site_conf, work))
+    with running(conf, work, url):
+        yield
 
 
 def main(argv: list[str] | None = None) -> None:

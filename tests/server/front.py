@@ -91,12 +91,9 @@ def nginx_front(server: RunningServer, work: Path) -> Iterator[Front]:
     cert, key = work / "front.crt", work / "front.key"
     ensure_self_signed(cert, key, "127.0.0.1")
     port = free_port()
-    site = work / "site.conf"
-    site.write_text(nginx.site(server.server_settings, f"127.0.0.1:{port}", cert, key))
-    conf = work / "nginx.conf"
-    conf.write_text(nginx.standalone(site, work))
     url = f"https://127.0.0.1:{port}"
-    with nginx.running(conf, work, url):
+    site = nginx.site(server.server_settings, f"127.0.0.1:{port}", cert, key)
+    with nginx.serving(site, work, url):
         yield Front(url, cert)
 
 

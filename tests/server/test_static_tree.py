@@ -305,22 +305,8 @@ def test_lxc_copies_from_a_mirror_seeded_by_icefloe_export(lxc: Lxc, tmp_path: P
     cert, key = mirror / "mirror.crt", mirror / "mirror.key"
     ensure_self_signed(cert, key, "127.0.0.1")
     port = free_port()
-    site = mirror / "site.conf"
-    site.write_text(
-        f"""server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.3;
-    types {{ application/json json; }}
-    default_type application/octet-stream;
-    root {mirror / "www"};
-}}
-"""
-    )
-    conf = mirror / "nginx.conf"
-    conf.write_text(nginx.standalone(site, mirror))
-    with nginx.running(conf, mirror, f"https://127.0.0.1:{port}"):
+    site = nginx.plain_site(f"127.0.0.1:{port}", cert, key, mirror / "www")
+    with nginx.serving(site, mirror, f"https://127.0.0.1:{port}"):
         lxc.add_remote("mir", f"https://127.0.0.1:{port}/", cert)
         assert fingerprint in lxc.images("mir")
         lxc("image", "copy", f"mir:{fingerprint}", "local:", timeout=300)
