@@ -9,15 +9,13 @@ from core.spec import ImageSpec
 from tests.support import fake_files
 
 OLD = b"bash\t5.1-6\ngone\t1.0\nlibc6\t2.36-9\n"
-
-
 NEW = b"bash\t5.2.15-2+b7\nlibc6\t2.36-9\nnew-tool\t0.1\n"
 
 
 def manifest_file(tmp: Path, arch: str, data: bytes) -> tuple[BuiltFile, Path]:
-    path = tmp / f"{arch}-{hashlib.sha256(data).hexdigest()[:12]}.manifest"
-    path.write_bytes(data)
     sha256 = hashlib.sha256(data).hexdigest()
+    path = tmp / f"{arch}-{sha256[:12]}.manifest"
+    path.write_bytes(data)
     file = BuiltFile(ftype=FileType.manifest, name="rootfs.manifest", sha256=sha256, size=len(data))
     return file, path
 
