@@ -16,6 +16,7 @@ import httpx
 from sqlmodel import Session
 
 from core.catalog import Channel
+from core.spec import ImageSpec
 from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
 from tests.server.front import (
@@ -64,13 +65,20 @@ def squashfs_path(images_json: bytes, serial: str) -> str:
     )
 
 
+def in_testing(server: RunningServer, tmp: Path, image: ImageSpec) -> tuple[str, str, int]:
+    """A version of `image` in testing and a new private testing feed, the trees written:
+    the version's serial, the feed's path and its credential's id."""
+    serial = published(server, tmp, image, "testing")
+    private, credential_id = credential(server, "testing")
+    wait_written(server)
+    return serial, private, credential_id
+
+
 def test_a_private_feed_comes_from_the_tree_without_asking_the_server(
     fronted: tuple[RunningServer, Front], tmp_path: Path
 ):
     server, front = fronted
-    serial = published(server, tmp_path, new_image(), "testing")
-    private, _ = credential(server, "testing")
-    wait_written(server)
+    serial, private, _ = in_testing(server, tmp_path, new_image())
     tree = server.server_settings.static_root / "testing-lxd/current"
     before = feed_requests(server)
     with web(front) as w:
@@ -94,9 +102,7 @@ def test_revoking_refuses_the_very_next_request_with_the_servers_message(
     fronted: tuple[RunningServer, Front], tmp_path: Path
 ):
     server, front = fronted
-    serial = published(server, tmp_path, new_image(), "testing")
-    private, credential_id = credential(server, "testing")
-    wait_written(server)
+    serial, private, credential_id = in_testing(server, tmp_path, new_image())
     with web(front) as w:
         images = w.get(f"{private}/streams/v1/images.json")
         path = squashfs_path(images.content, serial)
@@ -164,9 +170,7 @@ def test_a_catalog_change_the_trees_do_not_show_yet_comes_from_the_server(
     is in the very next private feed all the same, rendered by the server."""
     server, front = fronted
     image = new_image()
-    published(server, tmp_path, image, "testing")
-    private, _ = credential(server, "testing")
-    wait_written(server)
+    _, private, _ = in_testing(server, tmp_path, image)
     root = server.server_settings.static_root
     with (root / ".lock").open("a") as lock, web(front) as w:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -273,9 +277,7 @@ def test_a_file_of_a_version_that_left_the_channel_still_comes_within_the_grace(
     """A host whose cached index still lists it gets it, as from the public channel."""
     server, front = fronted
     image = new_image()
-    serial = published(server, tmp_path, image, "testing")
-    private, _ = credential(server, "testing")
-    wait_written(server)
+    serial, private, _ = in_testing(server, tmp_path, image)
     with web(front) as w:
         path = squashfs_path(w.get(f"{private}/streams/v1/images.json").content, serial)
         catalog = client(server, server.token)
