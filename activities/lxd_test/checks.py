@@ -290,10 +290,11 @@ def stop_cleanly(t: Target, timeout_s: float) -> str | None:
 
 
 def reboot(
-    t: Target, timeout_s: float, after: tuple[tuple[str, "Builtin", float], ...] = ()
+    t: Target, timeout_s: float, after: tuple[tuple[BuiltinKind, float], ...] = ()
 ) -> tuple[bool, str]:
     """Restart the instance as `lxc restart` does (a clean shutdown, then a start) and run the
-    suite's probes (`after`: name, check, timeout) again: it must come back as it booted."""
+    suite's probes (`after`: kind, timeout or 0 for its default) again: it must come back as
+    it booted."""
     started = time.monotonic()
     before = t.inst.state().pid
     failed = stop_cleanly(t, timeout_s)
@@ -307,7 +308,8 @@ def reboot(
         f"restarted in {time.monotonic() - started:.1f}s (pid 1 was {before}, now "
         f"{t.inst.state().pid} on the host)"
     ]
-    for name, check, check_timeout_s in (("boots", BUILTIN["boots"], 0.0), *after):
+    for name, check_timeout_s in (("boots", 0.0), *after):
+        check = BUILTIN[name]
         ok, evidence = check.run(t, check_timeout_s or check.timeout_s)
         if not ok:
             failure = f"after the restart, {name} failed:\n{excerpt(evidence, 1000)}"
@@ -361,7 +363,7 @@ def _builtin(check: BuiltinCheck, declared: list[BuiltinCheck | CommandCheck]) -
     run_it = builtin.run
     if check.kind == "reboot":
         after = tuple(
-            (c.kind, BUILTIN[c.kind], c.timeout_s)
+            (c.kind, c.timeout_s)
             for c in declared
             if isinstance(c, BuiltinCheck) and c.kind in AFTER_REBOOT
         )
