@@ -7,6 +7,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
+from activities.heartbeat import BEAT_EVERY_S
 from activities.pruning import PruneActivities
 from clients.catalog import CatalogClient
 from core.arch import CONTROL_TASK_QUEUE
@@ -37,5 +38,5 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
         activity_executor=executor,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # Every beat reaches the server, so a dead control worker is noticed in seconds.
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
+        max_heartbeat_throttle_interval=timedelta(seconds=BEAT_EVERY_S),
     )
