@@ -10,5 +10,6 @@ from core.config import Settings
 
 @pytest.fixture(scope="module")
 def lxd(settings: Settings) -> pylxd.Client:
-    ensure_project(connect_lxd(settings), settings.lxd_project)
-    return connect_lxd(settings)
+    lxd = connect_lxd(settings)
+    ensure_project(lxd, settings.lxd_project)
+    return lxd
