@@ -16,6 +16,7 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 import orjson
 import sqlalchemy as sa
@@ -37,6 +38,19 @@ class Feed:
     # sha256 -> ftype ("squashfs", "squashfs.vcdiff", ...) for metrics: the parts' own maps
     # chained, as merging 20,000 versions' would double the time to render after a change.
     kinds: Mapping[str, str]
+
+    @cached_property
+    def without_deltas(self) -> tuple[bytes, str]:
+        """images.json without its delta items, and its ETag (the pipeline's fresh URLs):
+        made once per feed, not on every request (0.3 s for a 20 MiB images.json)."""
+        catalog = orjson.loads(self.images)
+        for product in catalog["products"].values():
+            for version in product["versions"].values():
+                items = version["items"]
+                for key in [k for k, item in items.items() if item["ftype"] == "squashfs.vcdiff"]:
+                    del items[key]
+        body = orjson.dumps(catalog)
+        return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
 @dataclass(frozen=True)

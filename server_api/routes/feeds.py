@@ -18,12 +18,10 @@ keeps and sends the current tree itself; these routes answer what it leaves (unk
 revoked or expired credentials, trees behind the catalog, files of older trees).
 """
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, NamedTuple
 
 import anyio.to_thread
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 from sqlmodel import Session
@@ -83,18 +81,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag.removeprefix("W/") in tags
 
 
-def without_deltas(images: bytes) -> tuple[bytes, str]:
-    """A catalog without its delta items, and its ETag."""
-    catalog = orjson.loads(images)
-    for product in catalog["products"].values():
-        for version in product["versions"].values():
-            items = version["items"]
-            for key in [k for k, item in items.items() if item["ftype"] == "squashfs.vcdiff"]:
-                del items[key]
-    body = orjson.dumps(catalog)
-    return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-
-
 # nginx's internal locations (deploy/nginx): the static trees' root and the store's.
 ACCEL_STATIC = "/_icefloe/static"
 ACCEL_STORE = "/_icefloe/store"
@@ -113,7 +99,7 @@ def _json(request: Request, source: Source, feed: Feed, name: str) -> Response:
         return Response(headers={"X-Accel-Redirect": uri})
     body, etag = feed.index if name == "index.json" else feed.images, feed.etag
     if not source.deltas and name == "images.json":
-        body, etag = without_deltas(body)
+        body, etag = feed.without_deltas
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
