@@ -79,11 +79,8 @@ class FileStore:
 
     def add(self, made: Path) -> tuple[str, int]:
         """Move a file made under `.incoming/` into the store: its sha256 and size."""
-        digest = hashlib.sha256()
         with made.open("rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        sha256 = digest.hexdigest()
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         target = self.path(sha256)
         target.parent.mkdir(exist_ok=True)
         made.chmod(0o644)
