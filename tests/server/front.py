@@ -23,6 +23,7 @@ from tests.support import (
     free_port,
     move,
     next_serial,
+    pass_all,
     publish_built,
     publish_fake,
     token,
@@ -107,3 +108,15 @@ def built(server: RunningServer, image: ImageSpec, tmp: Path) -> tuple[str, str]
         return serial, publish_built(catalog, image, serial, "x86_64", files)
     finally:
         catalog.close()
+
+
+def promoted(server: RunningServer, image: ImageSpec, tmp: Path) -> str:
+    """A busybox version of `image` built, published and moved to active: its fingerprint."""
+    serial, fingerprint = built(server, image, tmp)
+    catalog = client(server, server.token)
+    try:
+        pass_all(catalog, image, serial)
+        move(catalog, image, serial, "active")
+    finally:
+        catalog.close()
+    return fingerprint

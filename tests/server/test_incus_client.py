@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 
 from clients.catalog import CatalogClient
-from core.spec import ImageSpec
 from tests.server.delta_refresh import refresh, two_busyboxes
-from tests.server.front import Front, built, credential, wait_written
+from tests.server.front import Front, credential, promoted, wait_written
 from tests.server.lxd_cli import Lxc
-from tests.support import RunningServer, client, move, new_image, pass_all
+from tests.support import RunningServer, new_image
 
 
 class Incus(Lxc):
@@ -91,18 +90,6 @@ def incus(tmp_path: Path) -> Iterator[Incus]:
         yield cli
     finally:
         cli.forget()
-
-
-def promoted(server: RunningServer, image: ImageSpec, tmp: Path) -> str:
-    """A busybox version of `image` built, published and moved to active: its fingerprint."""
-    serial, fingerprint = built(server, image, tmp)
-    catalog = client(server, server.token)
-    try:
-        pass_all(catalog, image, serial)
-        move(catalog, image, serial, "active")
-    finally:
-        catalog.close()
-    return fingerprint
 
 
 def test_incus_lists_and_launches_from_a_private_incus_feed(

@@ -24,7 +24,15 @@ from clients.catalog import CatalogClient
 from core.config import REPO_DIR
 from deploy import nginx
 from server_api.tls import ensure_self_signed
-from tests.server.front import Front, built, credential, listed, published, wait_written
+from tests.server.front import (
+    Front,
+    built,
+    credential,
+    listed,
+    promoted,
+    published,
+    wait_written,
+)
 from tests.server.lxd_cli import Lxc
 from tests.support import (
     RunningServer,
@@ -232,11 +240,7 @@ def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
     server, front = fronted
     image = new_image(arches=["x86_64"])
     _, public_fp = built(server, image, tmp_path)
-    serial, private_fp = built(server, image, tmp_path)
-    catalog = client(server, server.token)
-    pass_all(catalog, image, serial)
-    move(catalog, image, serial, "active")
-    catalog.close()
+    private_fp = promoted(server, image, tmp_path)
     wait_written(server)
     private, _ = credential(server, "active")
     lxc.took |= {public_fp, private_fp}
@@ -285,12 +289,7 @@ def test_lxc_with_a_stale_cached_index_still_gets_a_version_that_left_the_channe
 
 def _export_active(server: RunningServer, dest: Path, tmp: Path) -> str:
     """A built version promoted to active, then `icefloe export --channel active dest`."""
-    image = new_image(arches=["x86_64"])
-    serial, fingerprint = built(server, image, tmp)
-    catalog = client(server, server.token)
-    pass_all(catalog, image, serial)
-    move(catalog, image, serial, "active")
-    catalog.close()
+    fingerprint = promoted(server, new_image(arches=["x86_64"]), tmp)
     export(server, "active", dest)
     return fingerprint
 
