@@ -7,7 +7,6 @@ Everything it creates (instance, cached images, remotes in a throwaway LXC_CONF)
 """
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -76,15 +75,14 @@ def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testin
     assert active_fp not in lxc.images("inc"), "an Incus feed has no lxd.tar.xz for LXD"
 
     name = f"icefloe-lxc-{uuid.uuid4().hex[:8]}"
+    lxc.took.add(active_fp)  # the launch caches exactly this image (new: its serial is new)
     try:
         lxc("launch", f"act:{alias}", name, timeout=300)
         info = json.loads(lxc("list", name, "--format", "json"))[0]
         assert info["status"] == "Running"
         assert info["config"]["volatile.base_image"] == active_fp
     finally:
-        subprocess.run(["lxc", "delete", "--force", name], env=lxc.env, capture_output=True)
-        # The launch cached exactly this image (it is new: its serial is new).
-        subprocess.run(["lxc", "image", "delete", active_fp], env=lxc.env, capture_output=True)
+        lxc.quietly("delete", "--force", name)
 
 
 def test_lxd_whose_cached_index_is_stale_still_gets_the_files(tmp_path: Path, lxc: Lxc):
@@ -101,6 +99,7 @@ def test_lxd_whose_cached_index_is_stale_still_gets_the_files(tmp_path: Path, lx
             move(catalog, image, serial, "testing")
         url = catalog.channel_url("testing", fresh=uuid.uuid4().hex[:12])
         lxc.add_remote("tst", url, server.server_settings.cert_path)
+        lxc.took.update(fingerprints)
         try:
             lxc("image", "copy", f"tst:{fingerprints[0]}", "local:")  # reads the index
             pass_all(catalog, image, promoted)
@@ -112,8 +111,4 @@ def test_lxd_whose_cached_index_is_stale_still_gets_the_files(tmp_path: Path, lx
                 i["fingerprint"] for i in json.loads(lxc("image", "list", "--format", "json"))
             } >= set(fingerprints)
         finally:
-            for fingerprint in fingerprints:
-                subprocess.run(
-                    ["lxc", "image", "delete", fingerprint], env=lxc.env, capture_output=True
-                )
             catalog.close()
