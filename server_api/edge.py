@@ -19,8 +19,6 @@ moving a credential applies to the very next request. Anything nginx cannot vouc
 
 import fcntl
 import math
-import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +35,7 @@ from sqlmodel import Session, select
 from core.catalog import Channel, Flavour
 from server_api.feeds import generation
 from server_api.models import Event, FeedCredential
-from server_api.static import tree_name
+from server_api.static import atomic_write, tree_name
 
 CHANGED_KEY = "icefloe_event"  # session.info: a catalog change was flushed, not committed yet
 
@@ -61,10 +59,7 @@ class EdgeFiles:
 
     def _write(self, path: Path, data: bytes) -> None:
         # Not `.tmp-*`: the static trees' writer removes those as a killed writer's.
-        tmp = path.with_name(f".new-{path.name}-{os.getpid()}-{threading.get_ident()}")
-        tmp.write_bytes(data)
-        tmp.chmod(0o644)
-        os.replace(tmp, path)
+        atomic_write(path, data, prefix=".new")
 
     def _put(self, row: FeedCredential) -> bool:
         """Write or remove `row`'s file; whether it is usable."""

@@ -52,9 +52,12 @@ def tree_name(channel: Channel, flavour: Flavour | None) -> str:
     return channel.value if flavour is None else f"{channel.value}-{flavour.value}"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+def atomic_write(path: Path, data: bytes, prefix: str = ".tmp") -> None:
+    """`path` replaced whole by `data`, readable by all (a web server reads it), by way of
+    `<prefix>-<name>-<pid>-<thread>` beside it."""
+    tmp = path.with_name(f"{prefix}-{path.name}-{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(data)
+    tmp.chmod(0o644)
     os.replace(tmp, path)
 
 
@@ -87,8 +90,8 @@ def write_streams(dest: Path, feed: Feed) -> None:
     replaced whole (images.json first: the index a reader sees lists nothing it lacks)."""
     streams = dest / STREAMS
     streams.mkdir(parents=True, exist_ok=True)
-    _atomic_write(streams / "images.json", feed.images)
-    _atomic_write(streams / "index.json", feed.index)
+    atomic_write(streams / "images.json", feed.images)
+    atomic_write(streams / "index.json", feed.index)
 
 
 def export(store: FileStore, feed: Feed, dest: Path) -> list[str]:
@@ -150,7 +153,7 @@ class StaticTrees:
                 for flavour, feed in feeds_of.items():
                     self._publish(tree_name(channel, flavour), channel, now, feed)
             self._prune()
-            _atomic_write(self.root / "generation", str(now).encode())
+            atomic_write(self.root / "generation", str(now).encode())
         return now
 
     def _publish(self, name: str, channel: Channel, now: int, feed: Feed) -> None:
@@ -165,7 +168,7 @@ class StaticTrees:
             write_streams(tmp, feed)
             (tmp / "files").symlink_to(Path("..", "..", "files", channel.value))
             manifest = {"etag": feed.etag, "files": sorted(feed.files)}
-            _atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
+            atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
             os.rename(tmp, final)
         link = tree / f".tmp-{CURRENT}-{os.getpid()}"
         link.unlink(missing_ok=True)
