@@ -43,7 +43,7 @@ import httpx
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
-from core.catalog import Channel, Flavour, VersionState
+from core.catalog import Channel, DeltaState, Flavour, VersionState
 from core.config import REPO_DIR
 from deploy import nginx as nginx_site
 from server_api.config import ServerSettings
@@ -134,6 +134,9 @@ def seed(state_dir: Path, images: int, serials: int, state: VersionState) -> Non
                         "metadata_size": 1024,
                         "rootfs_sha256": h[::-1],
                         "rootfs_size": 10 * MiB,
+                        # Made-up files: nothing for the server's delta maker to try
+                        # (thousands of failing tries beside the measured requests).
+                        "delta_state": DeltaState.none,
                     }
                 )
         conn.execute(insert(VersionArch), rows)
