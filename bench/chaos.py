@@ -7,7 +7,8 @@ state in a SQLite file across restarts, image server, control worker, one arch w
 local arch) on free ports, with a state dir under .state/chaos/ and a fresh LXD project
 that it deletes at the end. The catalog is on SQLite, or on Postgres with --postgres
 (deploy/postgres-for-tests, database icefloe_chaos).
-    PYTHONPATH=. .venv/bin/python bench/chaos.py [--minutes 6] [--parallel 2] [--seed N]
+    ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/chaos.py
+        [--minutes 6] [--parallel 2] [--seed N]
 The processes run the code in this checkout, read again at each restart: while others edit
 it, soak an export of a commit instead (git archive HEAD | tar -x -C DIR; run from DIR with
 ICEFLOE_DEB_DIR pointing at the .debs).
@@ -46,26 +47,26 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.lxd_test.janitor import labelled
-from clients.catalog import CatalogClient, CatalogRejected
+from clients.catalog import CatalogClient, CatalogRejected, server_ca
 from clients.lxd import connect_lxd, host_arches
 from clients.temporal import connect
 from core import search_attributes as sa
 from core.arch import KNOWN_ARCHES
 from core.catalog import AssessmentState, VersionState, VersionView
-from core.config import REPO_DIR, Settings
+from core.config import REPO_DIR, ServerSettings, Settings
 from core.images import load_image
 from core.pipeline import AWAITING_RETRY, PipelineInput
 from core.spec import ImageSpec
 from deploy.stack import (
     Processes,
     StackError,
+    child_env,
     dev_server_argv,
     ensure_publisher_token,
     server_ready,
     temporal_ready,
     wait_for,
 )
-from server_api.config import ServerSettings
 from server_api.store import FileStore
 from server_api.tls import ensure_self_signed
 from workers.arch import temporal_scope
@@ -100,8 +101,8 @@ class Stack(Processes):
     """The stack's processes; each can be SIGKILLed (with its process group, as a crash
     would take its children) and started again with the same command line."""
 
-    def __init__(self, log_dir: Path) -> None:
-        super().__init__(log_dir)
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        super().__init__(log_dir, env)
         self.parts: dict[str, tuple[list[str], Ready]] = {}
 
     def launch(self, name: str, argv: list[str], ready: Ready) -> None:
@@ -155,7 +156,7 @@ def _logged(marker: bytes) -> Ready:
 
 
 def start_stack(settings: Settings, server: ServerSettings, arches: Sequence[str]) -> Stack:
-    stack = Stack(settings.state_dir / "logs")
+    stack = Stack(settings.state_dir / "logs", child_env(settings))
     host, _, port = settings.temporal_address.rpartition(":")
     ui_port = int(settings.temporal_ui_url.rpartition(":")[2])
     me = [sys.executable, "-m", "cli.main"]
@@ -168,7 +169,7 @@ def start_stack(settings: Settings, server: ServerSettings, arches: Sequence[str
         stack.launch(
             "server",
             [*me, "server"],
-            lambda *_: server_ready(settings.server_url, server.cert_path),
+            lambda *_: server_ready(settings.server.url, server.cert_path),
         )
         stack.launch("worker-control", [*me, "worker", "control"], _logged(b"worker polling"))
         for arch in arches:
@@ -404,9 +405,9 @@ def check_files(catalog: CatalogClient, settings: Settings, server: ServerSettin
     with that hash by the version's channel feed."""
     check = Check("every file a listed version names is present with the right hash")
     store = FileStore(server.files_dir)
-    verify = ssl.create_default_context(cafile=settings.server_ca_path)
+    verify = ssl.create_default_context(cafile=server_ca(settings))
     files = 0
-    with httpx.Client(base_url=settings.server_url, verify=verify, timeout=60) as http:
+    with httpx.Client(base_url=settings.server.url, verify=verify, timeout=60) as http:
         for version in catalog.versions():
             if version.files_deleted_at:
                 continue
@@ -533,26 +534,26 @@ def postgres_url() -> str:
 
 
 def configure(run_id: str, db_url: str | None) -> tuple[Settings, ServerSettings]:
-    """Everything the bench's processes share, as environment variables they inherit."""
+    """Everything the bench's processes share (its children get it as their environment)."""
+    here = Settings()
     state = REPO_DIR / ".state" / "chaos" / run_id
     temporal_port, ui_port, server_port = free_port(), free_port(), free_port()
-    env = {
-        "ICEFLOE_STATE_DIR": str(state),
-        "ICEFLOE_SERVER_STATE_DIR": str(state),
-        "ICEFLOE_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-        "ICEFLOE_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
-        "ICEFLOE_SERVER_PORT": str(server_port),
-        "ICEFLOE_SERVER_URL": f"https://127.0.0.1:{server_port}",
-        "ICEFLOE_LXD_PROJECT": f"icefloe-chaos-{run_id}",
-        "ICEFLOE_DEB_DIR": str(Settings().deb_dir or Settings().state_dir / "debs"),
-    }
-    if db_url:
-        env["ICEFLOE_SERVER_DATABASE_URL"] = db_url
-    os.environ.update(env)
+    settings = Settings(
+        state_dir=state,
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        temporal_ui_url=f"http://127.0.0.1:{ui_port}",
+        server={
+            "port": server_port,
+            "url": f"https://127.0.0.1:{server_port}",
+            "database_url": db_url,
+        },
+        lxd_project=f"icefloe-chaos-{run_id}",
+        deb_dir=here.deb_dir or here.state_dir / "debs",
+    )
     state.mkdir(parents=True, exist_ok=True)
-    settings, server = Settings(), ServerSettings()
+    server = settings.server
     ensure_self_signed(server.cert_path, server.key_path, server.host)
-    ensure_publisher_token(settings, server)
+    ensure_publisher_token(settings)
     return settings, server
 
 

@@ -5,8 +5,8 @@ Builds a busybox image, starts a few instances in a project of its own, then run
 threads x execs per instance on both paths, each exec printing a known, varying amount
 to stdout and stderr. Prints per path: execs/s, failed execs (exceptions), execs whose
 output differs, bytes expected and bytes lost, ws4py warnings. Deletes what it created.
-    PYTHONPATH=. .venv/bin/python bench/exec_stress.py [--instances 4] [--threads 8]
-        [--execs 100] [--seconds 120] [--paths websocket,recorded]
+    ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/exec_stress.py
+        [--instances 4] [--threads 8] [--execs 100] [--seconds 120] [--paths websocket,recorded]
 Bounded: each path stops after --seconds even if execs are left.
 """
 

@@ -53,9 +53,8 @@ from core.catalog import (
     VersionState,
     VersionView,
 )
-from core.config import REPO_DIR
+from core.config import REPO_DIR, ServerSettings
 from core.spec import ImageSpec
-from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.tokens import create_token
 

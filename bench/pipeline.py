@@ -3,7 +3,8 @@ time spent in activities and Temporal's overhead, read from the workflow history
 
 Needs the stack running: `deploy/run-local` in another terminal. Prints figures;
 asserts nothing.
-    .venv/bin/python bench/pipeline.py [--runs 5] [--checks boots]
+    ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/pipeline.py
+        [--runs 5] [--checks boots]
 `--checks boots` runs the same steps as bench/baseline.sh (build, publish, launch by
 fingerprint, exec, delete); the default is the sample image's full check suite.
 """

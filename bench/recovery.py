@@ -6,7 +6,7 @@ triggers a pipeline, SIGKILLs the x86_64 worker while its test activity runs a c
 starts a new x86_64 worker 2 s later, and prints kill -> retried attempt running (the
 server's start time of attempt 2) and kill -> pipeline active. Prints figures; exits 1
 if any other activity needed a retry (a false heartbeat timeout under load) or a run fails.
-    .venv/bin/python bench/recovery.py [--runs 3]
+    ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/recovery.py [--runs 3]
 """
 
 import argparse
@@ -34,13 +34,13 @@ from core.pipeline import PipelineInput
 from core.spec import ImageSpec
 from deploy.stack import (
     Processes,
+    child_env,
     dev_server_argv,
     ensure_publisher_token,
     server_ready,
     temporal_ready,
     wait_for,
 )
-from server_api.config import ServerSettings
 from server_api.tls import ensure_self_signed
 from workflows.trigger import new_serial, start_pipeline
 
@@ -64,19 +64,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def loopback_env(state: Path) -> None:
-    """Point this process and every child at the bench's own servers."""
-    debs = Settings().deb_dir or Settings().state_dir / "debs"
+def loopback(state: Path) -> Settings:
+    """The settings of the bench's own servers, for this process and every child."""
+    here = Settings()
     server_port, temporal_port = free_port(), free_port()
-    os.environ.update(
-        {
-            "ICEFLOE_STATE_DIR": str(state),
-            "ICEFLOE_SERVER_STATE_DIR": str(state),
-            "ICEFLOE_SERVER_PORT": str(server_port),
-            "ICEFLOE_SERVER_URL": f"https://127.0.0.1:{server_port}",
-            "ICEFLOE_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-            "ICEFLOE_DEB_DIR": str(debs),
-        }
+    return Settings(
+        state_dir=state,
+        server={"port": server_port, "url": f"https://127.0.0.1:{server_port}"},
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        deb_dir=here.deb_dir or here.state_dir / "debs",
     )
 
 
@@ -171,8 +167,7 @@ def summary(label: str, values: list[float]) -> str:
     )
 
 
-async def bench(runs: int, procs: Processes) -> None:
-    settings = Settings()
+async def bench(settings: Settings, runs: int, procs: Processes) -> None:
     client = await connect(settings)
     catalog = CatalogClient(settings)
     logs = procs.log_dir
@@ -204,22 +199,20 @@ async def bench(runs: int, procs: Processes) -> None:
 
 def main(runs: int, keep: bool) -> int:
     state = Path(tempfile.mkdtemp(prefix="icefloe-recovery-"))
-    loopback_env(state)
-    settings, server = Settings(), ServerSettings()
+    settings = loopback(state)
+    server = settings.server
     ensure_self_signed(server.cert_path, server.key_path, server.host)
-    ensure_publisher_token(settings, server)
-    procs = Processes(state / "logs")
+    ensure_publisher_token(settings)
+    procs = Processes(state / "logs", child_env(settings))
     host, _, port = settings.temporal_address.rpartition(":")
     try:
         temporal, t_log = procs.start(
             "temporal", dev_server_argv(state / "temporal.db", host, port, free_port())
         )
         api, a_log = procs.start("server", [*ME, "server"])
-        wait_for(
-            lambda: server_ready(settings.server_url, server.cert_path), "image server", api, a_log
-        )
+        wait_for(lambda: server_ready(server.url, server.cert_path), "image server", api, a_log)
         wait_for(lambda: temporal_ready(settings), "Temporal", temporal, t_log)
-        asyncio.run(bench(runs, procs))
+        asyncio.run(bench(settings, runs, procs))
         return 0
     except (TimeoutError, RuntimeError, WorkflowFailureError) as exc:
         cause = f" ({exc.cause})" if isinstance(exc, WorkflowFailureError) else ""

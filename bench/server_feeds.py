@@ -44,9 +44,8 @@ from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from core.catalog import Channel, DeltaState, Flavour, VersionState
-from core.config import REPO_DIR
+from core.config import REPO_DIR, ServerSettings
 from deploy import nginx as nginx_site
-from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.feeds import FeedCache, generation, render
 from server_api.models import Event, Image, Version, VersionArch
@@ -191,7 +190,7 @@ def server(
     environ = {
         **os.environ,
         **(env or {}),
-        "ICEFLOE_SERVER_STATE_DIR": str(state_dir),
+        "ICEFLOE_STATE_DIR": str(state_dir),
         "ICEFLOE_SERVER_PORT": str(settings.port),
         "ICEFLOE_LOG_LEVEL": "WARNING",
     }

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowUpdateFailedError
 
 from cli.tables import version_page, versions_table
-from clients.catalog import CatalogClient, CatalogRejected
+from clients.catalog import CatalogClient, CatalogRejected, publisher_token
 from clients.lxd import ArchNotSupported, LxdUnavailable, checked_arch, connect_lxd
 from clients.temporal import (
     MetricsUnavailable,
@@ -27,7 +27,7 @@ from clients.temporal import (
 from clients.temporal import register as register_search_attributes
 from core.arch import UnknownArchError, to_lxd
 from core.catalog import VersionState
-from core.config import Settings
+from core.config import Settings, env_name
 from core.images import ImageDefinitionError, image_path, load_image
 from core.pipeline import (
     DAY_S,
@@ -62,16 +62,11 @@ FRIENDLY = (
     CatalogRejected,
 )
 
-# The settings models read from the environment, by the prefix of their variables.
-SETTINGS_PREFIX = {"Settings": "ICEFLOE_", "ServerSettings": "ICEFLOE_SERVER_"}
-
 
 def bad_settings(exc: ValidationError) -> str:
     """A bad ICEFLOE_* value, named by its variable."""
-    prefix = SETTINGS_PREFIX[exc.title]
     return "; ".join(
-        (f"{prefix}{str(e['loc'][0]).upper()}: " if e["loc"] else "")
-        + e["msg"].removeprefix("Value error, ")
+        (f"{env_name(*e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
         for e in exc.errors()
     )
 
@@ -79,11 +74,10 @@ def bad_settings(exc: ValidationError) -> str:
 def cmd_server(_: argparse.Namespace) -> int:
     import uvicorn
 
-    from server_api.config import ServerSettings
     from server_api.main import create_app
     from server_api.tls import ensure_self_signed
 
-    settings = ServerSettings()
+    settings = Settings().server
     if ensure_self_signed(settings.cert_path, settings.key_path, settings.host):
         print(f"made a self-signed certificate: {settings.cert_path}")
     uvicorn.run(
@@ -103,7 +97,6 @@ def cmd_token(args: argparse.Namespace) -> int:
     from sqlmodel import Session
 
     from server_api import tokens
-    from server_api.config import ServerSettings
     from server_api.db import make_engine
     from server_api.edge import EdgeFiles
     from server_api.schemas import CredentialCreate, TokenCreate
@@ -112,7 +105,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         return f"expires {at:%Y-%m-%d %H:%M}" if at else "no expiry"
 
     try:
-        server = ServerSettings()
+        server = Settings().server
         edge = EdgeFiles(server.static_root)  # what the project's nginx checks feeds by
         with Session(make_engine(server.db_url)) as session:
             if args.action == "create" and args.feed:
@@ -126,7 +119,7 @@ def cmd_token(args: argparse.Namespace) -> int:
                     ),
                     edge,
                 )
-                print(f"{Settings().server_url.rstrip('/')}{made.feed_path}/")
+                print(f"{server.url.rstrip('/')}{made.feed_path}/")
             elif args.action == "create":
                 req = TokenCreate(
                     name=args.name or "", scope=args.scope, expires_in_s=args.expires_in
@@ -337,13 +330,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from sqlmodel import Session
 
     from core.catalog import Channel, Flavour
-    from server_api.config import ServerSettings
     from server_api.db import make_engine
     from server_api.feeds import generation, render
     from server_api.static import export
     from server_api.store import FileStore
 
-    settings = ServerSettings()
+    settings = Settings().server
     flavour = Flavour(args.flavour) if args.flavour else None
     with Session(make_engine(settings.db_url)) as session:
         feed = render(session, Channel(args.channel), flavour, generation(session))
@@ -364,7 +356,7 @@ def reader(settings: Settings) -> CatalogClient:
     """A client for the catalog's read APIs: they need a token when public feeds are off,
     so it sends the publisher token, else an operator token."""
     operator_token = settings.operator_token.get_secret_value() if settings.operator_token else None
-    return CatalogClient(settings, token=settings.publisher_token_value or operator_token)
+    return CatalogClient(settings, token=publisher_token(settings) or operator_token)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -496,12 +488,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("ICEFLOE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        logging.basicConfig(
+            level=Settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         code = args.fn(args)
     except FRIENDLY as exc:
         print(f"icefloe: {exc}", file=sys.stderr)
@@ -510,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"icefloe: cannot reach the image server: {exc}", file=sys.stderr)
         code = 2
     except ValidationError as exc:
-        if exc.title not in SETTINGS_PREFIX:
+        if exc.title != Settings.__name__:
             raise
         print(f"icefloe: {bad_settings(exc)}", file=sys.stderr)
         code = 2

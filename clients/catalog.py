@@ -32,12 +32,29 @@ class CatalogRejected(Exception):
         self.status_code = status_code
 
 
+def server_ca(settings: Settings) -> Path | None:
+    """ICEFLOE_SERVER_CA, else the local stack's self-signed certificate if there is one,
+    else none (the system CAs)."""
+    if settings.server.ca:
+        return settings.server.ca
+    local = settings.state_dir / "tls" / "server.crt"
+    return local if local.exists() else None
+
+
+def publisher_token(settings: Settings) -> str | None:
+    """ICEFLOE_PUBLISHER_TOKEN, else the one the local stack keeps in its state dir."""
+    if settings.publisher_token:
+        return settings.publisher_token.get_secret_value()
+    local = settings.state_dir / "publisher.token"
+    return local.read_text().strip() if local.exists() else None
+
+
 class CatalogClient:
     def __init__(self, settings: Settings, timeout: float = 60.0, token: str | None = None) -> None:
         """`token` overrides the settings' publisher token (e.g. an operator's, for gc)."""
-        token = token or settings.publisher_token_value
-        ca = settings.server_ca_path
-        self.base_url = settings.server_url.rstrip("/")
+        token = token or publisher_token(settings)
+        ca = server_ca(settings)
+        self.base_url = settings.server.url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"} if token else {},

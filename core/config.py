@@ -1,111 +1,280 @@
-"""Settings for clients of Temporal, the image server and LXD (workers, CLI).
+"""Every ICEFLOE_* setting, read from the environment in one place (`Settings()`).
 
-Everything comes from ICEFLOE_* environment variables; the defaults describe the
-one-machine stack that `deploy/run-local` starts, so the same processes run
-unchanged against a Temporal cluster, a remote image server or remote LXD hosts.
+The defaults are those of an installed host (the systemd units' /var/lib/icefloe, the image
+definitions the package ships); `deploy/run-local` and `deploy/test` point ICEFLOE_STATE_DIR
+at the checkout's `.state`. The same processes run unchanged against a Temporal cluster, a
+remote image server or remote LXD hosts. `docs/configuration.md` is generated from the
+descriptions here (`python -m deploy.configdoc`).
 """
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The checkout, or site-packages when installed from the wheel.
 REPO_DIR = Path(__file__).resolve().parents[1]
-IN_CHECKOUT = (REPO_DIR / "pyproject.toml").is_file()
-# Where the wheel ships images/ (pyproject.toml maps it into this package).
+# The image definitions the package ships: the wheel maps images/ here, a checkout links it.
 PACKAGED_IMAGES = Path(__file__).with_name("definitions")
+# What the systemd units' StateDirectory= makes: an installed package has no place of its own.
+DEFAULT_STATE_DIR = Path("/var/lib/icefloe")
+PREFIX = "ICEFLOE_"
 
 
-def default_state_dir() -> Path:
-    """ICEFLOE_STATE_DIR, else the checkout's .state (run-local, tests), else the systemd units'
-    StateDirectory: an installed package has no writable place of its own."""
-    if env := os.environ.get("ICEFLOE_STATE_DIR"):
-        return Path(env)
-    return REPO_DIR / ".state" if IN_CHECKOUT else Path("/var/lib/icefloe")
+class ServerSettings(BaseModel):
+    """The image server: where it listens and keeps its catalog, how clients reach it."""
 
+    model_config = ConfigDict(extra="forbid")
+    # Not variables of their own: Settings fills them from ICEFLOE_STATE_DIR and _IMAGES_DIR.
+    SHARED: ClassVar = ("state_dir", "images_dir")
 
-def default_images_dir() -> Path:
-    """ICEFLOE_IMAGES_DIR, else the checkout's images/, else the definitions the wheel ships."""
-    if env := os.environ.get("ICEFLOE_IMAGES_DIR"):
-        return Path(env)
-    return REPO_DIR / "images" if IN_CHECKOUT else PACKAGED_IMAGES
+    state_dir: Path = DEFAULT_STATE_DIR
+    images_dir: Path = PACKAGED_IMAGES
+
+    url: str = Field(
+        "https://127.0.0.1:8443",
+        description="the image server as clients and LXD hosts reach it (workers, `trigger`, "
+        "`gc`; on the server host the base of the private feed URLs `token create` prints)",
+    )
+    ca: Path | None = Field(
+        None,
+        description="PEM of the server's certificate or its CA, trusted by clients and pinned "
+        "by LXD; unset: `<state dir>/tls/server.crt` when it exists, else the system CAs",
+    )
+    host: str = Field("127.0.0.1", description="address the server listens on")
+    port: int = Field(8443, description="port the server listens on (HTTPS)")
+    database_url: str | None = Field(
+        None,
+        description="the catalog's database, e.g. `postgresql+psycopg://user:pw@db/icefloe`; "
+        "unset: SQLite in `<state dir>/catalog.db`",
+    )
+    store_dir: Path | None = Field(None, description="the file store; unset: `<state dir>/files`")
+    tls_cert: Path | None = Field(
+        None,
+        description="the server's certificate; unset: a self-signed one made once in "
+        "`<state dir>/tls/server.crt`",
+    )
+    tls_key: Path | None = Field(None, description="its key; unset: `<state dir>/tls/server.key`")
+    max_upload_bytes: int = Field(8 * 1024**3, description="largest file an upload may declare")
+    keep_active: int = Field(
+        3, description="active versions kept per image; activating a newer one retires the oldest"
+    )
+    public_feeds: bool = Field(
+        True,
+        description="off: only private feeds (`/feeds/<secret>/`) serve images; pipelines test "
+        "from the public testing channel, so keep it on for them",
+    )
+    channel_file_grace_s: int = Field(
+        3600,
+        ge=0,
+        description="a file stays downloadable from a channel this long after its version "
+        "left it (LXD caches a channel's index for up to an hour); gc keeps it as long",
+    )
+    static_dir: Path | None = Field(
+        None,
+        description="the feeds as static trees for nginx, a CDN or a mirror, rewritten after "
+        "each catalog change; unset: `<state dir>/static`",
+    )
+    static_poll_s: float = Field(
+        2.0, gt=0, description="how often the static trees are checked for other servers' changes"
+    )
+    accel_redirect: bool = Field(
+        False,
+        description="behind the project's nginx (deploy/nginx): feed routes answer with "
+        "X-Accel-Redirect and nginx sends the bytes",
+    )
+    threads: int = Field(
+        40, ge=1, description="worker threads for sync routes and file hashing, per process"
+    )
+    db_overflow: int = Field(
+        10,
+        ge=0,
+        description="database connections beyond one per thread, for sessions closing",
+    )
+    body_idle_timeout_s: float = Field(
+        30, gt=0, description="a request body that sends nothing this long is cut off with 408"
+    )
+    max_json_bytes: int = Field(
+        1 << 20, ge=1, description="JSON request bodies larger than this are refused with 413"
+    )
+    delta_lease_s: float = Field(
+        60,
+        gt=0,
+        description="a server's claim on making a delta, not renewed this long (the server "
+        "died), is taken over by another",
+    )
+    delta_poll_s: float = Field(
+        10, gt=0, description="how often a server looks for other servers' publishes to delta"
+    )
+    incoming_grace_s: float = Field(
+        86400,
+        ge=0,
+        description="partial uploads untouched this long are removed when the server starts",
+    )
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'catalog.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.store_dir or self.state_dir / "files"
+
+    @property
+    def static_root(self) -> Path:
+        return self.static_dir or self.state_dir / "static"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls_cert or self.state_dir / "tls" / "server.crt"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls_key or self.state_dir / "tls" / "server.key"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ICEFLOE_", extra="ignore")
+    """ICEFLOE_<FIELD>, and ICEFLOE_SERVER_<FIELD> for the image server's group."""
 
-    state_dir: Path = Field(default_factory=default_state_dir)
-    # Image definitions `icefloe trigger --image NAME` reads.
-    images_dir: Path = Field(default_factory=default_images_dir)
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_nested_delimiter="_", env_nested_max_split=1, extra="ignore"
+    )
 
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
-    # TLS is also on when a CA, a client certificate or an API key is set.
-    temporal_tls: bool = False
-    temporal_tls_ca: Path | None = None
-    temporal_tls_cert: Path | None = None  # a client certificate, with its key
-    temporal_tls_key: Path | None = None
-    temporal_tls_server_name: str | None = None  # when the certificate names another host
-    temporal_api_key: SecretStr | None = None  # Temporal Cloud
-    # A profile of the SDK's environment configuration (temporal.toml, TEMPORAL_* variables):
-    # what it sets wins over the settings above.
-    temporal_profile: str | None = None
-    temporal_ui_url: str = "http://127.0.0.1:8233"
+    state_dir: Path = Field(
+        DEFAULT_STATE_DIR,
+        description="state of every process on this host: the server's catalog, files and "
+        "certificate, the arch workers' debs and builds, the local stack's token and Temporal "
+        "database (`deploy/run-local` and `deploy/test` set the checkout's `.state`)",
+    )
+    images_dir: Path = Field(
+        PACKAGED_IMAGES,
+        description="image definitions `icefloe trigger --image NAME` and "
+        "`POST /api/v1/pipelines` name; default: the ones the package ships",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="level of the `icefloe` commands' logs"
+    )
 
-    server_url: str = "https://127.0.0.1:8443"
-    # PEM of the image server's certificate: pinned by LXD and trusted by httpx.
-    # Unset: the local stack's self-signed certificate, else the system CAs.
-    server_ca: Path | None = None
-    publisher_token: SecretStr | None = None
-    operator_token: SecretStr | None = None  # forced promotion, garbage collection
+    temporal_address: str = Field("127.0.0.1:7233", description="Temporal's frontend, host:port")
+    temporal_namespace: str = Field("default", description="Temporal namespace")
+    temporal_tls: bool = Field(
+        False, description="TLS to Temporal; also on when a CA, client certificate or key is set"
+    )
+    temporal_tls_ca: Path | None = Field(None, description="PEM of a private Temporal CA")
+    temporal_tls_cert: Path | None = Field(
+        None, description="a client certificate for Temporal (with its key)"
+    )
+    temporal_tls_key: Path | None = Field(None, description="the client certificate's key")
+    temporal_tls_server_name: str | None = Field(
+        None, description="the name Temporal's certificate has, when not its address's host"
+    )
+    temporal_api_key: SecretStr | None = Field(None, description="Temporal Cloud's API key")
+    temporal_profile: str | None = Field(
+        None,
+        description="a profile of the Temporal SDK's environment configuration "
+        "(`temporal.toml`, `TEMPORAL_*`); what it sets wins over the settings above",
+    )
+    temporal_ui_url: str = Field(
+        "http://127.0.0.1:8233",
+        description="the Temporal UI, for the links commands print; `icefloe up` serves the "
+        "UI on its port",
+    )
 
-    # Unset: the local LXD unix socket. Remote hosts: https://host:8443 plus a trusted client cert.
-    lxd_endpoint: str | None = None
-    lxd_cert: Path | None = None
-    lxd_key: Path | None = None
-    lxd_server_cert: Path | None = None  # a remote LXD's self-signed certificate
-    # Test instances live in their own LXD project; arch workers create it if missing.
-    lxd_project: str = "icefloe"
-    # SIGTERM lets running activities finish for this long before they are cancelled (a
-    # service manager's stop timeout must be longer); a test attempt takes minutes.
-    graceful_shutdown_s: float = 600
-    # host:port where a worker serves the Temporal runtime's Prometheus metrics (task
-    # latencies, polls, activity failures); unset: none. One port per worker process.
-    metrics_address: str | None = None
-    # Busybox-static .debs and build scratch space on arch hosts.
-    deb_dir: Path | None = None
-    build_dir: Path | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    publisher_token: SecretStr | None = Field(
+        None,
+        description="token that publishes versions and reports results (workers, `trigger`); "
+        "unset: `<state dir>/publisher.token` (the local stack's) when it exists",
+    )
+    operator_token: SecretStr | None = Field(
+        None, description="token for forced promotion and `icefloe gc`"
+    )
+
+    lxd_endpoint: str | None = Field(
+        None, description="a remote LXD's https://host:8443; unset: the local unix socket"
+    )
+    lxd_cert: Path | None = Field(
+        None, description="client certificate the remote LXD trusts (`lxc config trust add`)"
+    )
+    lxd_key: Path | None = Field(None, description="the client certificate's key")
+    lxd_server_cert: Path | None = Field(
+        None, description="a remote LXD's self-signed certificate, pinned"
+    )
+    lxd_project: str = Field(
+        "icefloe", description="LXD project of test instances; arch workers create it if missing"
+    )
+    graceful_shutdown_s: float = Field(
+        600,
+        description="SIGTERM lets a worker's running activities finish this long before they "
+        "are cancelled; a service manager's stop timeout must be longer",
+    )
+    metrics_address: str | None = Field(
+        None,
+        description="host:port where a worker serves the Temporal runtime's Prometheus metrics; "
+        "one port per worker process",
+    )
+    deb_dir: Path | None = Field(
+        None, description="busybox-static .debs on arch hosts; unset: `<state dir>/debs`"
+    )
+    build_dir: Path | None = Field(
+        None, description="build scratch space on arch hosts; unset: `<state dir>/builds`"
+    )
 
     @model_validator(mode="after")
-    def _pairs(self) -> "Settings":
-        """A certificate without its key (or a key alone) is refused when read, not at the
-        first connection."""
+    def _consistent(self) -> "Settings":
+        """Refused when read, not at the first connection: a certificate without its key,
+        and a server state or images directory apart from the one of ICEFLOE_STATE_DIR."""
         for cert, key in (("temporal_tls_cert", "temporal_tls_key"), ("lxd_cert", "lxd_key")):
             if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(f"{env_name(cert)} and {env_name(key)} go together: set both")
+        shared = {name: getattr(self, name) for name in ServerSettings.SHARED}
+        for name, value in shared.items():
+            if name in self.server.model_fields_set and getattr(self.server, name) != value:
                 raise ValueError(
-                    f"ICEFLOE_{cert.upper()} and ICEFLOE_{key.upper()} go together: set both"
+                    f"{env_name('server_' + name)} is not a setting: the server uses "
+                    f"{env_name(name)} like every other process"
                 )
+        self.server = self.server.model_copy(update=shared)
         return self
-
-    @property
-    def server_ca_path(self) -> Path | None:
-        if self.server_ca:
-            return self.server_ca
-        local = self.state_dir / "tls" / "server.crt"
-        return local if local.exists() else None
-
-    @property
-    def publisher_token_value(self) -> str | None:
-        if self.publisher_token:
-            return self.publisher_token.get_secret_value()
-        local = self.state_dir / "publisher.token"
-        return local.read_text().strip() if local.exists() else None
 
     def workflow_ui_link(self, workflow_id: str) -> str:
         return (
             f"{self.temporal_ui_url}/namespaces/{quote(self.temporal_namespace, safe='')}"
             f"/workflows/{quote(workflow_id, safe='')}"
         )
+
+
+def env_name(*path: str | int) -> str:
+    """A field's variable, by its path in Settings: ("server", "port") -> ICEFLOE_SERVER_PORT."""
+    return PREFIX + "_".join(str(p) for p in path).upper()
+
+
+def variables(
+    model: type[BaseModel] = Settings, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every setting as (its path in Settings, its field), in declaration order."""
+    for name, field in model.model_fields.items():
+        if issubclass(model, ServerSettings) and name in ServerSettings.SHARED:
+            continue
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from variables(field.annotation, (*path, name))
+        else:
+            yield (*path, name), field
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The settings as the variables that make them again in a child process."""
+    env = {}
+    for path, _ in variables():
+        value: Any = settings
+        for name in path:
+            value = getattr(value, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            env[env_name(*path)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

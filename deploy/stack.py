@@ -1,8 +1,9 @@
 """The whole stack on one machine, then the sample image through the pipeline.
 
-Starts the Temporal dev server (SQLite under the state dir, UI on 8233), the image
-server (HTTPS, self-signed), a control worker and one arch worker per arch the local
-LXD runs. Everything it starts, it stops (by PID) on exit or Ctrl-C; state is reused.
+Starts the Temporal dev server (SQLite under the state dir, UI on the port of
+ICEFLOE_TEMPORAL_UI_URL), the image server (HTTPS, self-signed), a control worker and one
+arch worker per arch the local LXD runs, all with the settings it was given. Everything it
+starts, it stops (by PID) on exit or Ctrl-C; state is reused.
 """
 
 import asyncio
@@ -25,12 +26,11 @@ from clients.lxd import connect_lxd, host_arches
 from clients.temporal import TemporalUnavailable, connect
 from clients.temporal import register as register_search_attributes
 from core.arch import KNOWN_ARCHES
-from core.config import REPO_DIR, Settings
+from core.config import REPO_DIR, Settings, environment
 from core.images import image_path, load_image
 from core.pipeline import PipelineInput, PruneInput
 from core.search_attributes import dev_server_flags
 from core.spec import ImageSpec
-from server_api.config import ServerSettings
 from server_api.tls import ensure_self_signed
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from workflows.trigger import follow, new_serial, start_pipeline
@@ -94,10 +94,12 @@ def wait_for(probe, what: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 class Processes:
-    """Children in their own sessions, so Ctrl-C reaches them only through us, in order."""
+    """Children in their own sessions, so Ctrl-C reaches them only through us, in order;
+    each runs with `env` (the stack's settings) and nothing else of ours."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.log_dir = log_dir
+        self.env = env
         log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
@@ -105,7 +107,12 @@ class Processes:
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_DIR
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=REPO_DIR,
+                env=self.env,
             )
         self.procs.append((name, proc))
         return proc, log
@@ -126,7 +133,13 @@ class Processes:
                 proc.wait()
 
 
-def ensure_publisher_token(settings: Settings, server: ServerSettings) -> None:
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with `settings` as the only ICEFLOE_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE_")}
+    return env | environment(settings)
+
+
+def ensure_publisher_token(settings: Settings) -> None:
     path = settings.state_dir / "publisher.token"
     if path.exists() or settings.publisher_token:
         return
@@ -135,7 +148,7 @@ def ensure_publisher_token(settings: Settings, server: ServerSettings) -> None:
     from server_api.db import make_engine
     from server_api.tokens import create_token
 
-    with Session(make_engine(server.db_url)) as session:
+    with Session(make_engine(settings.server.db_url)) as session:
         token = create_token(session, "local-stack", "publisher")
     path.touch(mode=0o600)
     path.write_text(token)
@@ -158,8 +171,7 @@ def temporal_ready(settings: Settings) -> bool:
 
 
 def run_stack(settings: Settings, once: bool = False) -> int:
-    os.environ.setdefault("ICEFLOE_SERVER_STATE_DIR", str(settings.state_dir))
-    server = ServerSettings()
+    server = settings.server
     arches = [a for a in host_arches(connect_lxd(settings)) if a in KNOWN_ARCHES]
     image = load_image(image_path("busybox", settings.images_dir))
     image = image.model_copy(update={"arches": [a for a in image.arches if a in arches]})
@@ -168,28 +180,27 @@ def run_stack(settings: Settings, once: bool = False) -> int:
 
     t_host, _, t_port = settings.temporal_address.rpartition(":")
     ensure_port_free(t_host, int(t_port), "Temporal", "ICEFLOE_TEMPORAL_ADDRESS")
-    ensure_port_free(t_host, 8233, "Temporal UI", "nothing: free the port")
+    ui_port = httpx.URL(settings.temporal_ui_url).port or 80
+    ensure_port_free(t_host, ui_port, "Temporal UI", "ICEFLOE_TEMPORAL_UI_URL")
     ensure_port_free(server.host, server.port, "image server", "ICEFLOE_SERVER_PORT")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_self_signed(server.cert_path, server.key_path, server.host)
-    ensure_publisher_token(settings, server)
+    ensure_publisher_token(settings)
 
     # Ctrl-C and SIGTERM both stop the stack, even when started from a script
     # (background jobs inherit an ignored SIGINT).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    procs = Processes(settings.state_dir / "logs")
+    procs = Processes(settings.state_dir / "logs", child_env(settings))
     me = [sys.executable, "-m", "cli.main"]
     try:
         temporal, t_log = procs.start(
-            "temporal", dev_server_argv(settings.state_dir / "temporal.db", t_host, t_port, 8233)
+            "temporal", dev_server_argv(settings.state_dir / "temporal.db", t_host, t_port, ui_port)
         )
         api, a_log = procs.start("server", [*me, "server"])
-        wait_for(
-            lambda: server_ready(settings.server_url, server.cert_path), "image server", api, a_log
-        )
+        wait_for(lambda: server_ready(server.url, server.cert_path), "image server", api, a_log)
         wait_for(lambda: temporal_ready(settings), "Temporal", temporal, t_log)
-        print(f"Temporal UI: {settings.temporal_ui_url}  image server: {settings.server_url}")
+        print(f"Temporal UI: {settings.temporal_ui_url}  image server: {server.url}")
         asyncio.run(_deploy_temporal(settings))
 
         procs.start("worker-control", [*me, "worker", "control"])

@@ -16,7 +16,7 @@ import anyio
 from fastapi import Cookie, Depends, Header, HTTPException, Request
 from sqlmodel import Session
 
-from server_api.config import ServerSettings
+from core.config import ServerSettings
 from server_api.feeds import FeedCache
 from server_api.guard import TOKEN, UNAUTHORIZED
 from server_api.models import Token

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server_api.config import ServerSettings
+from core.config import ServerSettings
 from server_api.models import Token
 from server_api.tokens import lookup
 

@@ -10,8 +10,8 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlmodel import Session
 
+from core.config import ServerSettings, Settings
 from server_api.catalog import CatalogError
-from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.deltas import DeltaMaker
 from server_api.deps import LoginRequired
@@ -31,7 +31,7 @@ def _resync_edge(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    settings = settings or ServerSettings()
+    settings = settings or Settings().server
     settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager

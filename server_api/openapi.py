@@ -9,8 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core.config import REPO_DIR
-from server_api.config import ServerSettings
+from core.config import REPO_DIR, ServerSettings
 from server_api.main import create_app
 
 DOC = REPO_DIR / "docs" / "openapi.json"

@@ -31,7 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.lxd_test.checks import suite
 from activities.lxd_test.instances import LaunchSpec, forget_image, launch_spec
 from activities.lxd_test.suite import run_suite
-from clients.catalog import CatalogClient
+from clients.catalog import CatalogClient, server_ca
 from core import search_attributes as sa
 from core.catalog import (
     ArchFiles,
@@ -44,11 +44,10 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
-from core.config import REPO_DIR, Settings
+from core.config import REPO_DIR, ServerSettings, Settings
 from core.pipeline import CheckOutcome
 from core.spec import ImageSpec, Privilege
 from deploy.stack import temporal_binary
-from server_api.config import ServerSettings
 from server_api.main import create_app
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
@@ -132,8 +131,7 @@ class RunningServer:
     def client_settings(self, **overrides: Any) -> Settings:
         fields = {
             "state_dir": self.server_settings.state_dir,
-            "server_url": self.url,
-            "server_ca": self.server_settings.cert_path,
+            "server": {"url": self.url, "ca": self.server_settings.cert_path},
             "publisher_token": self.token,
             "deb_dir": DEBS,
         }
@@ -204,7 +202,8 @@ def launch_in_testing(
     temporal: str = "tests",
 ) -> LaunchSpec:
     """How the test activity launches a version in testing: by fingerprint, from a fresh URL."""
-    assert settings.server_ca_path is not None
+    ca = server_ca(settings)
+    assert ca is not None
     return launch_spec(
         image.name,
         serial,
@@ -212,7 +211,7 @@ def launch_in_testing(
         kind,
         server_url=catalog.channel_url(Channel.testing, fresh=fingerprint[:16]),
         fingerprint=fingerprint,
-        certificate=settings.server_ca_path.read_text(),
+        certificate=ca.read_text(),
         workflow=workflow,
         temporal=temporal,
     )
@@ -439,7 +438,7 @@ def outside_env(**extra: str) -> dict[str, str]:
 
 def icefloe_token(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
     """`icefloe token ...` against the server state in `state_dir`, as an operator runs it."""
-    env = os.environ | {"ICEFLOE_SERVER_STATE_DIR": str(state_dir), "ICEFLOE_LOG_LEVEL": "ERROR"}
+    env = os.environ | {"ICEFLOE_STATE_DIR": str(state_dir), "ICEFLOE_LOG_LEVEL": "ERROR"}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", "token", *args],
         capture_output=True,

@@ -19,7 +19,7 @@ from activities.lxd_test.execs import describe
 from activities.lxd_test.faults import MachineryFault, faults_are_retried
 from activities.lxd_test.instances import forget_image, halt, instance_name, launch_spec
 from activities.lxd_test.suite import run_suite
-from clients.catalog import CatalogClient
+from clients.catalog import CatalogClient, server_ca
 from clients.lxd import host_name
 from core.catalog import AssessmentReport, AssessmentState, Channel
 from core.config import Settings
@@ -38,7 +38,7 @@ class ImageTestActivities:
         self.catalog = catalog
         self.temporal = temporal  # labels instances for this worker's janitor
         self.lxd = lxd
-        ca = settings.server_ca_path
+        ca = server_ca(settings)
         self.certificate = ca.read_text() if ca else None
 
     @activity.defn

@@ -8,7 +8,7 @@ files straight from the static trees, private feeds from the trees too once ngin
 (icefloe.js, Debian's libnginx-mod-http-js, loaded by /etc/nginx/modules-enabled) found
 their credential usable, else checked by the server and sent by nginx (X-Accel-Redirect),
 uploads streamed through. The server's settings
-(ICEFLOE_SERVER_*) come from the environment, as the server reads them.
+(ICEFLOE_STATE_DIR, ICEFLOE_SERVER_*) come from the environment, as the server reads them.
 """
 
 import argparse
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from server_api.config import ServerSettings
+from core.config import ServerSettings, Settings
 
 TEMPLATE = Path(__file__).with_name("icefloe.conf.template")
 NJS = Path(__file__).with_name("icefloe.js")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         help="a copy of the server's certificate nginx may read (default: the server's path)",
     )
     args = p.parse_args(argv)
-    settings = ServerSettings()
+    settings = Settings().server
     print(
         site(settings, args.listen, args.tls_cert, args.tls_key, args.server_name, args.upstream_ca)
     )

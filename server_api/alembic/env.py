@@ -7,8 +7,8 @@ an engine from ServerSettings, so both use the same URL rules.
 from alembic import context
 from sqlmodel import SQLModel
 
+from core.config import Settings
 from server_api import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from server_api.config import ServerSettings
 from server_api.db import engine_for
 
 config = context.config
@@ -32,5 +32,5 @@ if context.is_offline_mode():
 if (connection := config.attributes.get("connection")) is not None:
     _run(connection)
 else:
-    with engine_for(ServerSettings().db_url).connect() as conn:
+    with engine_for(Settings().server.db_url).connect() as conn:
         _run(conn)

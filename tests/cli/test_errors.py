@@ -45,6 +45,10 @@ def test_unknown_arch_for_a_worker() -> None:
             {"ICEFLOE_GRACEFUL_SHUTDOWN_S": "soon"},
             "ICEFLOE_GRACEFUL_SHUTDOWN_S: Input should be a valid number",
         ),
+        ({"ICEFLOE_SERVER_PORT": "https"}, "ICEFLOE_SERVER_PORT: Input should be a valid integer"),
+        ({"ICEFLOE_SERVER_PROT": "8443"}, "ICEFLOE_SERVER_PROT: Extra inputs are not permitted"),
+        ({"ICEFLOE_SERVER_STATE_DIR": "/srv/x"}, "ICEFLOE_SERVER_STATE_DIR is not a setting"),
+        ({"ICEFLOE_LOG_LEVEL": "LOUD"}, "ICEFLOE_LOG_LEVEL: Input should be 'DEBUG'"),
     ],
 )
 def test_a_bad_setting(env: dict[str, str], expected: str) -> None:

@@ -98,12 +98,10 @@ def test_stop_timeouts_outlast_graceful_shutdown() -> None:
 
 
 def test_environment_example_names_every_setting_and_sets_none() -> None:
-    from server_api.config import ServerSettings
+    from core.config import env_name, variables
 
     text = (SOURCE / "icefloe.env").read_text()
-    names = [f"ICEFLOE_{n.upper()}" for n in Settings.model_fields] + [
-        f"ICEFLOE_SERVER_{n.upper()}" for n in ServerSettings.model_fields
-    ]
+    names = [env_name(*path) for path, _ in variables()]
     assert [n for n in names if f"\n#{n}=" not in text] == []
     assert [x for x in text.splitlines() if x.strip() and not x.startswith("#")] == []
 

@@ -113,7 +113,9 @@ async def failed_on_i686(
     A host that cannot reach the image server is the test machinery failing, not the image:
     after the attempts run out the pipeline says so (machinery-failed) and waits."""
     inp = PipelineInput(spec=sample("x86_64", "i686"), serial=f"{new_serial()}-{tag}")
-    broken = settings.model_copy(update={"server_ca": wrong_ca})
+    broken = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"ca": wrong_ca})}
+    )
     async with running(client, catalog, settings, i686=broken):
         handle, triggered = await trigger(client, inp, actor="ci")
         waiting = await until(handle, lambda p: p.phase == Phase.machinery_failed)

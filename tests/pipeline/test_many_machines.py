@@ -126,7 +126,7 @@ def test_the_many_machine_recipe_takes_the_sample_image_to_active(
         server_dir = tmp_path / "server"
         port = free_port()
         server = {
-            "ICEFLOE_SERVER_STATE_DIR": str(server_dir),
+            "ICEFLOE_STATE_DIR": str(server_dir),
             "ICEFLOE_SERVER_DATABASE_URL": database,
             "ICEFLOE_SERVER_PORT": str(port),
         }

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import httpx
 
-from core.config import REPO_DIR
-from server_api.config import ServerSettings
+from core.config import REPO_DIR, ServerSettings
 
 
 def serve(state_dir: Path, port: int) -> subprocess.Popen:
     """`icefloe server` in a process of its own, answering."""
     env = os.environ | {
-        "ICEFLOE_SERVER_STATE_DIR": str(state_dir),
+        "ICEFLOE_STATE_DIR": str(state_dir),
         "ICEFLOE_SERVER_PORT": str(port),
         "ICEFLOE_SERVER_PUBLIC_FEEDS": "true",
     }

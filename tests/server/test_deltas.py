@@ -29,9 +29,8 @@ from sqlmodel import Session
 
 from clients.catalog import CatalogClient
 from core.catalog import Channel, DeltaState
-from core.config import Settings
+from core.config import ServerSettings, Settings
 from core.spec import ImageSpec
-from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.tokens import create_token
 from tests.server.delta_refresh import (
@@ -245,10 +244,8 @@ def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
         secret = create_token(session, "killed", "publisher")
     with gated_xdelta3(tmp_path, settings.files_dir, monkeypatch) as gate:
         killed = serve(state, settings.port)  # `icefloe server`, our PATH
-        fields = {"server_url": f"https://127.0.0.1:{settings.port}", "deb_dir": DEBS}
-        catalog = CatalogClient(
-            Settings.model_validate(fields | {"server_ca": settings.cert_path}), token=secret
-        )
+        server = {"url": f"https://127.0.0.1:{settings.port}", "ca": settings.cert_path}
+        catalog = CatalogClient(Settings(server=server, deb_dir=DEBS), token=secret)
         try:
             publish(catalog, image, old_serial, old_built)
             publish(catalog, changed, new_serial, new_built)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from server_api.config import ServerSettings
+from core.config import ServerSettings
 from server_api.db import make_engine
 from server_api.tokens import create_token
 from tests.server.own_process import serve

@@ -57,7 +57,7 @@ def export(
         capture_output=True,
         text=True,
         cwd=REPO_DIR,
-        env=os.environ | {"ICEFLOE_SERVER_STATE_DIR": str(server.server_settings.state_dir)},
+        env=os.environ | {"ICEFLOE_STATE_DIR": str(server.server_settings.state_dir)},
         timeout=120,
     )
     assert done.returncode == code, done.stderr
@@ -219,7 +219,7 @@ def test_nginx_serves_public_feeds_from_the_trees_and_private_ones_after_the_ser
 
 def test_uploads_stream_through_nginx(fronted: tuple[RunningServer, Front], tmp_path: Path):
     server, front = fronted
-    settings = server.client_settings(server_url=front.url, server_ca=front.cert)
+    settings = server.client_settings(server={"url": front.url, "ca": front.cert})
     catalog = CatalogClient(settings)
     try:
         image = new_image()

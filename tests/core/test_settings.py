@@ -1,0 +1,50 @@
+"""One loader for every ICEFLOE_* variable: the server's group, one state directory, and the
+settings handed to child processes as the variables that make them again."""
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import Settings, environment
+
+
+def test_the_server_group_reads_its_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ICEFLOE_STATE_DIR", "/srv/state")
+    monkeypatch.setenv("ICEFLOE_SERVER_PORT", "9443")
+    monkeypatch.setenv("ICEFLOE_SERVER_URL", "https://images.example")
+    monkeypatch.setenv("ICEFLOE_SERVER_TLS_CERT", "/etc/icefloe/server.crt")
+    s = Settings()
+    assert (s.server.port, s.server.url) == (9443, "https://images.example")
+    assert s.server.cert_path == Path("/etc/icefloe/server.crt")
+    assert s.server.db_url == "sqlite:////srv/state/catalog.db"  # the one state directory
+
+
+def test_the_server_has_no_state_directory_of_its_own() -> None:
+    s = Settings(state_dir=Path("/srv/a"), server={"state_dir": Path("/srv/a")})
+    assert s.server.state_dir == Path("/srv/a")  # the same one is harmless
+    with pytest.raises(ValidationError, match="ICEFLOE_SERVER_STATE_DIR is not a setting"):
+        Settings(state_dir=Path("/srv/a"), server={"state_dir": Path("/srv/b")})
+    with pytest.raises(ValidationError, match="ICEFLOE_SERVER_IMAGES_DIR is not a setting"):
+        Settings(server={"images_dir": Path("/srv/images")})
+
+
+def test_the_environment_makes_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `icefloe up` gives its children: every setting, secrets and the group included."""
+    given = Settings(
+        state_dir=Path("/srv/state"),
+        temporal_address="127.0.0.1:17233",
+        temporal_tls=True,
+        publisher_token="s3cret",
+        server={"port": 18443, "url": "https://127.0.0.1:18443", "public_feeds": False},
+        graceful_shutdown_s=12.5,
+    )
+    env = environment(given)
+    assert env["ICEFLOE_SERVER_PUBLIC_FEEDS"] == "false"
+    assert not any(name.startswith("ICEFLOE_SERVER_STATE") for name in env)
+    for name in [n for n in os.environ if n.startswith("ICEFLOE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == given
