@@ -87,8 +87,10 @@ class RunningServer:
     """The image server in a thread of this process, like `icefloe server` runs it."""
 
     def __init__(self, state_dir: Path, **settings: Any) -> None:
-        """`settings`: ServerSettings fields other than the state dir and port."""
-        self.server_settings = ServerSettings(state_dir=state_dir, port=free_port(), **settings)
+        """`settings`: ServerSettings fields other than the state dir and port; the others
+        come from ICEFLOE_SERVER_* as `icefloe server` reads them."""
+        server = {"port": free_port(), **settings}
+        self.server_settings = Settings(state_dir=state_dir, server=server).server
         s = self.server_settings
         ensure_self_signed(s.cert_path, s.key_path, s.host)
         self.app = create_app(s)
