@@ -28,7 +28,7 @@ from clients.temporal import register as register_search_attributes
 from core.arch import KNOWN_ARCHES
 from core.config import REPO_DIR, Settings, environment
 from core.images import image_path, load_image
-from core.pipeline import PipelineInput, PruneInput
+from core.pipeline import PipelineInput, PipelineResult, PruneInput
 from core.search_attributes import dev_server_flags
 from core.spec import ImageSpec
 from server_api.tls import ensure_self_signed
@@ -237,11 +237,15 @@ async def _sample(settings: Settings, image: ImageSpec) -> str:
     print(f"pipeline {handle.id} for {', '.join(image.arches)}")
     print(f"  {settings.workflow_ui_link(handle.id)}")
     started = time.monotonic()
-    result = await follow(handle, lambda line: print(f"  {line}", flush=True), every_s=0.25)
+    # A pipeline waiting for a retry (a check failed) may wait for days: that is an outcome.
+    result = await follow(
+        handle, lambda line: print(f"  {line}", flush=True), every_s=0.25, until_retry=True
+    )
+    outcome = result.message if isinstance(result, PipelineResult) else result.details
     catalog = CatalogClient(settings)
-    version = catalog.version(result.image, serial)
+    version = catalog.version(image.name, serial)
     print(
-        f"outcome: {result.message}; version {serial} of {result.image} is {version.state} "
+        f"outcome: {outcome}; version {serial} of {image.name} is {version.state} "
         f"(pipeline took {time.monotonic() - started:.1f}s)"
     )
     if version.state in ("testing", "active"):

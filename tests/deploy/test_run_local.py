@@ -89,7 +89,7 @@ def once(env: dict[str, str]) -> tuple[int, str]:
         try:
             code = up.proc.wait(timeout=CEILING_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"icefloe up --once did not end within {CEILING_S}s")
+            pytest.fail(f"icefloe up --once did not end within {CEILING_S}s:\n{up.output}")
     return code, up.output
 
 
