@@ -91,3 +91,10 @@ def test_image_definition_with_a_bad_field(tmp_path) -> None:
 def test_trigger_with_unknown_arch(arch: str) -> None:
     line = one_line_error(icefloe("trigger", "--arch", arch))
     assert f"unknown arch '{arch}'" in line
+
+
+def test_a_bad_server_setting_on_the_server_host() -> None:
+    """`icefloe token` reads the server's settings: a bad one is named by its variable, not
+    taken for a command-line option."""
+    line = one_line_error(icefloe("token", "list", ICEFLOE_SERVER_PORT="https"))
+    assert "ICEFLOE_SERVER_PORT: Input should be a valid integer" in line, line
