@@ -3,6 +3,7 @@ each against the exact answer it must give over the real HTTPS API: the status c
 the message, or the state and the event the move left."""
 
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -26,16 +27,16 @@ from tests.support import (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server of this module's own: the gc rule below collects every unlisted file."""
-    with RunningServer(tmp_path_factory.mktemp("gate"), channel_file_grace_s=0) as server:
-        yield server
+    """A server of this module's own (the gc rule below collects every unlisted file)."""
+    state = tmp_path_factory.mktemp("gate")
+    with RunningServer(state, channel_file_grace_s=0) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")
 def publisher(server: RunningServer) -> Iterator[CatalogClient]:
-    c = client(server, server.token)
-    yield c
-    c.close()
+    with closing(client(server, server.token)) as publishing:
+        yield publishing
 
 
 @pytest.fixture(scope="module")
