@@ -13,6 +13,7 @@ from datetime import timedelta
 import httpx
 from pydantic import ValidationError
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from cli.tables import version_page, versions_table
 from clients.catalog import CatalogClient, CatalogRejected, publisher_token
@@ -37,6 +38,7 @@ from core.pipeline import (
     PipelineProgress,
     PipelineResult,
     PruneInput,
+    pipeline_workflow_id,
 )
 from workflows import operator
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
@@ -287,6 +289,10 @@ def cmd_operate(args: argparse.Namespace) -> int:
         return asyncio.run(_operate(args))
     except WorkflowUpdateFailedError as exc:
         print(f"icefloe: {exc.cause}", file=sys.stderr)
+        return 1
+    except RPCError as exc:  # no such pipeline, or it has ended
+        wf_id = pipeline_workflow_id(args.image, args.serial)
+        print(f"icefloe: {wf_id}: {exc.message}", file=sys.stderr)
         return 1
 
 

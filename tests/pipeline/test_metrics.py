@@ -10,9 +10,11 @@ import pytest
 from temporalio.client import Client
 
 from clients.catalog import CatalogClient
+from core.catalog import FileType
 from core.config import Settings
 from tests.pipeline.own_worker import arch_worker_process, at_the_slow_check, own_namespace
-from tests.support import RunningServer, busybox_spec, free_port, http
+from tests.server.test_metrics import increase, scrape
+from tests.support import RunningServer, busybox_spec, free_port
 from workflows.trigger import new_serial
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -37,13 +39,14 @@ async def test_worker_and_server_metrics_during_a_pipeline(
     worker = arch_worker_process(
         temporal, image_server, settings, log, ICEFLOE_METRICS_ADDRESS=address
     )
+    before = scrape(image_server)  # the session's server: earlier tests counted too
     try:
         async with at_the_slow_check(client, catalog, image, serial) as handle:
             async with httpx.AsyncClient() as scraper:
                 during = (await scraper.get(f"http://{address}/metrics")).text
-            with http(image_server) as c:
-                server = c.get("/metrics").text
+            server = scrape(image_server)
             result = await asyncio.wait_for(handle.result(), 120)
+        after = scrape(image_server)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -59,11 +62,18 @@ async def test_worker_and_server_metrics_during_a_pipeline(
     ):
         assert name in worker_series, "\n".join(sorted(worker_series))
     assert 'task_queue="icefloe-arch-x86_64"' in during
-    assert "icefloe_upload_bytes_total" in series(server)
-    assert re.search(
-        r'^icefloe_http_requests_total\{method="PUT",route="/api/v1/images/\{image\}/versions/'
-        r'\{serial\}/assessments",status="200"\} [1-9]',
-        server,
-        re.M,
-    ), "the worker's check results show in the server's request counts"
-    assert re.search(r'^icefloe_catalog_versions\{state="testing"\} [1-9]', server, re.M)
+    sizes = {f.ftype: f.size for f in catalog.version(image.name, serial).arches[0].files}
+    built = sizes[FileType.metadata] + sizes[FileType.squashfs]
+    # Every busybox build has the same one-line manifest: an earlier test may have sent it.
+    uploaded = increase(before, after, "icefloe_upload_bytes_total")
+    assert uploaded in (built, built + sizes[FileType.manifest])
+    route = 'route="/api/v1/images/{image}/versions/{serial}/assessments"'
+    recorded = 'icefloe_http_requests_total{method="PUT",' + route + ',status="200"}'
+    # The worker's check results: each check running, then its verdict.
+    assert increase(before, after, recorded) == 2 * len(image.required_checks)
+    published = 'icefloe_http_requests_total{method="POST",route="/api/v1/versions",status="201"}'
+    assert increase(before, after, published) == 1
+    testing, active = (f'icefloe_catalog_versions{{state="{s}"}}' for s in ("testing", "active"))
+    assert increase(before, server, testing) == 1, "in testing while its check ran"
+    assert increase(before, after, testing) == 0
+    assert increase(before, after, active) == 1

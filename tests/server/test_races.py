@@ -209,7 +209,8 @@ def test_gc_racing_a_publish_never_deletes_the_files_it_lists(
     server, publisher, operator, tmp_path
 ):
     """With no grace, gc may take the files before the publish (the publish is refused:
-    they are not uploaded) or after (the version lists them, they stay): never both."""
+    they are not uploaded) or after (the version lists them, they stay): never both.
+    Which one wins is the server's to pick; the test below makes each happen."""
     image = new_image(arches=["x86_64"])
     published = 0
     with http(server) as anonymous:
@@ -233,6 +234,34 @@ def test_gc_racing_a_publish_never_deletes_the_files_it_lists(
                 r = anonymous.get(f"/channels/testing/files/{file['sha256']}")
                 assert r.status_code == 200, f"trial {trial}: {file['name']} of a listed version"
     print(f"{published} of 15 publishes won over gc")
+
+
+@pytest.mark.parametrize("first", ["gc", "publish"])
+def test_gc_and_a_publish_each_way_round(server, publisher, operator, tmp_path, first):
+    """Both orders the race above may take, made to happen: gc answered before the publish
+    is sent takes the unlisted files and the publish is refused; a publish answered first
+    lists them, gc keeps them and the testing channel serves them."""
+    image = new_image(arches=["x86_64"])
+    serial = next_serial()
+    body = uploaded(publisher, tmp_path, image, serial)
+    files = {f["sha256"]: f["name"] for f in body["arches"][0]["files"]}
+    with http(server) as c:
+        c.headers["Authorization"] = f"Bearer {operator}"
+        if first == "gc":
+            collected = c.post("/api/v1/gc", json={"grace_s": 0}).json()["files"]
+            assert files.keys() <= set(collected)
+        publish = c.post("/api/v1/versions", json=body)
+        if first == "gc":
+            sha, name = next(iter(files.items()))  # the metadata: checked first
+            assert publish.status_code == 409
+            assert publish.json()["detail"] == f"file {name} ({sha}) is not uploaded yet"
+        else:
+            assert publish.status_code == 201, publish.text
+            collected = c.post("/api/v1/gc", json={"grace_s": 0}).json()["files"]
+            assert not files.keys() & set(collected)
+            move(publisher, image, serial, "testing")
+            for sha in files:
+                assert c.get(f"/channels/testing/files/{sha}").status_code == 200
 
 
 def test_a_re_upload_racing_gc_is_never_a_server_error(server, publisher, operator):

@@ -2,9 +2,12 @@
 
 A change that would make a running pipeline take another path on replay (a
 non-determinism error) fails here, before it reaches a worker. The histories come from
-the dev server (`pipeline-active-devserver.json`: the sample image through run-local)
-and the time-skipping server (the expiry and retry paths). To add one:
-`(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
+the dev server (`pipeline-active-devserver.json`: the sample image through run-local;
+`prune-*-devserver.json`: PruneTesting runs of tests/workflows/test_prune.py, expiring
+orphans and leaving live pipelines' versions, clearing stuck results only of orphans,
+and a scheduled run with nothing to do) and the time-skipping server (the pipeline's
+expiry and retry paths). To add one: `(await handle.fetch_history()).to_json()` into
+tests/workflows/replay/.
 """
 
 from pathlib import Path
