@@ -70,7 +70,6 @@ EOF
 incus_host() {
     [ "$INCUS" = 1 ] || return 0
     dry "start the Incus daemon unless it runs; pool $POOL (dir), bridge $INCUS_BRIDGE ($INCUS_CIDR; no NAT, no forwarding, no IPv6), default profile on them" && return
-    require_programs incus=incus-client incusd=incus-base
     start_daemon Incus incusd incus incus admin waitready
     if incus network show "$INCUS_BRIDGE" >/dev/null 2>&1; then
         INCUS_CIDR="$(incus network get "$INCUS_BRIDGE" ipv4.address)"
