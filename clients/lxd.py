@@ -34,7 +34,7 @@ def connect_lxd(settings: Settings, timeout: float = 600.0) -> pylxd.Client:
         auth = client.host_info["auth"]
     except (ClientConnectionFailed, LXDAPIException, OSError) as exc:
         raise LxdUnavailable(
-            f"LXD is not reachable at {where} ({exc}); run deploy/setup-host "
+            f"LXD is not reachable at {where} ({exc}); run deploy/setup-host --role arch "
             "or set ICEFLOE_LXD_ENDPOINT"
         ) from None
     if auth != "trusted":

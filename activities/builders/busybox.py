@@ -163,7 +163,7 @@ def find_deb(deb_dir: Path, debian_arch: str) -> Path:
     if not debs:
         raise BuildError(
             f"no busybox-static_*_{debian_arch}.deb in {deb_dir}: "
-            "run deploy/setup-host (as root) to download it"
+            "run deploy/setup-host --role arch (as root) to download it"
         )
     return debs[-1]
 

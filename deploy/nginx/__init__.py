@@ -109,7 +109,7 @@ http {{
 def binary() -> str:
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if found is None:
-        raise FileNotFoundError("no nginx here: deploy/setup-host installs Debian's")
+        raise FileNotFoundError("no nginx here: deploy/setup-host --role server installs Debian's")
     return found
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.config import REPO_DIR, Settings
+from tests.deploy.scripts import readable_deploy, run_script
 from tests.support import Installed
 from workers.control import GRACEFUL_SHUTDOWN
 
@@ -106,22 +107,22 @@ def test_environment_example_names_every_setting_and_sets_none() -> None:
     assert [x for x in text.splitlines() if x.strip() and not x.startswith("#")] == []
 
 
-def install_host(*args: str, nobody: bool = False) -> subprocess.CompletedProcess:
-    argv = [str(INSTALL_HOST), *args]
-    if nobody:
-        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=900)
+def install_host(*args: str) -> subprocess.CompletedProcess:
+    return run_script(INSTALL_HOST, *args)
 
 
-def test_install_host_refuses_without_root_and_dry_runs_without(tmp_path: Path) -> None:
-    refused = install_host("--role", "server", nobody=True)
-    assert refused.returncode == 1 and "run me as root" in refused.stderr
-    dry = install_host("--role", "arch", "--arch", "i686", "--dry-run", nobody=True)
-    assert dry.returncode == 0, dry.stderr
-    assert "would install unit icefloe-worker-arch@.service" in dry.stdout
-    assert "would set up LXD, build tools and debs" in dry.stdout
-    assert "would create /opt/icefloe/venv" in dry.stdout or "exists" in dry.stdout
-    server = install_host("--role", "server", "--dry-run", nobody=True)
+def test_install_host_refuses_without_root_and_dry_runs_without() -> None:
+    with readable_deploy() as copy:
+        script = copy / "deploy/install-host"
+        refused = run_script(script, "--role", "server", nobody=True)
+        assert refused.returncode == 1 and "run me as root" in refused.stderr
+        dry = run_script(script, "--role", "arch", "--arch", "i686", "--dry-run", nobody=True)
+        assert dry.returncode == 0, dry.stderr
+        assert "would install unit icefloe-worker-arch@.service" in dry.stdout
+        assert "would set up the host for role arch" in dry.stdout
+        assert "would start the LXD daemon" in dry.stdout
+        assert "would create /opt/icefloe/venv" in dry.stdout or "exists" in dry.stdout
+        server = run_script(script, "--role", "server", "--dry-run", nobody=True)
     assert server.returncode == 0, server.stderr
     # The units' UMask=0027 and StateDirectoryMode=0750: nginx reads the trees as group icefloe.
     assert (
