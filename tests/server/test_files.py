@@ -97,6 +97,18 @@ def test_etag_gives_304_and_if_range_resumes_only_the_same_content(anonymous, se
     assert r.status_code == 200 and r.content == data
 
 
+def test_if_none_match_compares_weakly_as_the_feeds_do(anonymous, served):
+    """RFC 9110: `*`, a weak tag or a list naming the tag all mean "you have it"."""
+    url, data = served
+    etag = anonymous.head(url).headers["etag"]
+    for if_none_match in (f"W/{etag}", "*", f'"other", {etag}', f'"x", W/{etag}'):
+        r = anonymous.get(url, headers={"If-None-Match": if_none_match})
+        assert (r.status_code, r.content) == (304, b""), if_none_match
+        assert r.headers["etag"] == etag
+    r = anonymous.get(url, headers={"If-None-Match": '"other", W/"else"'})
+    assert r.status_code == 200 and r.content == data
+
+
 def test_files_outside_the_channel_are_not_served(anonymous, served):
     url, _ = served
     assert anonymous.get(url.replace("/testing/", "/active/")).status_code == 404
