@@ -126,7 +126,8 @@ def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
         ):
             raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
     etag = f'"{sha256}"'
-    whole = "range" not in request.headers and request.headers.get("if-none-match") != etag
+    unchanged = etag_matches(request.headers.get("if-none-match"), etag)
+    whole = "range" not in request.headers and not unchanged
     if request.method == "GET" and whole:
         served = request.app.state.metrics.files_served.labels(feed.kinds.get(sha256, "other"))
         served.inc(store.path(sha256).stat().st_size)
@@ -138,7 +139,7 @@ def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
             else f"{ACCEL_STORE}/{sha256[:2]}/{sha256}"
         )
         return Response(headers={"X-Accel-Redirect": uri})
-    if request.headers.get("if-none-match") == etag:
+    if unchanged:
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
         store.path(sha256), media_type="application/octet-stream", headers={"ETag": etag}
