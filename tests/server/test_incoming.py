@@ -88,49 +88,46 @@ async def test_partial_uploads_of_a_killed_server_go_and_live_ones_stay(
         publisher = create_token(session, "uploads", "publisher")
         operator = create_token(session, "gc", "operator")
     incoming = first.files_dir / ".incoming"
-    killed = await _serve(state, first.port)
-    upload = await _begin(first, publisher, os.urandom(SIZE), 1000)
-    await until(lambda: any(incoming.iterdir()), "the upload writing its file")
-    [partial] = incoming.iterdir()
-    _killed(killed)
-    upload.writer.close()
+
+    async def killed_mid_upload() -> Path:
+        """The partial file of an upload to a server on `first.port` killed meanwhile."""
+        before = set(incoming.iterdir())
+        killed = await _serve(state, first.port)
+        upload = await _begin(first, publisher, os.urandom(SIZE), 1000)
+        await until(lambda: len(set(incoming.iterdir()) - before) == 1, "the upload's file")
+        [partial] = set(incoming.iterdir()) - before
+        _killed(killed)
+        upload.writer.close()
+        return partial
 
     sharing = await _serve(state, other.port)  # another server process on the same store
     try:
         async with _trickling(other, publisher):
-            await until(lambda: len(list(incoming.iterdir())) == 2, "the live upload's file")
-            [live] = set(incoming.iterdir()) - {partial}
-            restarted = await _serve(state, first.port)
-            try:
-                async with httpx.AsyncClient(
-                    base_url=f"https://127.0.0.1:{first.port}",
-                    verify=ssl.create_default_context(cafile=first.cert_path),
-                    headers={"Authorization": f"Bearer {operator}"},
-                ) as api:
+            await until(lambda: any(incoming.iterdir()), "the live upload's file")
+            [live] = incoming.iterdir()
+            partial = await killed_mid_upload()
+            async with httpx.AsyncClient(
+                base_url=f"https://127.0.0.1:{other.port}",
+                verify=ssl.create_default_context(cafile=other.cert_path),
+                headers={"Authorization": f"Bearer {operator}"},
+            ) as api:
 
-                    async def collected() -> bool:
-                        answer = await api.post("/api/v1/gc", json={"grace_s": 0})
-                        assert answer.status_code == 200, answer.text
-                        return not partial.exists()
+                async def collected() -> bool:
+                    answer = await api.post("/api/v1/gc", json={"grace_s": 0})
+                    assert answer.status_code == 200, answer.text
+                    return not partial.exists()
 
-                    deadline = time.monotonic() + 60  # a ceiling for a loaded machine
-                    while not await collected():
-                        assert time.monotonic() < deadline, "gc left the killed server's upload"
-                        await asyncio.sleep(IDLE_S / 2)
-                assert live.exists()
+                deadline = time.monotonic() + 60  # a ceiling for a loaded machine
+                while not await collected():
+                    assert time.monotonic() < deadline, "gc left the killed server's upload"
+                    await asyncio.sleep(IDLE_S / 2)
+            assert live.exists()
 
-                # Killed again, and a server started once its partial file is stale.
-                upload = await _begin(first, publisher, os.urandom(SIZE), 1000)
-                await until(lambda: len(list(incoming.iterdir())) == 2, "the upload's file")
-                [partial] = set(incoming.iterdir()) - {live}
-            finally:
-                _killed(restarted)
-            upload.writer.close()
+            partial = await killed_mid_upload()
             await until(
                 lambda: time.time() - partial.stat().st_mtime > STALE_S, "the file going stale"
             )
-            started = await _serve(state, first.port)
-            _stopped(started)
+            _stopped(await _serve(state, first.port))  # restarted on the same state
             assert set(incoming.iterdir()) == {live}
     finally:
         _stopped(sharing)
