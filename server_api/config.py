@@ -40,7 +40,8 @@ class ServerSettings(BaseSettings):
     # database pool holds a connection per thread plus `db_overflow` for sessions closing.
     threads: int = Field(default=40, ge=1)
     db_overflow: int = Field(default=10, ge=0)
-    # A request body that sends nothing for this long is cut off with 408.
+    # A request body that sends nothing for this long is cut off with 408; a partial upload
+    # untouched for twice as long (a killed server left it) is removed by gc and at start.
     body_idle_timeout_s: float = Field(default=30, gt=0)
     # JSON request bodies larger than this are refused with 413 (uploads: max_upload_bytes).
     max_json_bytes: int = Field(default=1 << 20, ge=1)
@@ -49,9 +50,6 @@ class ServerSettings(BaseSettings):
     # over; other servers' publishes are looked for every delta_poll_s.
     delta_lease_s: float = Field(default=60, gt=0)
     delta_poll_s: float = Field(default=10, gt=0)
-    # Partial uploads untouched for this long (a killed process left them) are removed when
-    # the server starts; younger ones may be live uploads of another server process.
-    incoming_grace_s: float = Field(default=86400, ge=0)
 
     @property
     def db_url(self) -> str:

@@ -60,7 +60,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
     app.state.store = FileStore(settings.files_dir)
-    app.state.store.clean_incoming(settings.incoming_grace_s)
+    app.state.store.clean_incoming(settings.body_idle_timeout_s)
     app.state.metrics = metrics = ServerMetrics(app.state.engine)
     app.state.feeds = FeedCache(on_render=metrics.rendered)
     app.state.static = StaticTrees(

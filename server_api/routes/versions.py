@@ -182,4 +182,10 @@ def garbage_collect(
     req: GcRequest, session: SessionDep, store: StoreDep, settings: SettingsDep, _: Operator
 ) -> GcResult:
     """Files of versions that left a channel less than `channel_file_grace_s` ago stay."""
-    return collect_garbage(session, store, req.grace_s, settings.channel_file_grace_s)
+    return collect_garbage(
+        session,
+        store,
+        req.grace_s,
+        settings.channel_file_grace_s,
+        upload_idle_s=settings.body_idle_timeout_s,
+    )
