@@ -12,6 +12,7 @@ from pathlib import Path
 from core.config import REPO_DIR
 from server_api.config import ServerSettings
 from server_api.main import create_app
+from server_api.services import services_of
 
 DOC = REPO_DIR / "docs" / "openapi.json"
 
@@ -19,7 +20,7 @@ DOC = REPO_DIR / "docs" / "openapi.json"
 def document() -> str:
     with tempfile.TemporaryDirectory() as tmp:  # the app wants a catalog; a throwaway one
         app = create_app(ServerSettings(state_dir=Path(tmp), database_url=None))
-        app.state.engine.dispose()
+        services_of(app).engine.dispose()
         return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

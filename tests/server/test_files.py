@@ -17,7 +17,7 @@ def anonymous(image_server):
 
 
 def _leftovers(image_server) -> set[str]:
-    return {str(p) for p in image_server.app.state.store.root.rglob("*")}
+    return {str(p) for p in image_server.services.store.root.rglob("*")}
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_content_lost_from_disk_is_asked_for_again(catalog, image_server):
     sha = hashlib.sha256(data).hexdigest()
     catalog._http.put(f"/api/v1/files/{sha}", params={"size": 100}, content=data)
     assert catalog._http.head(f"/api/v1/files/{sha}").status_code == 200
-    image_server.app.state.store.delete(sha)
+    image_server.services.store.delete(sha)
     assert catalog._http.head(f"/api/v1/files/{sha}").status_code == 404
     again = catalog._http.put(f"/api/v1/files/{sha}", params={"size": 100}, content=data)
-    assert again.json()["stored"] is True and image_server.app.state.store.exists(sha)
+    assert again.json()["stored"] is True and image_server.services.store.exists(sha)
