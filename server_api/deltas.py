@@ -101,6 +101,7 @@ def make_delta(
             deadline = time.monotonic() + DELTA_TIMEOUT_S
             try:
                 while not _exited(proc, CHECK_S):
+                    os.utime(made)  # alive, for the store's `clean_incoming`
                     if time.monotonic() > deadline:
                         return f"xdelta3 took over {DELTA_TIMEOUT_S} s"
                     if not alive():

@@ -1,7 +1,8 @@
-"""FastAPI dependencies: a DB session per request, the shared store and caches, auth.
+"""FastAPI dependencies: the server's services, a DB session per request, auth.
 
-Dependencies that do no I/O are `async def`: FastAPI runs sync ones in its thread pool,
-and those hops were a fifth of a small feed request's time.
+Routes reach every service through `ServicesDep` (server_api.services). Dependencies that
+do no I/O are `async def`: FastAPI runs sync ones in its thread pool, and those hops
+were a fifth of a small feed request's time.
 
 A connection is only ever checked out inside one worker-thread hop, or by a session
 whose closing needs no worker thread. Holding one while queued for a thread (a lookup
@@ -14,51 +15,37 @@ from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Cookie, Depends, Header, HTTPException, Request
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from core.config import ServerSettings
-from server_api.feeds import FeedCache
 from server_api.guard import TOKEN, UNAUTHORIZED
 from server_api.models import Token
 from server_api.schemas import TokenScope
-from server_api.store import FileStore
+from server_api.services import Services, get_services
 from server_api.tokens import lookup
 
 T = TypeVar("T")
 
+ServicesDep = Annotated[Services, Depends(get_services)]
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
+
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
     """The route's session: it connects on first use, in the route's thread. Closing it
     gives the connection back on a thread of its own, never waiting for the pool's."""
-    session = Session(request.app.state.engine)
+    session = Session(services.engine)
     try:
         yield session
     finally:
         await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
 
 
-def briefly(request: Request, use: Callable[[Session], T]) -> T:
+def briefly(engine: Engine, use: Callable[[Session], T]) -> T:
     """`use` a session that is closed before this returns (call it from a worker thread)."""
-    with Session(request.app.state.engine) as session:
+    with Session(engine) as session:
         return use(session)
 
 
-async def get_store(request: Request) -> FileStore:
-    return request.app.state.store
-
-
-async def get_feeds(request: Request) -> FeedCache:
-    return request.app.state.feeds
-
-
-async def get_settings(request: Request) -> ServerSettings:
-    return request.app.state.settings
-
-
 SessionDep = Annotated[Session, Depends(get_session)]
-StoreDep = Annotated[FileStore, Depends(get_store)]
-FeedsDep = Annotated[FeedCache, Depends(get_feeds)]
-SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 
 
 async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
@@ -111,12 +98,12 @@ READ_UNAUTHORIZED = (
 
 async def api_reader(
     request: Request,
-    settings: SettingsDep,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     """Read APIs are as public as the feeds: with public feeds off, the catalog's hashes,
     actors and check output are not for everyone either, so any valid token is needed."""
-    if not settings.public_feeds and request.scope.get(TOKEN) is None:
+    if not services.settings.public_feeds and request.scope.get(TOKEN) is None:
         raise HTTPException(401, READ_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -133,24 +120,24 @@ class LoginRequired(Exception):
 
 async def page_reader(
     request: Request,
-    settings: SettingsDep,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
     token: Annotated[str | None, Cookie(alias=TOKEN_COOKIE)] = None,
 ) -> None:
     """Pages follow the read APIs' rule; a browser's token comes in the login cookie."""
-    if settings.public_feeds:
+    if services.settings.public_feeds:
         return
     scheme, _, secret = (authorization or "").partition(" ")
     secret = secret if scheme.lower() == "bearer" else ""
     secret = secret or token or ""
-    if not secret or await anyio.to_thread.run_sync(find_token, request, secret) is None:
+    if not secret or await anyio.to_thread.run_sync(find_token, services, secret) is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
 
 
-def find_token(request: Request, secret: str) -> Token | None:
+def find_token(services: Services, secret: str) -> Token | None:
     """The usable token `secret` names, looked up in a session of its own."""
-    return briefly(request, lambda session: lookup(session, secret))
+    return briefly(services.engine, lambda session: lookup(session, secret))
 
 
 ApiReader = Depends(api_reader)

@@ -18,12 +18,19 @@ from server_api.store import FileStore
 
 
 def collect_garbage(
-    session: Session, store: FileStore, grace_s: int, channel_file_grace_s: int = 0
+    session: Session,
+    store: FileStore,
+    grace_s: int,
+    channel_file_grace_s: int = 0,
+    *,
+    upload_idle_s: float,
 ) -> GcResult:
     """Delete the files of versions inactive for longer than `grace_s`, and uploads that
     no version lists, keeping every file a surviving version still references. A version
     keeps its files at least `channel_file_grace_s` after it left its channel, which
-    serves them that long to hosts whose cached index still lists them."""
+    serves them that long to hosts whose cached index still lists them. Partial files a
+    killed server left go too (`upload_idle_s`: the body idle timeout)."""
+    store.clean_incoming(upload_idle_s)
     now = utcnow()
     cutoff = now - timedelta(seconds=grace_s)
     left_before = now - timedelta(seconds=max(grace_s, channel_file_grace_s))

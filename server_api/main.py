@@ -20,36 +20,58 @@ from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
 from server_api.routes import access, feeds, files, pages, pipelines, versions
+from server_api.services import Services, TemporalLink, attach
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
 
 
-def _resync_edge(app: FastAPI) -> None:
-    with Session(app.state.engine) as session:
-        app.state.edge.resync(session)
+def _services(settings: ServerSettings) -> Services:
+    engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
+    store = FileStore(settings.files_dir)
+    store.clean_incoming(settings.body_idle_timeout_s)
+    metrics = ServerMetrics(engine)
+    return Services(
+        settings=settings,
+        engine=engine,
+        store=store,
+        metrics=metrics,
+        feeds=FeedCache(on_render=metrics.rendered),
+        static=StaticTrees(
+            settings.static_root, store, settings.channel_file_grace_s, settings.public_feeds
+        ),
+        edge=EdgeFiles(settings.static_root),
+        deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
+        temporal=TemporalLink(Settings()),
+    )
+
+
+def _resync_edge(services: Services) -> None:
+    with Session(services.engine) as session:
+        services.edge.resync(session)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or Settings().server
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    services = _services(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The pool has a connection for every worker thread (see server_api.deps).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         writer = StaticWriter(
-            app.state.static, app.state.engine, app.state.feeds, settings.static_poll_s
+            services.static, services.engine, services.feeds, settings.static_poll_s
         )
         writer.start()
-        app.state.edge.watch(app.state.engine)
-        await anyio.to_thread.run_sync(_resync_edge, app)
-        app.state.deltas.start()
+        services.edge.watch(services.engine)
+        await anyio.to_thread.run_sync(_resync_edge, services)
+        services.deltas.start()
         yield
-        await anyio.to_thread.run_sync(app.state.deltas.stop)
-        app.state.edge.unwatch()
+        await anyio.to_thread.run_sync(services.deltas.stop)
+        services.edge.unwatch()
         writer.stop()
-        app.state.engine.dispose()
+        services.engine.dispose()
 
     app = FastAPI(
         title="Icefloe image server",
@@ -57,21 +79,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
-    app.state.store = FileStore(settings.files_dir)
-    app.state.store.clean_incoming(settings.incoming_grace_s)
-    app.state.metrics = metrics = ServerMetrics(app.state.engine)
-    app.state.feeds = FeedCache(on_render=metrics.rendered)
-    app.state.static = StaticTrees(
-        settings.static_root, app.state.store, settings.channel_file_grace_s, settings.public_feeds
-    )
-    app.state.edge = EdgeFiles(settings.static_root)
-    app.state.deltas = DeltaMaker(
-        app.state.engine, app.state.store, settings.delta_lease_s, settings.delta_poll_s
-    )
-    app.add_middleware(RequestGuard, settings=settings, engine=app.state.engine)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    attach(app, services)
+    app.add_middleware(RequestGuard, settings=settings, engine=services.engine)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
 
     @app.exception_handler(CatalogError)
     async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
@@ -87,7 +97,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(files.router)
     app.include_router(versions.router)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.config import REPO_DIR, ServerSettings
 from server_api.main import create_app
+from server_api.services import services_of
 
 DOC = REPO_DIR / "docs" / "openapi.json"
 
@@ -18,7 +19,7 @@ DOC = REPO_DIR / "docs" / "openapi.json"
 def document() -> str:
     with tempfile.TemporaryDirectory() as tmp:  # the app wants a catalog; a throwaway one
         app = create_app(ServerSettings(state_dir=Path(tmp), database_url=None))
-        app.state.engine.dispose()
+        services_of(app).engine.dispose()
         return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

@@ -2,10 +2,12 @@
 
 Uploads stream into a temporary file under `.incoming/` (the same filesystem), are
 checked against the declared sha256 and size, and only then renamed into place: a
-reader never sees a partial file and a failed upload leaves nothing behind; what a
-killed process left there is removed when a server starts (`clean_incoming`).
+reader never sees a partial file and a failed upload leaves nothing behind. What a
+killed process left there is removed by gc and when a server starts (`clean_incoming`):
+a live writer touches its file at least once per body idle timeout.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -60,6 +62,8 @@ class FileStore:
                     if len(pending) >= FLUSH_BYTES:
                         # Hash and write off the event loop: feeds keep answering meanwhile.
                         await anyio.to_thread.run_sync(flush, out)
+                    else:
+                        os.utime(out.fileno())  # alive, for `clean_incoming`
                 flush(out)
             if received != size:
                 raise UploadRejected(f"declared {size} bytes, received {received}")
@@ -87,15 +91,21 @@ class FileStore:
         os.replace(made, target)
         return sha256, target.stat().st_size
 
-    def clean_incoming(self, older_than_s: float) -> None:
-        """Remove partial uploads not written to for `older_than_s`: their process was
-        killed mid-upload. Younger ones may be another server process's live uploads."""
-        cutoff = time.time() - older_than_s
-        stale = [p for p in self.incoming.iterdir() if p.stat().st_mtime < cutoff]
-        for path in stale:
-            path.unlink(missing_ok=True)
+    def clean_incoming(self, idle_s: float) -> None:
+        """Remove the files under `.incoming/` that no live writer holds: those untouched for
+        longer than twice `idle_s`, the body idle timeout. An upload touches its file with
+        every chunk and one idle that long is cut off, its file removed; the second `idle_s`
+        covers a chunk's write in a worker thread and the clocks of servers sharing the store.
+        The deltas' files are touched every `deltas.CHECK_S` while xdelta3 writes them."""
+        cutoff = time.time() - 2 * idle_s
+        stale = []
+        for path in self.incoming.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # its writer finished meanwhile
+                if path.stat().st_mtime < cutoff:
+                    stale.append(path)
+                    path.unlink()
         if stale:
-            log.info("removed %d partial uploads left by a stopped server", len(stale))
+            log.info("removed %d partial files left by a stopped server", len(stale))
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)

@@ -49,6 +49,7 @@ from core.pipeline import CheckOutcome
 from core.spec import ImageSpec, Privilege
 from deploy.stack import temporal_binary
 from server_api.main import create_app
+from server_api.services import Services, services_of
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
 
@@ -94,7 +95,7 @@ class RunningServer:
         s = self.server_settings
         ensure_self_signed(s.cert_path, s.key_path, s.host)
         self.app = create_app(s)
-        with Session(self.app.state.engine) as session:
+        with Session(self.services.engine) as session:
             self.token = create_token(session, "tests", "publisher")
         self.url = f"https://{s.host}:{s.port}"
         self._server = uvicorn.Server(
@@ -109,6 +110,10 @@ class RunningServer:
             )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def services(self) -> Services:
+        return services_of(self.app)
 
     def __enter__(self) -> "RunningServer":
         self._thread.start()
@@ -311,7 +316,7 @@ def new_image(**overrides: object) -> ImageSpec:
 
 
 def token(server: RunningServer, scope: str, name: str = "t") -> str:
-    with Session(server.app.state.engine) as session:
+    with Session(server.services.engine) as session:
         return create_token(session, name, scope)
 
 

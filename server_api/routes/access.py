@@ -3,10 +3,10 @@ answer that creates them; lists and revocations never carry one."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 
 from server_api import tokens
-from server_api.deps import Operator, SessionDep
+from server_api.deps import Operator, ServicesDep, SessionDep
 from server_api.routing import ReleasingRoute
 from server_api.schemas import (
     CredentialCreate,
@@ -40,9 +40,9 @@ def revoke_token(token_id: Id, session: SessionDep, _: Operator) -> TokenView:
 
 @router.post("/credentials", status_code=201, summary="Create a private feed (URL shown once)")
 def create_credential(
-    req: CredentialCreate, session: SessionDep, _: Operator, request: Request
+    req: CredentialCreate, session: SessionDep, _: Operator, services: ServicesDep
 ) -> CredentialIssued:
-    return tokens.issue_credential(session, req, request.app.state.edge)
+    return tokens.issue_credential(session, req, services.edge)
 
 
 @router.get("/credentials", summary="List private feed credentials (never their secrets)")
@@ -52,13 +52,17 @@ def list_credentials(session: SessionDep, _: Operator) -> list[CredentialView]:
 
 @router.patch("/credentials/{credential_id}", summary="Move a credential to another channel")
 def update_credential(
-    credential_id: Id, req: CredentialUpdate, session: SessionDep, _: Operator, request: Request
+    credential_id: Id,
+    req: CredentialUpdate,
+    session: SessionDep,
+    _: Operator,
+    services: ServicesDep,
 ) -> CredentialView:
-    return tokens.follow_channel(session, credential_id, req.channel, request.app.state.edge)
+    return tokens.follow_channel(session, credential_id, req.channel, services.edge)
 
 
 @router.post("/credentials/{credential_id}/revoke", summary="Revoke a private feed, at once")
 def revoke_credential(
-    credential_id: Id, session: SessionDep, _: Operator, request: Request
+    credential_id: Id, session: SessionDep, _: Operator, services: ServicesDep
 ) -> CredentialView:
-    return tokens.revoke_credential(session, credential_id, request.app.state.edge)
+    return tokens.revoke_credential(session, credential_id, services.edge)

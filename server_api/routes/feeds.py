@@ -27,8 +27,9 @@ from fastapi.responses import FileResponse
 from sqlmodel import Session
 
 from core.catalog import Channel, Flavour
-from server_api.deps import SettingsDep
+from server_api.deps import ServicesDep
 from server_api.feeds import Feed, left_within
+from server_api.services import Services
 from server_api.static import StaticTrees, tree_name
 from server_api.tokens import find_credential
 
@@ -42,19 +43,19 @@ class Source(NamedTuple):
     deltas: bool = True
 
 
-async def public_channel(channel: Channel, settings: SettingsDep) -> Source:
-    if not settings.public_feeds:
+async def public_channel(channel: Channel, services: ServicesDep) -> Source:
+    if not services.settings.public_feeds:
         raise HTTPException(404, "public channel feeds are off here; ask for a private feed")
     return Source(channel, None)
 
 
 async def fresh_channel(
     channel: Channel,
-    settings: SettingsDep,
+    services: ServicesDep,
     tag: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")],
 ) -> Source:
     """Any short tag will do; it only makes the URL new to LXD's cache. No delta items."""
-    return (await public_channel(channel, settings))._replace(deltas=False)
+    return (await public_channel(channel, services))._replace(deltas=False)
 
 
 async def credential(secret: Annotated[str, Path(max_length=100)]) -> str:
@@ -86,13 +87,13 @@ ACCEL_STATIC = "/_icefloe/static"
 ACCEL_STORE = "/_icefloe/store"
 
 
-def _accel(request: Request) -> StaticTrees | None:
+def _accel(services: Services) -> StaticTrees | None:
     """The static trees, when nginx sends what they hold."""
-    return request.app.state.static if request.app.state.settings.accel_redirect else None
+    return services.static if services.settings.accel_redirect else None
 
 
-def _json(request: Request, source: Source, feed: Feed, name: str) -> Response:
-    static = _accel(request)
+def _json(services: Services, request: Request, source: Source, feed: Feed, name: str) -> Response:
+    static = _accel(services)
     if static is not None and source.deltas and static.shown() >= feed.generation:
         tree = tree_name(source.channel, source.flavour)
         uri = f"{ACCEL_STATIC}/{tree}/current/streams/v1/{name}"
@@ -106,31 +107,32 @@ def _json(request: Request, source: Source, feed: Feed, name: str) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def _feed(request: Request, resolved: Source | str, name: str) -> Response:
+def _feed(services: Services, request: Request, resolved: Source | str, name: str) -> Response:
     """One worker-thread hop with one session: a hop costs more than the lookups."""
-    with Session(request.app.state.engine) as session:
+    with Session(services.engine) as session:
         source = _source(session, resolved)
-        feed = request.app.state.feeds.get(session, source.channel, source.flavour)
-    return _json(request, source, feed, name)
+        feed = services.feeds.get(session, source.channel, source.flavour)
+    return _json(services, request, source, feed, name)
 
 
-def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
+def _file(services: Services, request: Request, resolved: Source | str, sha256: str) -> Response:
     """The `file` route's work, in one worker-thread hop with one session."""
-    settings, store = request.app.state.settings, request.app.state.store
-    with Session(request.app.state.engine) as session:
+    settings, store = services.settings, services.store
+    with Session(services.engine) as session:
         source = _source(session, resolved)
-        feed = request.app.state.feeds.get(session, source.channel, source.flavour)
+        feed = services.feeds.get(session, source.channel, source.flavour)
         if not store.exists(sha256) or (
             sha256 not in feed.files
             and not left_within(session, source.channel, sha256, settings.channel_file_grace_s)
         ):
             raise HTTPException(404, f"no file {sha256} in the {source.channel} channel")
     etag = f'"{sha256}"'
-    whole = "range" not in request.headers and request.headers.get("if-none-match") != etag
+    unchanged = etag_matches(request.headers.get("if-none-match"), etag)
+    whole = "range" not in request.headers and not unchanged
     if request.method == "GET" and whole:
-        served = request.app.state.metrics.files_served.labels(feed.kinds.get(sha256, "other"))
+        served = services.metrics.files_served.labels(feed.kinds.get(sha256, "other"))
         served.inc(store.path(sha256).stat().st_size)
-    if (static := _accel(request)) is not None:
+    if (static := _accel(services)) is not None:
         linked = static.files_dir(source.channel) / sha256
         uri = (
             f"{ACCEL_STATIC}/files/{source.channel}/{sha256}"
@@ -138,7 +140,7 @@ def _file(request: Request, resolved: Source | str, sha256: str) -> Response:
             else f"{ACCEL_STORE}/{sha256[:2]}/{sha256}"
         )
         return Response(headers={"X-Accel-Redirect": uri})
-    if request.headers.get("if-none-match") == etag:
+    if unchanged:
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
         store.path(sha256), media_type="application/octet-stream", headers={"ETag": etag}
@@ -152,25 +154,26 @@ def feed_router(resolve: Callable[..., Awaitable[Source | str]], tag: str) -> AP
 
     @router.get("/streams/v1/index.json", operation_id=f"{resolve.__name__}_index")
     @router.head("/streams/v1/index.json", include_in_schema=False)
-    async def index(source: SourceDep, request: Request):
-        return await anyio.to_thread.run_sync(_feed, request, source, "index.json")
+    async def index(source: SourceDep, services: ServicesDep, request: Request):
+        return await anyio.to_thread.run_sync(_feed, services, request, source, "index.json")
 
     @router.get("/streams/v1/images.json", operation_id=f"{resolve.__name__}_images")
     @router.head("/streams/v1/images.json", include_in_schema=False)
-    async def images(source: SourceDep, request: Request):
-        return await anyio.to_thread.run_sync(_feed, request, source, "images.json")
+    async def images(source: SourceDep, services: ServicesDep, request: Request):
+        return await anyio.to_thread.run_sync(_feed, services, request, source, "images.json")
 
     @router.get("/files/{sha256}", operation_id=f"{resolve.__name__}_file")
     @router.head("/files/{sha256}", include_in_schema=False)
     async def file(
         source: SourceDep,
         sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+        services: ServicesDep,
         request: Request,
     ) -> Response:
         """HEAD, Range and If-Range are Starlette's; the ETag is the content's sha256.
         A file its version took out of the channel is still served for a while: hosts
         that cached the index before still list it."""
-        return await anyio.to_thread.run_sync(_file, request, source, sha256)
+        return await anyio.to_thread.run_sync(_file, services, request, source, sha256)
 
     return router
 

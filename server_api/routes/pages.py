@@ -8,7 +8,6 @@ once to the login form and then sends in an HttpOnly, Secure, SameSite=Strict co
 never in a URL.
 """
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -20,15 +19,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from core.catalog import AssessmentView, Channel, VersionState
-from core.config import Settings
 from server_api.catalog import CatalogError, get_version, missing_checks
 from server_api.deps import (
     TOKEN_COOKIE,
     LoginRequired,
     PageReader,
+    ServicesDep,
     SessionDep,
-    SettingsDep,
-    StoreDep,
     find_token,
 )
 from server_api.manifests import version_packages
@@ -75,15 +72,6 @@ templates.env.filters["when"] = when
 def channel_of(state: VersionState) -> Channel | None:
     """The public channel whose feed lists a version in this state, if any."""
     return Channel(state.value) if state.value in Channel.__members__ else None
-
-
-def workflow_link(request: Request) -> Callable[[str], str]:
-    """Links into the Temporal UI, as `icefloe trigger` prints them (ICEFLOE_TEMPORAL_UI_URL
-    and ICEFLOE_TEMPORAL_NAMESPACE), read once per server."""
-    state = request.app.state
-    if getattr(state, "ui_settings", None) is None:
-        state.ui_settings = Settings()
-    return state.ui_settings.workflow_ui_link
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
@@ -136,8 +124,7 @@ def version_page(
     image: ImageName,
     serial: SerialPath,
     session: SessionDep,
-    settings: SettingsDep,
-    store: StoreDep,
+    services: ServicesDep,
 ) -> Response:
     try:
         row = get_version(session, image, serial)
@@ -154,11 +141,11 @@ def version_page(
         results=by_arch,
         missing=missing_checks(session, row),
         events=events(session, row),
-        packages=version_packages(session, store, row).arches,
+        packages=version_packages(session, services.store, row).arches,
         channel=channel_of(version.state),
-        public_feeds=settings.public_feeds,
+        public_feeds=services.settings.public_feeds,
         base_url=str(request.base_url).rstrip("/"),
-        workflow_link=workflow_link(request),
+        workflow_link=services.temporal.ui_link,  # as `icefloe trigger` prints them
     )
 
 
@@ -175,12 +162,12 @@ def login_page(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, services: ServicesDep) -> Response:
     """The form's token, checked, goes into the cookie; the browser goes back to its page."""
     form = parse_qs((await request.body()).decode(errors="replace"))
     secret = form.get("token", [""])[0].strip()
     target = safe_next(form.get("next", [None])[0])
-    if not secret or await anyio.to_thread.run_sync(find_token, request, secret) is None:
+    if not secret or await anyio.to_thread.run_sync(find_token, services, secret) is None:
         return render(
             request,
             "login.html",

@@ -28,9 +28,8 @@ from server_api.deps import (
     ApiReader,
     Operator,
     Publisher,
+    ServicesDep,
     SessionDep,
-    SettingsDep,
-    StoreDep,
     WriterDep,
 )
 from server_api.gc import collect_garbage
@@ -85,16 +84,15 @@ def read_versions(
 @router.post("/versions", status_code=201, summary="Publish a version from uploaded files")
 def create_version(
     req: VersionCreate,
-    request: Request,
     response: Response,
     session: SessionDep,
-    store: StoreDep,
+    services: ServicesDep,
     actor: Publisher,
 ) -> VersionView:
     """Answers once the version is committed; its deltas follow (each arch's `delta`)."""
-    version, created = publish(session, store, req, actor)
+    version, created = publish(session, services.store, req, actor)
     if created:
-        request.app.state.deltas.wake()
+        services.deltas.wake()
     else:
         response.status_code = 200
     return view(session, version)
@@ -111,11 +109,11 @@ def read_version(image: ImageName, serial: SerialPath, session: SessionDep) -> V
     dependencies=[ApiReader],
 )
 def read_manifest(
-    image: ImageName, serial: SerialPath, session: SessionDep, store: StoreDep
+    image: ImageName, serial: SerialPath, session: SessionDep, services: ServicesDep
 ) -> VersionPackages:
     """`packages` is null for an arch published without a manifest; `diff` is against
     `previous`, the newest older version of the image with a manifest of that arch."""
-    return version_packages(session, store, get_version(session, image, serial))
+    return version_packages(session, services.store, get_version(session, image, serial))
 
 
 @router.post("/images/{image}/versions/{serial}/transitions", summary="Change a version's state")
@@ -124,13 +122,13 @@ def move_version(
     serial: SerialPath,
     req: TransitionRequest,
     session: SessionDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     caller: WriterDep,
 ) -> VersionView:
     """`force: true` (operators only) promotes past the gate; the event records it."""
     version = get_version(session, image, serial)
     operator = caller.scope == TokenScope.operator
-    transition(session, version, req, caller.name, settings.keep_active, operator)
+    transition(session, version, req, caller.name, services.settings.keep_active, operator)
     return view(session, version)
 
 
@@ -179,7 +177,14 @@ def abandon_running_assessments(
 
 @router.post("/gc", summary="Delete files of versions inactive longer than a grace period")
 def garbage_collect(
-    req: GcRequest, session: SessionDep, store: StoreDep, settings: SettingsDep, _: Operator
+    req: GcRequest, session: SessionDep, services: ServicesDep, _: Operator
 ) -> GcResult:
     """Files of versions that left a channel less than `channel_file_grace_s` ago stay."""
-    return collect_garbage(session, store, req.grace_s, settings.channel_file_grace_s)
+    settings = services.settings
+    return collect_garbage(
+        session,
+        services.store,
+        req.grace_s,
+        settings.channel_file_grace_s,
+        upload_idle_s=settings.body_idle_timeout_s,
+    )

@@ -2,25 +2,32 @@
 
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from temporalio.client import Client
 
-from clients.catalog import CatalogClient
 from core.pipeline import PipelineResult
+from tests.support import RunningServer, client
 from workflows.trigger import new_serial
 
 
 @pytest.fixture
-def api(
-    image_server, temporal: Client, catalog: CatalogClient, monkeypatch
-) -> Iterator[httpx.Client]:
-    """The server reaches this test's Temporal through the usual ICEFLOE_TEMPORAL_* settings."""
-    monkeypatch.setenv("ICEFLOE_TEMPORAL_ADDRESS", temporal.service_client.config.target_host)
-    image_server.app.state.temporal = None
-    yield catalog._http
-    image_server.app.state.temporal = None
+def trigger_server(temporal: Client, tmp_path: Path) -> Iterator[RunningServer]:
+    """A server that reaches this test's Temporal through the usual ICEFLOE_TEMPORAL_*
+    settings, read when the app is made. The workers' catalog is the session's server."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ICEFLOE_TEMPORAL_ADDRESS", temporal.service_client.config.target_host)
+        with RunningServer(tmp_path / "trigger") as server:
+            yield server
+
+
+@pytest.fixture
+def api(trigger_server: RunningServer) -> Iterator[httpx.Client]:
+    publisher = client(trigger_server, trigger_server.token)
+    yield publisher._http
+    publisher.close()
 
 
 async def test_ci_trigger_starts_then_attaches(api: httpx.Client, temporal: Client, workers):
@@ -37,11 +44,13 @@ async def test_ci_trigger_starts_then_attaches(api: httpx.Client, temporal: Clie
     assert (await handle.result()).state == "active"
 
 
-def test_ci_trigger_needs_a_token_and_a_known_definition(api: httpx.Client, image_server):
+def test_ci_trigger_needs_a_token_and_a_known_definition(
+    api: httpx.Client, trigger_server: RunningServer
+):
     anonymous = httpx.post(
-        f"{image_server.url}/api/v1/pipelines",
+        f"{trigger_server.url}/api/v1/pipelines",
         json={"image": "busybox"},
-        verify=ssl.create_default_context(cafile=image_server.server_settings.cert_path),
+        verify=ssl.create_default_context(cafile=trigger_server.server_settings.cert_path),
     )
     assert anonymous.status_code == 401
     missing = api.post("/api/v1/pipelines", json={"image": "no-such-image"})

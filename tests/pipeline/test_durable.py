@@ -200,7 +200,7 @@ async def test_an_operator_force_promotes_a_waiting_pipeline(
     client, catalog: CatalogClient, settings: Settings, wrong_ca: Path, image_server
 ) -> None:
     inp, handle, _, _ = await failed_on_i686(client, catalog, settings, wrong_ca, "forced")
-    with Session(image_server.app.state.engine) as session:
+    with Session(image_server.services.engine) as session:
         ops = CatalogClient(settings, token=create_token(session, "ops-alice", "operator"))
     async with running(client, catalog, settings):
         req = OperatorRequest(actor="alice", reason="i686 host broken, image fine")

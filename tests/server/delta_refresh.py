@@ -105,7 +105,7 @@ def settled(catalog: CatalogClient, image: ImageSpec, serial: str) -> VersionVie
 def without_delta(server: RunningServer, fingerprint: str) -> None:
     """Forget the delta the server made for one version arch, before it enters a channel:
     the version then reads as one published by a server that makes no deltas."""
-    with Session(server.app.state.engine) as session:
+    with Session(server.services.engine) as session:
         session.execute(
             update(VersionArch)
             .where(VersionArch.fingerprint == fingerprint)  # type: ignore[arg-type]

@@ -31,12 +31,12 @@ from tests.support import (
 
 
 def trees_of(server: RunningServer) -> StaticTrees:
-    return server.app.state.static
+    return server.services.static
 
 
 def wait_written(server: RunningServer, timeout_s: float = 20) -> None:
     """Until the static trees show the catalog's newest change."""
-    engine = server.app.state.engine
+    engine = server.services.engine
     deadline = time.monotonic() + timeout_s
     while True:
         with engine.connect() as conn:

@@ -28,7 +28,7 @@ def test_operator_manages_tokens_and_sees_each_secret_once(image_server, operato
     secret = issued["token"]
     assert secret.startswith("ifl_pub_") and issued["expires_at"] is None
 
-    with Session(image_server.app.state.engine) as session:
+    with Session(image_server.services.engine) as session:
         row = session.exec(select(Token).where(Token.id == issued["id"])).one()
     assert row.token_sha256 == hashlib.sha256(secret.encode()).hexdigest()
 

@@ -125,7 +125,7 @@ def test_upload_with_wrong_hash_or_size_is_rejected_and_leaves_nothing(
         f"/api/v1/files/{file.sha256}", params={"size": file.size + 1}, content=path.read_bytes()
     )
     assert r.status_code == 422 and "declared" in r.json()["detail"]
-    store = image_server.app.state.store
+    store = image_server.services.store
     assert not store.exists(file.sha256) and not store.exists("0" * 64)
     assert not list(store.root.rglob(".upload-*"))
 

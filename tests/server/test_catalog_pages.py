@@ -73,7 +73,7 @@ def listed_with_statements(server: RunningServer, image: str) -> tuple[list[Vers
     """The versions route's listing of `image`, and how many SQL statements it took (counted
     on its own connection: the server's feed renders and writers run beside it)."""
     statements: list[str] = []
-    with Session(server.app.state.engine) as session:
+    with Session(server.services.engine) as session:
         connection = session.connection()
         event.listen(connection, "before_cursor_execute", lambda *a: statements.append(a[2]))
         listed = views(session, page_of_versions(session, image=image)[0])

@@ -90,9 +90,9 @@ def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     )
     assert patched.read_bytes() == new_root.read_bytes() != old_root.read_bytes()
 
-    with Session(image_server.app.state.engine) as session:  # the files static trees link
+    with Session(image_server.services.engine) as session:  # the files static trees link
         assert (
-            deltas[0]["sha256"] in image_server.app.state.feeds.get(session, Channel.testing).files
+            deltas[0]["sha256"] in image_server.services.feeds.get(session, Channel.testing).files
         )
 
     # The base leaves the channel: the delta is of no use to the channel's hosts, and goes.
@@ -102,7 +102,7 @@ def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     assert catalog._http.get(f"{url}/{deltas[0]['path']}").status_code == 404
 
     # gc takes the base's files; the delta stays while its own version keeps its files.
-    store = image_server.app.state.store
+    store = image_server.services.store
     assert f"{image.name} {old_serial}" in operator.gc(grace_s=0).versions
     assert store.exists(deltas[0]["sha256"]) and not store.exists(old_built[1][0].sha256)
     assert "squashfs.vcdiff" not in json.dumps(items(catalog, url, changed, new_serial))
@@ -222,7 +222,7 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
         )
         events = catalog.events(image.name, new_serial)
         assert events[-1].from_state == events[-1].to_state == "testing"
-        assert server.app.state.edge.shown_changed() >= events[-1].id
+        assert server.services.edge.shown_changed() >= events[-1].id
         assert (server.server_settings.static_root / f"files/testing/{delta['sha256']}").exists()
         fresh = catalog.channel_url("testing", fresh="t2")
         assert delta_items(catalog, fresh, changed, new_serial) == []

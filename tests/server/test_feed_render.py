@@ -20,7 +20,7 @@ def test_a_change_to_one_image_renders_only_that_image_again(
         publish_fake(catalog, tmp_path, image, serial)
         move(catalog, image, serial, "testing")
     cache = FeedCache()
-    with Session(image_server.app.state.engine) as session:
+    with Session(image_server.services.engine) as session:
         for flavour in (None, Flavour.lxd):
             cache.get(session, Channel.testing, flavour)
         before = cache.images_rendered

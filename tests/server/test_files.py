@@ -17,7 +17,7 @@ def anonymous(image_server):
 
 
 def _leftovers(image_server) -> set[str]:
-    return {str(p) for p in image_server.app.state.store.root.rglob("*")}
+    return {str(p) for p in image_server.services.store.root.rglob("*")}
 
 
 @pytest.mark.parametrize(
@@ -97,6 +97,18 @@ def test_etag_gives_304_and_if_range_resumes_only_the_same_content(anonymous, se
     assert r.status_code == 200 and r.content == data
 
 
+def test_if_none_match_compares_weakly_as_the_feeds_do(anonymous, served):
+    """RFC 9110: `*`, a weak tag or a list naming the tag all mean "you have it"."""
+    url, data = served
+    etag = anonymous.head(url).headers["etag"]
+    for if_none_match in (f"W/{etag}", "*", f'"other", {etag}', f'"x", W/{etag}'):
+        r = anonymous.get(url, headers={"If-None-Match": if_none_match})
+        assert (r.status_code, r.content) == (304, b""), if_none_match
+        assert r.headers["etag"] == etag
+    r = anonymous.get(url, headers={"If-None-Match": '"other", W/"else"'})
+    assert r.status_code == 200 and r.content == data
+
+
 def test_files_outside_the_channel_are_not_served(anonymous, served):
     url, _ = served
     assert anonymous.get(url.replace("/testing/", "/active/")).status_code == 404
@@ -109,7 +121,7 @@ def test_content_lost_from_disk_is_asked_for_again(catalog, image_server):
     sha = hashlib.sha256(data).hexdigest()
     catalog._http.put(f"/api/v1/files/{sha}", params={"size": 100}, content=data)
     assert catalog._http.head(f"/api/v1/files/{sha}").status_code == 200
-    image_server.app.state.store.delete(sha)
+    image_server.services.store.delete(sha)
     assert catalog._http.head(f"/api/v1/files/{sha}").status_code == 404
     again = catalog._http.put(f"/api/v1/files/{sha}", params={"size": 100}, content=data)
-    assert again.json()["stored"] is True and image_server.app.state.store.exists(sha)
+    assert again.json()["stored"] is True and image_server.services.store.exists(sha)

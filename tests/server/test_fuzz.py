@@ -66,14 +66,14 @@ class Target:
 
     def mint(self) -> None:
         """Fresh tokens of both scopes: at the start, and after the fuzzer revoked ours."""
-        with Session(self.server.app.state.engine) as session:
+        with Session(self.server.services.engine) as session:
             for scope in TokenScope:
                 issued = issue_token(session, TokenCreate(name=f"fuzz-{scope}", scope=scope))
                 self.tokens[scope] = (issued.id, issued.token)
 
     def feed(self) -> None:
         """A fresh private feed of the testing channel: at the start and after a revocation."""
-        with Session(self.server.app.state.engine) as session:
+        with Session(self.server.services.engine) as session:
             cred = issue_credential(session, CredentialCreate(name="fuzz", channel="testing"))
         self.real["credential_id"] = str(cred.id)
         self.real["secret"] = cred.feed_path.removeprefix("/feeds/")

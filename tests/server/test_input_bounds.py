@@ -4,23 +4,15 @@ writes are authenticated before their body is read, JSON bodies are capped."""
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from sqlmodel import Session
 
-from core.config import ServerSettings
-from server_api.db import make_engine
-from server_api.tokens import create_token
-from tests.server.own_process import serve
 from tests.support import (
     RawRequest,
     RunningServer,
     client,
-    free_port,
     http,
     move,
     new_image,
@@ -203,36 +195,3 @@ async def test_a_client_disconnecting_mid_upload_is_one_log_line(
         uvicorn_log.removeHandler(caplog.handler)
     [line] = _warnings(caplog)
     assert line.exc_info is None and "disconnected" in line.getMessage()
-
-
-async def test_a_partial_upload_left_by_a_killed_server_is_cleaned_at_start(tmp_path: Path):
-    state = tmp_path / "state"
-    settings = ServerSettings(state_dir=state, port=free_port())
-    with Session(make_engine(settings.db_url)) as session:
-        secret = create_token(session, "kill", "publisher")
-    incoming = settings.files_dir / ".incoming"
-    server = serve(state, settings.port)
-    try:
-        upload = RawRequest(settings)
-        sha = "0" * 64
-        await upload.open(
-            "PUT",
-            f"/api/v1/files/{sha}?size=10000",
-            {"Authorization": f"Bearer {secret}", "Content-Length": "10000"},
-        )
-        await upload.send(os.urandom(1000))
-        await until(lambda: any(incoming.iterdir()), "the upload writing its file")
-    finally:
-        server.kill()  # SIGKILL: no clean-up runs
-        server.wait(10)
-    [partial] = incoming.iterdir()
-    two_days_ago = time.time() - 2 * 86400
-    os.utime(partial, (two_days_ago, two_days_ago))  # ... and two days passed
-    fresh = incoming / ".upload-fresh"  # a live upload of another server process
-    fresh.write_bytes(b"x")
-    server = serve(state, settings.port)
-    try:
-        assert list(incoming.iterdir()) == [fresh]
-    finally:
-        server.terminate()
-        server.wait(10)

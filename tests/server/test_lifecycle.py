@@ -129,7 +129,7 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
     with RunningServer(tmp_path / "server", channel_file_grace_s=0) as server:
         publisher = client(server, server.token)
         operator = client(server, token(server, "operator"))
-        store = server.app.state.store
+        store = server.services.store
         image = new_image(arches=["x86_64"])
         rootfs = _upload(publisher, tmp_path, "rootfs", FileType.squashfs, os.urandom(2048))
         serials = []

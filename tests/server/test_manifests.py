@@ -78,11 +78,11 @@ def test_a_version_lists_its_packages_and_the_changes_since_the_previous_one(
         item = private[f"{image.os}:{image.release}:amd64:default"]["versions"][last]["items"]
         assert item["manifest"] == listed["manifest"], flavour
         assert anonymous.get(f"{path}/{item['manifest']['path']}").content == NEW
-    state = image_server.app.state
-    with Session(state.engine) as session:
-        state.static.write(session, state.feeds)
+    services = image_server.services
+    with Session(services.engine) as session:
+        services.static.write(session, services.feeds)
     for tree in ("testing", "testing-lxd", "testing-incus"):
-        linked = state.static.root / tree / "current" / listed["manifest"]["path"]
+        linked = services.static.root / tree / "current" / listed["manifest"]["path"]
         assert linked.read_bytes() == NEW, tree
 
     # The page, and `icefloe show`'s lines.
@@ -153,7 +153,7 @@ def test_gc_keeps_a_manifest_while_its_version_keeps_its_files(tmp_path: Path):
         move(publisher, image, serial, "testing")
         sha256 = hashlib.sha256(NEW).hexdigest()
         assert sha256 not in operator.gc(grace_s=0).files
-        assert server.app.state.store.exists(sha256)
+        assert server.services.store.exists(sha256)
         retire = TransitionRequest(to="inactive", reason="superseded")
         publisher.transition(image.name, serial, retire)
         assert sha256 in operator.gc(grace_s=0).files

@@ -36,7 +36,7 @@ def feed_requests(server: RunningServer) -> float:
     """Private feed requests the server answered, by its own metrics."""
     return sum(
         sample.value
-        for metric in server.app.state.metrics.requests.collect()
+        for metric in server.services.metrics.requests.collect()
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.labels["route"].startswith("/feeds/")
     )
@@ -258,9 +258,9 @@ def test_feeds_the_token_cli_creates_moves_and_revokes_apply_through_nginx(
 def test_a_server_start_writes_every_usable_credential_and_drops_the_rest(tmp_path: Path):
     stray = "0" * 64
     with RunningServer(tmp_path) as server:
-        files = server.app.state.edge.credentials
+        files = server.services.edge.credentials
         (files / stray).write_bytes(b'{"tree": "active-lxd", "expires": null}')
-        with Session(server.app.state.engine) as session:  # not through the API: no file
+        with Session(server.services.engine) as session:  # not through the API: no file
             req = CredentialCreate(name="direct", channel=Channel.testing)
             secret = issue_credential(session, req).feed_path.removeprefix("/feeds/")
         digest = hashlib.sha256(secret.encode()).hexdigest()

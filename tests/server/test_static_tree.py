@@ -82,7 +82,7 @@ def test_each_change_writes_every_channel_and_flavour_as_the_server_serves_it(tm
             assert serial not in listed(
                 (root / "active/current/streams/v1/images.json").read_bytes()
             )
-        store = server.app.state.store
+        store = server.services.store
         files = json.loads((root / "testing/current/streams/v1/images.json").read_bytes())
         for product in files["products"].values():
             for item in product["versions"][serial]["items"].values():

@@ -42,7 +42,7 @@ class Loaded:
         self.published = publish_fake(publisher, tmp, image, serial)
         move(publisher, image, serial, "testing")
         publisher.close()
-        with Session(server.app.state.engine) as session:
+        with Session(server.services.engine) as session:
             made = issue_credential(session, CredentialCreate(name="load", channel=Channel.testing))
         self.feed = made.feed_path
         self.sha256 = self.published.arches[0].files[1].sha256
