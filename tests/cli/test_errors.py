@@ -11,7 +11,7 @@ import sys
 import pytest
 from temporalio.client import Client
 
-from cli.main import main, parser
+from cli.main import parser
 from core.config import REPO_DIR
 
 
@@ -44,9 +44,10 @@ def usage_error(result: subprocess.CompletedProcess) -> str:
 
 
 def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """`icefloe ARGS` in this process (the same entry point, without a process start each)."""
+    """`icefloe ARGS` parsed in this process (the parser `main` uses, without a process start
+    each): argparse must stop there, before any command runs."""
     with pytest.raises(SystemExit) as stopped:
-        main(list(args))
+        parser().parse_args(args)
     out, err = capsys.readouterr()
     code = stopped.value.code
     assert isinstance(code, int)
@@ -95,14 +96,12 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
         (("worker",), "icefloe worker: error: the following arguments are required: role"),
     ],
 )
-def test_what_a_sub_command_needs_is_refused_before_the_catalog_opens(
-    args: tuple[str, ...], expected: str, tmp_path, monkeypatch, capsys
+def test_what_a_sub_command_needs_is_refused_by_argparse(
+    args: tuple[str, ...], expected: str, capsys
 ) -> None:
     """These were checks by hand inside `icefloe token` ("needs an id", "needs --channel")."""
-    monkeypatch.setenv("ICEFLOE_SERVER_STATE_DIR", str(tmp_path))
     line = refused(capsys, *args)
     assert expected in line, line
-    assert not list(tmp_path.iterdir()), "refused before the server's state was touched"
 
 
 @pytest.mark.parametrize(
@@ -117,6 +116,7 @@ def test_what_a_sub_command_needs_is_refused_before_the_catalog_opens(
             "argument --serial: serial starts with '20261399', which is not a date",
         ),
         (("trigger", "--worker-wait", "-5"), "argument --worker-wait: must be more than 0"),
+        (("trigger", "--worker-wait", "0"), "argument --worker-wait: must be more than 0"),
         (("trigger", "--worker-wait", "soon"), "argument --worker-wait: invalid positive_int"),
         (("trigger", "--nosuch"), "unrecognized arguments: --nosuch"),
         (("status", "busybox:1.35:default", "x y"), "argument serial: serial must start with"),
@@ -154,6 +154,7 @@ def test_a_refusal_from_the_command_as_run_is_the_usage_and_one_line(
 ) -> None:
     line = usage_error(icefloe(*args, ICEFLOE_SERVER_STATE_DIR=str(tmp_path)))
     assert line.startswith(f"icefloe {args[0]}") and ": error: " in line, line
+    assert not list(tmp_path.iterdir()), "refused before the server's catalog was opened"
 
 
 @pytest.mark.temporal
