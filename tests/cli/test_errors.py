@@ -1,12 +1,17 @@
-"""Bad input to the command line gets one line saying what to do, never a traceback."""
+"""Bad input to the command line gets one line saying what to do, never a traceback: argparse
+refuses what it can see is wrong (exit 2, the usage and one error line) before anything starts."""
 
+import argparse
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 
 import pytest
+from temporalio.client import Client
 
+from cli.main import parser
 from core.config import REPO_DIR
 
 
@@ -27,6 +32,148 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def usage_error(result: subprocess.CompletedProcess) -> str:
+    """argparse's refusal: exit 2, the sub-command's usage, then the line saying what is wrong."""
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and not result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("usage: icefloe"), result.stderr
+    return lines[-1]
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """`icefloe ARGS` parsed in this process (the parser `main` uses, without a process start
+    each): argparse must stop there, before any command runs."""
+    with pytest.raises(SystemExit) as stopped:
+        parser().parse_args(args)
+    out, err = capsys.readouterr()
+    code = stopped.value.code
+    assert isinstance(code, int)
+    return usage_error(subprocess.CompletedProcess(args, code, out, err))
+
+
+def test_every_command_keeps_its_name_and_has_help() -> None:
+    """Each module registers its own sub-commands; together they are the commands there were."""
+
+    def commands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return {name: sub for a in subs for name, sub in a.choices.items()}
+
+    top = commands(parser())
+    assert set(top) == {
+        *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
+        *("cancel", "versions", "show", "gc", "setup-temporal", "up"),
+    }
+    assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
+    assert set(commands(top["worker"])) == {"control", "arch"}
+    for name, sub in top.items():
+        assert sub.format_help().startswith(f"usage: icefloe {name}")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("token", "revoke"),
+            "icefloe token revoke: error: the following arguments are required: ID",
+        ),
+        (
+            ("token", "follow", "1"),
+            "icefloe token follow: error: the following arguments are required: --channel",
+        ),
+        (
+            ("token", "follow", "1", "--channel", "beta"),
+            "argument --channel: invalid choice: 'beta'",
+        ),
+        (("token", "revoke", "one"), "argument ID: invalid int value: 'one'"),
+        (("token",), "icefloe token: error: the following arguments are required: action"),
+        (
+            ("worker", "arch"),
+            "icefloe worker arch: error: the following arguments are required: ARCH",
+        ),
+        (("worker",), "icefloe worker: error: the following arguments are required: role"),
+    ],
+)
+def test_what_a_sub_command_needs_is_refused_by_argparse(
+    args: tuple[str, ...], expected: str, capsys
+) -> None:
+    """These were checks by hand inside `icefloe token` ("needs an id", "needs --channel")."""
+    line = refused(capsys, *args)
+    assert expected in line, line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("trigger", "--serial", "bad serial!"),
+            "argument --serial: serial must start with YYYYMMDD, then up to 32 of [0-9A-Za-z._-]",
+        ),
+        (
+            ("trigger", "--serial", "20261399-1"),
+            "argument --serial: serial starts with '20261399', which is not a date",
+        ),
+        (("trigger", "--worker-wait", "-5"), "argument --worker-wait: must be more than 0"),
+        (("trigger", "--worker-wait", "0"), "argument --worker-wait: must be more than 0"),
+        (("trigger", "--worker-wait", "soon"), "argument --worker-wait: invalid positive_int"),
+        (("trigger", "--nosuch"), "unrecognized arguments: --nosuch"),
+        (("status", "busybox:1.35:default", "x y"), "argument serial: serial must start with"),
+        (("retry", "busybox:1.35:default"), "the following arguments are required: serial"),
+        (("promote", "busybox:1.35:default", "2026"), "argument serial: serial must start with"),
+        (("show", "busybox:1.35:default", "../.."), "argument serial: serial must start with"),
+        (("versions", "x:y:z", "--state", "gone"), "argument --state: invalid choice: 'gone'"),
+        (("setup-temporal", "--every-hours", "nan"), "'nan' is not a finite number >= 0"),
+        (("setup-temporal", "--every-hours", "0"), "argument --every-hours: must be more than 0"),
+        (("setup-temporal", "--every-hours", "-1"), "'-1' is not a finite number >= 0"),
+        (("setup-temporal", "--expire-after-days", "inf"), "'inf' is not a finite number >= 0"),
+        (("gc", "--grace-days", "inf"), "argument --grace-days: 'inf' is not a finite number >= 0"),
+        (("gc", "--grace-days", "a week"), "argument --grace-days: invalid non_negative value"),
+        (("export", "/tmp/x"), "the following arguments are required: --channel"),
+        (("nosuch",), "argument command: invalid choice: 'nosuch'"),
+    ],
+)
+def test_bad_arguments_are_refused_by_argparse(
+    args: tuple[str, ...], expected: str, monkeypatch, capsys
+) -> None:
+    """With an operator token and a Temporal address set, each would otherwise go on (and
+    `--serial 'bad serial!'` or `gc --grace-days inf` did, into a traceback)."""
+    monkeypatch.setenv("ICEFLOE_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("ICEFLOE_OPERATOR_TOKEN", "ifl_ope_x")
+    line = refused(capsys, *args)
+    assert expected in line, line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("token", "revoke"), ("token", "follow", "1"), ("trigger", "--serial", "bad serial!")],
+)
+def test_a_refusal_from_the_command_as_run_is_the_usage_and_one_line(
+    args: tuple[str, ...], tmp_path
+) -> None:
+    line = usage_error(icefloe(*args, ICEFLOE_SERVER_STATE_DIR=str(tmp_path)))
+    assert line.startswith(f"icefloe {args[0]}") and ": error: " in line, line
+    assert not list(tmp_path.iterdir()), "refused before the server's catalog was opened"
+
+
+@pytest.mark.temporal
+@pytest.mark.parametrize("action", ["status", "retry", "cancel"])
+async def test_a_pipeline_that_does_not_exist(temporal: Client, action: str) -> None:
+    """Temporal's refusal is the one line, as an unreachable Temporal's is."""
+    done = await asyncio.to_thread(
+        icefloe,
+        action,
+        "busybox:nope:default",
+        "20200101-1",
+        ICEFLOE_TEMPORAL_ADDRESS=temporal.service_client.config.target_host,
+        ICEFLOE_TEMPORAL_NAMESPACE=temporal.namespace,
+    )
+    line = one_line_error(done)
+    assert line == (
+        "icefloe: Temporal refused it: workflow not found for ID: "
+        "icefloe:busybox:nope:default:20200101-1"
+    ), line
 
 
 def test_unknown_arch_for_a_worker() -> None:

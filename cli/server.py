@@ -1,0 +1,73 @@
+"""On the server host: `icefloe server` runs the image server, `icefloe export` writes a
+channel's feed from its catalog and store. Server modules load only when one of them runs."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from cli.args import Commands, command
+from core.config import Settings
+
+
+def cmd_server(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server_api.main import create_app
+    from server_api.tls import ensure_self_signed
+
+    settings = Settings().server
+    if ensure_self_signed(settings.cert_path, settings.key_path, settings.host):
+        print(f"made a self-signed certificate: {settings.cert_path}")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=settings.cert_path,
+        ssl_keyfile=settings.key_path,
+        log_level="warning",
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A channel's feed as a static tree in DIR, from the catalog and store on the server host
+    (as `icefloe token` reads them): for an offline site or to seed a mirror."""
+    from sqlmodel import Session
+
+    from core.catalog import Channel, Flavour
+    from server_api.db import make_engine
+    from server_api.feeds import generation, render
+    from server_api.static import export
+    from server_api.store import FileStore
+
+    settings = Settings().server
+    flavour = Flavour(args.flavour) if args.flavour else None
+    with Session(make_engine(settings.db_url)) as session:
+        feed = render(session, Channel(args.channel), flavour, generation(session))
+    dest = Path(args.dir)
+    try:
+        missing = export(FileStore(settings.files_dir), feed, dest)
+    except OSError as exc:
+        print(f"icefloe: cannot write {dest}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"{dest}: streams/v1/index.json, images.json and {len(feed.files)} files")
+    if missing:
+        print(f"icefloe: the store lacks {len(missing)} listed files", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(commands: Commands) -> None:
+    command(commands, "server", cmd_server, help="run the image server (HTTPS)")
+    ex = command(
+        commands,
+        "export",
+        cmd_export,
+        help="write a channel's feed and files as a static tree (an offline site, a mirror seed)",
+        description="On the server host: DIR/streams/v1/index.json, images.json and DIR/files/ "
+        "(hard links to the store where it can). Run again to update; files a previous export "
+        "listed stay, so hosts with a cached index still find them.",
+    )
+    ex.add_argument("--channel", choices=["active", "testing"], required=True)
+    ex.add_argument("--flavour", choices=["lxd", "incus"], help="default: both, as public feeds")
+    ex.add_argument("dir", metavar="DIR")
