@@ -11,8 +11,10 @@ from temporalio.client import Client
 
 from clients.catalog import CatalogClient
 from core.config import Settings
-from tests.pipeline.own_worker import arch_worker_process, at_the_slow_check, own_namespace
-from tests.support import RunningServer, busybox_spec, free_port, http
+from harness.processes import free_port, stop
+from harness.publish import busybox_spec
+from harness.servers import RunningServer, http
+from harness.workers import arch_worker_process, at_the_slow_check, own_namespace
 from workflows.trigger import new_serial
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -45,8 +47,7 @@ async def test_worker_and_server_metrics_during_a_pipeline(
                 server = c.get("/metrics").text
             result = await asyncio.wait_for(handle.result(), 120)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop(worker)
 
     assert result.state == "active", f"{result.message}\n{log.read_text()[-3000:]}"
     worker_series = series(during)

@@ -12,22 +12,14 @@ import httpx
 import pytest
 from sqlmodel import Session
 
+from harness.processes import free_port, stop
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, client, http, server_process
+from harness.waiting import until
 from server_api.config import ServerSettings
 from server_api.db import make_engine
 from server_api.tokens import create_token
-from tests.server.own_process import serve
-from tests.support import (
-    RawRequest,
-    RunningServer,
-    client,
-    free_port,
-    http,
-    move,
-    new_image,
-    next_serial,
-    publish_fake,
-    until,
-)
+from tests.support import RawRequest
 
 BIG = 200_000_000  # what a client may declare; the tests never send more than a little of it
 MAX_JSON = 1 << 20  # the default cap on JSON bodies
@@ -91,7 +83,7 @@ def version(image_server: RunningServer, publisher: httpx.Client, tmp_path_facto
     """A version in testing, published for these tests: its publish request as JSON."""
     catalog = client(image_server, image_server.token)
     image, serial = new_image(arches=["x86_64"]), next_serial()
-    req = publish_fake(catalog, tmp_path_factory.mktemp("bounds"), image, serial)
+    req = publish(catalog, image, serial, tmp=tmp_path_factory.mktemp("bounds")).request
     move(catalog, image, serial, "testing")
     catalog.close()
     return req.model_dump(mode="json")
@@ -211,7 +203,7 @@ async def test_a_partial_upload_left_by_a_killed_server_is_cleaned_at_start(tmp_
     with Session(make_engine(settings.db_url)) as session:
         secret = create_token(session, "kill", "publisher")
     incoming = settings.files_dir / ".incoming"
-    server = serve(state, settings.port)
+    server = server_process(state, settings.port)
     try:
         upload = RawRequest(settings)
         sha = "0" * 64
@@ -230,9 +222,8 @@ async def test_a_partial_upload_left_by_a_killed_server_is_cleaned_at_start(tmp_
     os.utime(partial, (two_days_ago, two_days_ago))  # ... and two days passed
     fresh = incoming / ".upload-fresh"  # a live upload of another server process
     fresh.write_bytes(b"x")
-    server = serve(state, settings.port)
+    server = server_process(state, settings.port)
     try:
         assert list(incoming.iterdir()) == [fresh]
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server, 10)

@@ -16,21 +16,13 @@ from core.catalog import (
     TransitionRequest,
     VersionCreate,
 )
-from tests.support import (
-    RunningServer,
-    client,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    publish_fake,
-    token,
-)
+from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.servers import RunningServer, client, token
 
 
 def test_every_transition_is_an_event_and_the_version_names_its_workflow(catalog, tmp_path):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     catalog.transition(
         image.name, serial, TransitionRequest(to="testing", reason="test it", workflow_id="wf-1")
     )
@@ -47,7 +39,7 @@ def test_every_transition_is_an_event_and_the_version_names_its_workflow(catalog
 
 def test_forced_promotion_needs_an_operator_and_is_recorded(catalog, operator, tmp_path):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     move(catalog, image, serial, "testing")
     force = TransitionRequest(to="active", reason="CVE hotfix, tests flaky", force=True)
     with pytest.raises(CatalogRejected) as exc:
@@ -75,8 +67,8 @@ def test_bad_forced_transitions_are_422(operator, tmp_path, body, message):
 
 def test_versions_list_by_state_and_image(catalog, tmp_path):
     image, one, two = new_image(), next_serial(), next_serial()
-    publish_fake(catalog, tmp_path, image, one)
-    publish_fake(catalog, tmp_path, image, two)
+    publish(catalog, image, one, tmp=tmp_path)
+    publish(catalog, image, two, tmp=tmp_path)
     catalog.transition(
         image.name, two, TransitionRequest(to="testing", reason="t", workflow_id="wf-two")
     )
@@ -93,7 +85,7 @@ def test_versions_list_by_state_and_image(catalog, tmp_path):
 
 def test_abandon_running_fails_only_silent_running_results(catalog, tmp_path):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     running = AssessmentReport(arch="x86_64", check="boots", host="h1", state="running")
     catalog.record(image.name, serial, running)
     catalog.record(image.name, serial, running.model_copy(update={"arch": "i686"}))
@@ -178,7 +170,7 @@ def test_a_change_to_the_channel_gives_the_feed_a_new_etag(catalog, tmp_path):
     url = "/channels/testing/streams/v1/images.json"
     before = catalog._http.get(url).headers["etag"]
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     assert catalog._http.get(url, headers={"If-None-Match": before}).status_code == 304
     move(catalog, image, serial, "testing")
     r = catalog._http.get(url, headers={"If-None-Match": before})
@@ -189,7 +181,7 @@ def test_a_change_to_the_channel_gives_the_feed_a_new_etag(catalog, tmp_path):
 def test_the_same_files_under_another_serial_are_refused(catalog, tmp_path):
     """One fingerprint, one version: LXD cannot look an image up that a feed lists twice."""
     image = new_image(arches=["x86_64"])
-    req = publish_fake(catalog, tmp_path, image, next_serial())
+    req = publish(catalog, image, next_serial(), tmp=tmp_path).request
     with pytest.raises(CatalogRejected) as exc:
         catalog.publish(req.model_copy(update={"serial": next_serial()}))
     assert exc.value.status_code == 409 and "already published" in str(exc.value)

@@ -14,8 +14,20 @@ from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import FileType, TransitionRequest
 from core.manifest import MANIFEST_MAX_BYTES
 from core.spec import ImageSpec
-from tests.server.with_manifests import NEW, OLD, manifest_file, request
-from tests.support import RunningServer, client, move, new_image, next_serial, token
+from harness.publish import (
+    NEW_MANIFEST as NEW,
+)
+from harness.publish import (
+    OLD_MANIFEST as OLD,
+)
+from harness.publish import (
+    manifest_file,
+    move,
+    new_image,
+    next_serial,
+    upload,
+)
+from harness.servers import RunningServer, client, token
 
 
 def items(catalog: CatalogClient, image: ImageSpec, serial: str, arch: str = "amd64") -> dict:
@@ -30,7 +42,7 @@ def test_a_version_lists_its_packages_and_the_changes_since_the_previous_one(
     image = new_image()
     first, bare, last = next_serial(), next_serial(), next_serial()
     for serial, data in ((first, OLD), (bare, None), (last, NEW)):
-        catalog.publish(request(catalog, tmp_path, image, serial, data))
+        catalog.publish(upload(catalog, image, serial, tmp=tmp_path, manifest=data))
         move(catalog, image, serial, "testing")
 
     shown = catalog.manifest(image.name, last)
@@ -113,7 +125,7 @@ def test_a_file_declared_as_a_manifest_that_is_not_one_is_422(
 ):
     image, serial = new_image(arches=["x86_64"]), next_serial()
     with pytest.raises(CatalogRejected) as refused:
-        catalog.publish(request(catalog, tmp_path, image, serial, manifest))
+        catalog.publish(upload(catalog, image, serial, tmp=tmp_path, manifest=manifest))
     assert refused.value.status_code == 422
     assert "arch x86_64: manifest" in str(refused.value) and says in str(refused.value)
     with pytest.raises(CatalogRejected) as missing:
@@ -125,7 +137,7 @@ def test_two_manifests_for_one_arch_and_another_manifest_for_a_version_are_refus
     catalog: CatalogClient, tmp_path: Path
 ):
     image, serial = new_image(arches=["x86_64"]), next_serial()
-    req = request(catalog, tmp_path, image, serial, NEW)
+    req = upload(catalog, image, serial, tmp=tmp_path, manifest=NEW)
     twice = req.model_copy(deep=True)
     other, path = manifest_file(tmp_path, "x86_64", OLD)
     catalog.upload(path, other)
@@ -149,7 +161,7 @@ def test_gc_keeps_a_manifest_while_its_version_keeps_its_files(tmp_path: Path):
         publisher = client(server, server.token)
         operator = client(server, token(server, "operator"))
         image, serial = new_image(arches=["x86_64"]), next_serial()
-        publisher.publish(request(publisher, tmp_path, image, serial, NEW))
+        publisher.publish(upload(publisher, image, serial, tmp=tmp_path, manifest=NEW))
         move(publisher, image, serial, "testing")
         sha256 = hashlib.sha256(NEW).hexdigest()
         assert sha256 not in operator.gc(grace_s=0).files

@@ -4,7 +4,8 @@ secret in a label), uploads, feed renders, and versions by state."""
 import re
 
 from clients.catalog import CatalogClient
-from tests.support import RunningServer, http, new_image, next_serial, publish_fake
+from harness.publish import new_image, next_serial, publish
+from harness.servers import RunningServer, http
 
 
 def scrape(server: RunningServer) -> str:
@@ -25,7 +26,7 @@ def test_metrics_count_requests_uploads_renders_and_versions(
 ) -> None:
     image, serial = new_image(), next_serial()
     before = scrape(image_server)
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     cred = operator._http.post("/api/v1/credentials", json={"name": "m"}).json()
     with http(image_server) as anonymous:
         assert anonymous.get("/channels/testing/streams/v1/images.json").status_code == 200

@@ -19,18 +19,9 @@ import pytest
 from clients.catalog import CatalogClient
 from core.catalog import ArchFiles, VersionCreate, VersionState
 from core.spec import ImageSpec
-from tests.support import (
-    RunningServer,
-    client,
-    fake_files,
-    http,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    postgres_database,
-    token,
-)
+from harness.publish import fake_files, move, new_image, next_serial, pass_all
+from harness.servers import RunningServer, client, http, token
+from tests.support import postgres_database
 
 TRIALS = 10
 
