@@ -1,22 +1,20 @@
 """The version life cycle over real HTTPS: events, forced promotion, listing for the
 pipeline, abandoning silent assessments, and garbage collection of inactive files."""
 
-import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
 from clients.catalog import CatalogRejected
 from core.catalog import (
-    ArchFiles,
     AssessmentReport,
     AssessmentState,
     BuiltFile,
     FileType,
     TransitionRequest,
-    VersionCreate,
 )
-from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.publish import move, new_image, next_serial, pass_all, publish, stored
 from harness.servers import RunningServer, client, token
 
 
@@ -108,12 +106,9 @@ def test_abandon_running_fails_only_silent_running_results(catalog, tmp_path):
     assert r.status_code == 422
 
 
-def _upload(catalog, tmp_path, name: str, ftype: FileType, data: bytes) -> BuiltFile:
-    path = tmp_path / name
-    path.write_bytes(data)
-    f = BuiltFile(ftype=ftype, name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-    catalog.upload(path, f)
-    return f
+def _written(tmp_path: Path, name: str, ftype: FileType, data: bytes) -> tuple[BuiltFile, Path]:
+    (tmp_path / name).write_bytes(data)
+    return stored(tmp_path / name, ftype)
 
 
 def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
@@ -123,21 +118,16 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         operator = client(server, token(server, "operator"))
         store = server.app.state.store
         image = new_image(arches=["x86_64"])
-        rootfs = _upload(publisher, tmp_path, "rootfs", FileType.squashfs, os.urandom(2048))
+        rootfs = _written(tmp_path, "rootfs", FileType.squashfs, os.urandom(2048))
         serials = []
-        for _ in range(2):
-            meta = _upload(publisher, tmp_path, "meta", FileType.metadata, os.urandom(512))
-            serials.append(next_serial())
-            publisher.publish(
-                VersionCreate(
-                    spec=image,
-                    serial=serials[-1],
-                    arches=[ArchFiles(arch="x86_64", files=[meta, rootfs])],
-                )
-            )
+        for _ in range(2):  # two versions sharing one rootfs
+            meta = _written(tmp_path, "meta", FileType.metadata, os.urandom(512))
+            serials.append(publish(publisher, image, files={"x86_64": [meta, rootfs]}).serial)
         old, new = serials
         move(publisher, image, old, "testing", "inactive")
-        orphan = _upload(publisher, tmp_path, "orphan", FileType.squashfs, os.urandom(100))
+        orphan, path = _written(tmp_path, "orphan", FileType.squashfs, os.urandom(100))
+        publisher.upload(path, orphan)
+        rootfs_file = rootfs[0]
 
         assert operator.gc(grace_s=3600).versions == []
         result = operator.gc(grace_s=0)
@@ -146,7 +136,7 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         assert sorted(result.files) == sorted([old_meta, orphan.sha256])
         assert result.bytes == 512 + 100
         assert not store.exists(old_meta) and not store.exists(orphan.sha256)
-        assert store.exists(rootfs.sha256), "the newer version still lists the shared rootfs"
+        assert store.exists(rootfs_file.sha256), "the newer version still lists the shared rootfs"
         assert publisher.version(image.name, old).files_deleted_at is not None
 
         with pytest.raises(CatalogRejected) as exc:
@@ -160,7 +150,7 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         feed = publisher._http.get("/channels/active/streams/v1/images.json").json()
         product = feed["products"][f"{image.os}:one:amd64:default"]
         assert list(product["versions"]) == [new]
-        r = publisher._http.get(f"/channels/active/files/{rootfs.sha256}")
+        r = publisher._http.get(f"/channels/active/files/{rootfs_file.sha256}")
         assert r.status_code == 200 and len(r.content) == 2048
         for c in (publisher, operator):
             c.close()

@@ -130,7 +130,8 @@ def test_two_servers_share_one_static_dir(tmp_path: Path):
     state = tmp_path / "server"
     with RunningServer(state) as one, RunningServer(state) as two:
         serials = [
-            publish(server, new_image(), tmp=tmp_path, to=("testing",)) for server in (one, two)
+            publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
+            for server in (one, two)
         ]
         for server in (one, two):
             wait_written(server)
