@@ -106,7 +106,11 @@ _NOT_SOURCE = shutil.ignore_patterns(
 
 
 def _run(argv: list[Any], timeout: float) -> None:
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+    """Without PYTHONPATH: the checkout's icefloe.egg-info on it makes pip take the wheel for
+    installed already and leave it out of the new venv."""
+    done = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=outside_env()
+    )
     assert done.returncode == 0, f"{argv[:3]} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
 
 
