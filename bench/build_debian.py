@@ -23,7 +23,9 @@ from clients.lxd import connect_lxd
 from core.arch import to_lxd
 from core.config import REPO_DIR, Settings
 from core.images import load_image
-from tests.support import DEBS, RunningServer, check_in_testing, publish_built
+from harness.lxd import check_in_testing
+from harness.publish import publish
+from harness.servers import DEBS, RunningServer
 from workflows.trigger import new_serial
 
 
@@ -45,7 +47,7 @@ def icefloe(arch: str, state: Path) -> dict[str, float]:
         )
         catalog = CatalogClient(settings)
         t = time.monotonic()
-        fp = publish_built(catalog, image, serial, arch, built)
+        fp = publish(catalog, image, serial, files={arch: built}, to=("testing",)).fingerprint
         upload = time.monotonic() - t
         lxd = connect_lxd(settings)
         ensure_project(lxd, settings.lxd_project)

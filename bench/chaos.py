@@ -26,7 +26,6 @@ import math
 import os
 import random
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -67,6 +66,7 @@ from deploy.stack import (
     temporal_ready,
     wait_for,
 )
+from harness.processes import free_port
 from server_api.store import FileStore
 from server_api.tls import ensure_self_signed
 from workers.arch import temporal_scope
@@ -76,12 +76,6 @@ KILL_EVERY_S = (20.0, 40.0)
 DRAIN_S = 600.0  # in-flight pipelines get this long to finish after the soak
 POLL_S = 1.0
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clock(t0: float, at: float | None = None) -> str:

@@ -22,7 +22,9 @@ from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.config import REPO_DIR
 from core.images import load_image
-from tests.support import DEBS, RunningServer, check_in_testing, publish_built
+from harness.lxd import check_in_testing
+from harness.publish import publish
+from harness.servers import DEBS, RunningServer
 from workflows.trigger import new_serial
 
 
@@ -44,7 +46,9 @@ def main(runs: int, checks: list[str] | None) -> None:
                 BuildJob(image, "x86_64", serial, Path(tmp) / "out" / serial),
                 HostDirs(DEBS, Path(tmp)),
             )
-            fp = publish_built(catalog, image, serial, "x86_64", built)
+            fp = publish(
+                catalog, image, serial, files={"x86_64": built}, to=("testing",)
+            ).fingerprint
             started = time.monotonic()
             done = check_in_testing(lxd, catalog, settings, image, serial, fp, "x86_64")
             whole.append(time.monotonic() - started)

@@ -22,15 +22,15 @@ import time
 import uuid
 from pathlib import Path
 
-from activities.builders.image_files import sha256_file
 from clients.catalog import CatalogClient
-from core.catalog import ArchFiles, BuiltFile, FileType, VersionCreate
+from core.catalog import FileType
 from core.config import REPO_DIR
 from core.images import load_image
 from core.spec import ImageSpec
-from tests.server.delta_refresh import ARCH, publish, refresh, settled, two_busyboxes
-from tests.server.lxd_cli import Lxc
-from tests.support import RunningServer, busybox_spec, next_serial
+from harness.deltas import ARCH, refresh, settled, two_busyboxes
+from harness.lxd import Lxc
+from harness.publish import busybox_spec, next_serial, publish, stored, upload
+from harness.servers import RunningServer
 
 MIB = 1 << 20
 
@@ -38,11 +38,6 @@ MIB = 1 << 20
 def debian() -> tuple[ImageSpec, ImageSpec]:
     image = load_image(REPO_DIR / "images" / "debian-bookworm.yaml")
     return image, image
-
-
-def stored(path: Path, ftype: FileType) -> tuple[BuiltFile, Path]:
-    size = path.stat().st_size
-    return BuiltFile(ftype=ftype, name=path.name, sha256=sha256_file(path), size=size), path
 
 
 def large(catalog: CatalogClient, tmp: Path, mib: int) -> None:
@@ -57,14 +52,12 @@ def large(catalog: CatalogClient, tmp: Path, mib: int) -> None:
             b.write(os.urandom(MIB) if n % 64 == 0 else chunk)
     image, serials = busybox_spec(uuid.uuid4().hex[:8]), (next_serial(), next_serial())
     metadata = stored(meta, FileType.metadata)
-    publish(catalog, image, serials[0], [metadata, stored(old, FileType.squashfs)])
+    publish(catalog, image, serials[0], files={ARCH: [metadata, stored(old, FileType.squashfs)]})
     settled(catalog, image, serials[0])
-    files = [metadata, stored(new, FileType.squashfs)]
-    for file, path in files:
-        catalog.upload(path, file)
-    arches = [ArchFiles(arch=ARCH, files=[f for f, _ in files])]
+    files = {ARCH: [metadata, stored(new, FileType.squashfs)]}
+    request = upload(catalog, image, serials[1], files=files)
     started = time.monotonic()
-    catalog.publish(VersionCreate(spec=image, serial=serials[1], arches=arches))
+    catalog.publish(request)
     answered = time.monotonic()
     (arch,) = settled(catalog, image, serials[1]).arches
     print(

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server_feeds import server  # bench/ is on sys.path when this runs
 from sqlmodel import Session
 
+from bench.server_feeds import server
 from core.catalog import (
     ArchFiles,
     AssessmentReport,

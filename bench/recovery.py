@@ -14,7 +14,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from deploy.stack import (
     temporal_ready,
     wait_for,
 )
+from harness.processes import free_port
+from harness.waiting import until
 from server_api.tls import ensure_self_signed
 from workflows.trigger import new_serial, start_pipeline
 
@@ -56,12 +57,6 @@ IMAGE = ImageSpec.model_validate(
         "checks": ["boots", {"name": "slow", "command": "sleep 10"}, "stop"],
     }
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def loopback(state: Path) -> Settings:
@@ -81,23 +76,13 @@ def arch_worker(procs: Processes, arch: str, n: int) -> subprocess.Popen:
     return proc
 
 
-async def until(what: str, probe, every_s: float = 0.1):
-    """Poll an async probe until it returns something truthy; give up after STEP_TIMEOUT_S."""
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not (found := await probe()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} after {STEP_TIMEOUT_S:.0f}s")
-        await asyncio.sleep(every_s)
-    return found
-
-
 async def polling(log: Path, queue: str) -> None:
     """Wait until a worker's log says it polls its task queue."""
 
     def says() -> bool:
         return log.exists() and f"polling {queue}" in log.read_text()
 
-    await until(f"{log.stem} polling", lambda: asyncio.to_thread(says))
+    await until(lambda: asyncio.to_thread(says), f"{log.stem} polling", STEP_TIMEOUT_S, 0.1)
 
 
 async def retried_start(handle: WorkflowHandle) -> float | None:
@@ -144,13 +129,15 @@ async def one_run(
             for a in version.assessments
         )
 
-    await until("x86_64 slow check running", slow_check_running, every_s=0.2)
+    await until(slow_check_running, "x86_64 slow check running", STEP_TIMEOUT_S, 0.2)
     killed = time.time()
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     await asyncio.sleep(RESTART_AFTER_S)
     replacement = arch_worker(procs, "x86_64", i + 1)
-    retried = await until("retried test attempt", lambda: retried_start(handle))
+    retried = await until(
+        lambda: retried_start(handle), "retried test attempt", STEP_TIMEOUT_S, 0.1
+    )
     result = await asyncio.wait_for(handle.result(), STEP_TIMEOUT_S)
     active = time.time()
     if result.state != "active":
@@ -214,7 +201,7 @@ def main(runs: int, keep: bool) -> int:
         wait_for(lambda: temporal_ready(settings), "Temporal", temporal, t_log)
         asyncio.run(bench(settings, runs, procs))
         return 0
-    except (TimeoutError, RuntimeError, WorkflowFailureError) as exc:
+    except (AssertionError, TimeoutError, RuntimeError, WorkflowFailureError) as exc:
         cause = f" ({exc.cause})" if isinstance(exc, WorkflowFailureError) else ""
         print(f"bench failed: {exc}{cause}; logs in {procs.log_dir}", file=sys.stderr)
         keep = True

@@ -29,7 +29,6 @@ import signal
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,8 +43,11 @@ from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from core.catalog import Channel, DeltaState, Flavour, VersionState
-from core.config import REPO_DIR, ServerSettings
+from core.config import ServerSettings
 from deploy import nginx as nginx_site
+from harness.processes import free_port, stop, wait_for_port
+from harness.servers import server_process
+from harness.waiting import wait_until
 from server_api.db import make_engine
 from server_api.feeds import FeedCache, generation, render
 from server_api.models import Event, Image, Version, VersionArch
@@ -56,14 +58,6 @@ from server_api.tokens import create_token, issue_credential
 
 ARCHES = ("x86_64", "i686")
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def apt_install(*packages: str) -> None:
@@ -187,40 +181,13 @@ def server(
     settings (a database URL, say); `log` takes its output instead of the terminal."""
     settings = ServerSettings(state_dir=state_dir, port=free_port())
     ensure_self_signed(settings.cert_path, settings.key_path, settings.host)
-    environ = {
-        **os.environ,
-        **(env or {}),
-        "ICEFLOE_STATE_DIR": str(state_dir),
-        "ICEFLOE_SERVER_PORT": str(settings.port),
-        "ICEFLOE_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "server"],
-        env=environ,
-        cwd=REPO_DIR,
-        stdout=log,
-        stderr=log,
-    )
-    url = f"https://127.0.0.1:{settings.port}"
-    trust = ssl.create_default_context(cafile=settings.cert_path)
+    environ = {**(env or {}), "ICEFLOE_LOG_LEVEL": "WARNING"}
+    proc = server_process(state_dir, settings.port, log, **environ)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", verify=trust).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the image server did not start") from None
-                time.sleep(0.1)
-        yield url, proc.pid, trust
+        trust = ssl.create_default_context(cafile=settings.cert_path)
+        yield f"https://127.0.0.1:{settings.port}", proc.pid, trust
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
 
 
 @contextmanager
@@ -255,23 +222,10 @@ http {{
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(work)])
     url = f"https://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url, verify=False)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"nginx did not start: see {work}/nginx-error.log") from None
-                time.sleep(0.1)
+        wait_for_port(port, proc, work / "nginx-error.log", 10)
         yield url
     finally:
-        proc.send_signal(signal.SIGQUIT)  # graceful stop of the master and its worker
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10, signal.SIGQUIT)  # graceful stop of the master and its worker
 
 
 def wrk(url: str, seconds: int, connections: int) -> float:
@@ -407,11 +361,12 @@ def wait_for_trees(state: Path) -> None:
         newest = generation(session)
     engine.dispose()
     marker = ServerSettings(state_dir=state).static_root / "generation"
-    deadline = time.monotonic() + 120
-    while not (marker.exists() and int(marker.read_text() or -1) >= newest):
-        if time.monotonic() > deadline:
-            raise SystemExit("the static trees were not written")
-        time.sleep(0.1)
+    wait_until(
+        lambda: marker.exists() and int(marker.read_text() or -1) >= newest,
+        "the static trees written",
+        120,
+        0.1,
+    )
 
 
 @contextmanager

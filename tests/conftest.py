@@ -16,13 +16,9 @@ from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd, host_arches
 from core.arch import KNOWN_ARCHES
 from core.config import Settings
-from tests.support import (
-    Installed,
-    RunningServer,
-    build_wheel,
-    install_wheel,
-    start_dev_server,
-)
+from harness.servers import RunningServer
+from harness.temporal import start_dev_server
+from tests.support import Installed, build_wheel, install_wheel
 from workers.arch import arch_worker
 from workers.control import control_worker
 

@@ -19,7 +19,7 @@ from core.arch import LxdArch
 from core.catalog import FileType
 from core.manifest import parse_manifest
 from core.spec import ImageSpec
-from tests.support import DEBS
+from harness.servers import DEBS
 
 # needs the host deploy/setup-host prepared (the busybox-static debs)
 pytestmark = pytest.mark.lxd

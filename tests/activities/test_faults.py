@@ -25,8 +25,10 @@ from core.catalog import AssessmentReport
 from core.config import Settings
 from core.pipeline import ArchTestInput, ArchTestResult
 from core.spec import ImageSpec, Privilege
-from tests.activities.published import SCOPE, publish_busybox
-from tests.support import RunningServer, busybox_spec
+from harness.publish import busybox_spec, publish
+from harness.servers import RunningServer
+from harness.waiting import wait_until
+from tests.support import SCOPE
 
 pytestmark = pytest.mark.lxd
 
@@ -42,7 +44,7 @@ class Tested:
         self, catalog: CatalogClient, settings: Settings, tmp: Path, image: ImageSpec
     ) -> None:
         self.catalog, self.settings, self.image = catalog, settings, image
-        self.serial, self.fingerprint = publish_busybox(catalog, settings, tmp, image)
+        self.serial, self.fingerprint = publish(catalog, image, build_in=tmp, to=("testing",))
         self.attempts = 0
 
     @property
@@ -154,10 +156,7 @@ def test_instance_deleted_under_a_check_is_a_fault(
     t = tested(busybox_spec("fault-gone", checks=["boots", {"name": "slow", "command": "sleep 5"}]))
 
     def delete_while_slow_runs() -> None:
-        deadline = time.monotonic() + 120
-        while t.states().get("slow", ("",))[0] != "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: t.states().get("slow", ("",))[0] == "running", "slow runs", 120, 0.1)
         time.sleep(1)
         remove(lxd, t.instance)
 

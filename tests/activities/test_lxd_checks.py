@@ -22,8 +22,9 @@ from clients.lxd import ArchNotSupported, checked_arch
 from core.config import Settings
 from core.pipeline import CheckOutcome
 from core.spec import ImageSpec, Privilege
-from tests.activities.published import SCOPE, publish_busybox
-from tests.support import busybox_spec, launch_in_testing
+from harness.lxd import launch_in_testing
+from harness.publish import busybox_spec, publish
+from tests.support import SCOPE
 
 pytestmark = pytest.mark.lxd
 
@@ -72,7 +73,7 @@ def test_default_suite_and_user_checks_pass_unprivileged_and_privileged(
             {"name": "exit-3", "command": "exit 3", "expect_exit": 3},
         ],
     )
-    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    serial, fp = publish(catalog, image, build_in=tmp_path, to=("testing",))
     cleanup.append(fp)
 
     for kind in image.privileges:
@@ -122,7 +123,7 @@ def test_failing_user_checks_say_why(
             {"name": "missing", "command": "no-such-command"},
         ],
     )
-    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    serial, fp = publish(catalog, image, build_in=tmp_path, to=("testing",))
     cleanup.append(fp)
     results = run(lxd, spec_for(catalog, settings, image, serial, fp), image)
     assert {k: o.state for k, o in results.items()} == dict.fromkeys(results, "failed")
@@ -154,7 +155,7 @@ def test_broken_resolver_and_an_image_broken_by_a_restart_fail_with_evidence(
             "reboot",
         ],
     )
-    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    serial, fp = publish(catalog, image, build_in=tmp_path, to=("testing",))
     cleanup.append(fp)
     spec = spec_for(catalog, settings, image, serial, fp)
     spec = dataclasses.replace(spec, cloud_init_user_data="#cloud-config\n{}")
@@ -186,7 +187,7 @@ def test_image_without_network_fails_the_network_checks_with_evidence(
         network="none",
         checks=["boots", {"kind": "ipv4", "timeout_s": 3}, {"kind": "dns", "timeout_s": 1}],
     )
-    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    serial, fp = publish(catalog, image, build_in=tmp_path, to=("testing",))
     cleanup.append(fp)
     results = run(lxd, spec_for(catalog, settings, image, serial, fp), image)
     assert results["boots"].state == "passed"
@@ -203,7 +204,7 @@ def test_janitor_deletes_only_instances_of_finished_or_too_old_workflows(
     lxd, catalog: CatalogClient, settings: Settings, tmp_path: Path
 ) -> None:
     image = ImageSpec(os="busybox", release="janitor", arches=["x86_64"], checks=["boots"])
-    serial, fp = publish_busybox(catalog, settings, tmp_path, image)
+    serial, fp = publish(catalog, image, build_in=tmp_path, to=("testing",))
     spec = spec_for(catalog, settings, image, serial, fp, workflow="wf-crashed")
     launch(lxd, spec, 120, lambda _: None)  # as if the worker died right after
 

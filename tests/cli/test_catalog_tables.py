@@ -10,7 +10,8 @@ from cli.tables import version_page
 from core.catalog import AssessmentReport, TransitionRequest
 from core.config import REPO_DIR
 from core.pipeline import ArchTestResult, CheckOutcome
-from tests.support import RunningServer, client, move, new_image, next_serial, publish_fake, token
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, client, token
 from workflows.trigger import evidence_lines, fault_line
 
 
@@ -43,7 +44,7 @@ def test_versions_and_show_print_states_results_evidence_and_events(
     image = new_image(arches=["x86_64", "i686"], checks=["boots", "ipv4"])
     old, new = next_serial(), next_serial()
     for serial in (old, new):
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
         move(catalog, image, serial, "testing")
     report = lambda arch, check, state, evidence: catalog.record(  # noqa: E731
         image.name,
@@ -103,7 +104,7 @@ def test_show_reads_with_a_token_when_public_feeds_are_off(tmp_path: Path) -> No
         catalog = client(server, server.token)
         image = new_image(arches=["x86_64"])
         serial = next_serial()
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
         catalog.close()
         operator = {"ICEFLOE_OPERATOR_TOKEN": token(server, "operator", "ops")}
 
@@ -135,7 +136,7 @@ def test_unreachable_server_is_one_line(image_server: RunningServer) -> None:
 def test_evidence_column_is_cut_to_the_terminal_width(image_server, catalog, tmp_path) -> None:
     image = new_image(arches=["x86_64"])
     serial = next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     move(catalog, image, serial, "testing")
     catalog.record(
         image.name,

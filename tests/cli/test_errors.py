@@ -152,7 +152,7 @@ def test_bad_arguments_are_refused_by_argparse(
 def test_a_refusal_from_the_command_as_run_is_the_usage_and_one_line(
     args: tuple[str, ...], tmp_path
 ) -> None:
-    line = usage_error(icefloe(*args, ICEFLOE_SERVER_STATE_DIR=str(tmp_path)))
+    line = usage_error(icefloe(*args, ICEFLOE_STATE_DIR=str(tmp_path)))
     assert line.startswith(f"icefloe {args[0]}") and ": error: " in line, line
     assert not list(tmp_path.iterdir()), "refused before the server's catalog was opened"
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from core.config import REPO_DIR
-from tests.support import RunningServer, http, move, new_image, next_serial, publish_fake, token
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, http, token
 from tests.support import icefloe_token as icefloe
 
 
@@ -55,7 +56,7 @@ def test_gc_cli_deletes_files_of_inactive_versions_with_an_operator_token(
 ):
     image = new_image()
     serial = next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     move(catalog, image, serial, "testing", "inactive")
     env = {
         "ICEFLOE_SERVER_URL": image_server.url,

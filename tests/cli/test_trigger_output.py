@@ -14,7 +14,8 @@ from temporalio.client import Client
 from clients.catalog import CatalogClient
 from core.config import REPO_DIR
 from core.images import load_image
-from tests.support import RunningServer, move, pass_all, publish_fake
+from harness.publish import move, pass_all, publish
+from harness.servers import RunningServer
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
@@ -96,7 +97,7 @@ async def test_trigger_wait_says_when_retention_made_a_passed_version_inactive(
     spec = load_image(path).model_copy(update={"arches": ["x86_64"]})
     newer = ["20261126-ret3", "20261126-ret2", "20261126-ret1"]
     for serial in newer:
-        publish_fake(catalog, tmp_path, spec, serial)
+        publish(catalog, spec, serial, tmp=tmp_path)
         move(catalog, spec, serial, "testing")
         pass_all(catalog, spec, serial)
         move(catalog, spec, serial, "active")

@@ -5,7 +5,6 @@ state through settings, never through paths inside the repository."""
 import sqlite3
 import ssl
 import subprocess
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -15,8 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.config import REPO_DIR
-from tests.support import Installed, free_port, outside_env
+from core.config import REPO_DIR, ServerSettings
+from harness.processes import alive, free_port, stop
+from harness.servers import answers
+from harness.waiting import wait_until
+from tests.support import Installed, outside_env
+
+# In the import contracts but not in the wheel: what only tests and benchmarks run.
+NOT_SHIPPED = {"harness", "bench", "tests"}
 
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
@@ -32,6 +37,7 @@ def test_every_module_and_data_file_ships(installed_wheel: Installed) -> None:
     roots = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["tool"]["importlinter"][
         "root_packages"
     ]
+    roots = [r for r in roots if r not in NOT_SHIPPED]
     expected = {
         str(p.relative_to(REPO_DIR))
         for root in roots
@@ -99,8 +105,7 @@ def server(
     try:
         yield proc, f"https://127.0.0.1:{port}", tmp_path
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
         log.close()
 
 
@@ -108,18 +113,14 @@ def test_server_runs_from_the_wheel_with_state_from_settings(
     server: tuple[subprocess.Popen, str, Path],
 ) -> None:
     proc, url, state = server
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (state / "server.log").read_text()
-        assert time.monotonic() < deadline, (state / "server.log").read_text()
-        cert = state / "tls" / "server.crt"
-        try:
-            verify = ssl.create_default_context(cafile=cert)
-            if httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200:
-                break
-        except (OSError, httpx.HTTPError):  # no certificate yet, or not listening yet
-            pass
-        time.sleep(0.2)
+    settings = ServerSettings(state_dir=state, port=int(url.rpartition(":")[2]))
+
+    def up() -> bool:
+        alive(proc, state / "server.log")
+        return answers(settings)
+
+    wait_until(up, "the wheel's server answering", 60, 0.2)
+    verify = ssl.create_default_context(cafile=settings.cert_path)
     # Migrated to head with the Alembic files the wheel ships.
     with closing(sqlite3.connect(state / "catalog.db")) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()

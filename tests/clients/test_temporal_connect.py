@@ -16,8 +16,9 @@ from clients.lxd import connect_lxd
 from clients.temporal import TemporalUnavailable, connect, connect_options
 from core.config import Settings
 from core.pipeline import PipelineInput
-from tests.remote import KeyPair, TestCA, namespace, tls_proxy
-from tests.support import assert_no_failed_attempts, busybox_spec
+from harness.publish import busybox_spec
+from harness.remote import KeyPair, TestCA, namespace, tls_proxy
+from tests.support import assert_no_failed_attempts
 from workers.arch import arch_worker
 from workers.control import control_worker
 from workflows.trigger import new_serial, start_pipeline

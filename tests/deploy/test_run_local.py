@@ -12,9 +12,10 @@ import pytest
 from sqlmodel import Session, select
 
 from core.config import REPO_DIR, Settings
+from harness.processes import free_port
+from harness.servers import DEBS
 from server_api.db import make_engine
 from server_api.models import Version
-from tests.support import DEBS, free_port
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 

@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import Client
 
 from core.pipeline import PipelineResult
-from tests.support import RunningServer, client
+from harness.servers import RunningServer, client
 from workflows.trigger import new_serial
 
 

@@ -7,7 +7,6 @@ worker with a broken and then a fixed configuration: its LXD pins the wrong serv
 certificate at first, so its image pull (and only its) really fails.
 """
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -34,9 +33,11 @@ from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.pipeline import OperatorRequest, Phase, PipelineInput, PipelineProgress
 from core.spec import ImageSpec
+from harness.temporal import start_dev_server
+from harness.waiting import until
 from server_api.tls import ensure_self_signed
 from server_api.tokens import create_token
-from tests.support import assert_no_failed_attempts, start_dev_server
+from tests.support import assert_no_failed_attempts
 from workers.arch import ArchWorker, arch_worker
 from workers.control import control_worker
 from workflows import operator
@@ -79,13 +80,15 @@ async def running(
             yield
 
 
-async def until(handle: WorkflowHandle, ok: Callable[[PipelineProgress], bool]) -> PipelineProgress:
-    for _ in range(1800):  # a ceiling: five machinery-failed attempts take ~20 s, more when loaded
+async def reaches(
+    handle: WorkflowHandle, ok: Callable[[PipelineProgress], bool]
+) -> PipelineProgress:
+    async def there() -> PipelineProgress | None:
         now = await progress(handle)
-        if ok(now):
-            return now
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"pipeline never got there; last progress: {now}")
+        return now if ok(now) else None
+
+    # A ceiling: five machinery-failed attempts take ~20 s, more when loaded.
+    return await until(there, f"{handle.id} reached the awaited progress", 180, 0.1)
 
 
 async def activities_of(handle: WorkflowHandle, run_id: str) -> list[str]:
@@ -118,7 +121,7 @@ async def failed_on_i686(
     )
     async with running(client, catalog, settings, i686=broken):
         handle, triggered = await trigger(client, inp, actor="ci")
-        waiting = await until(handle, lambda p: p.phase == Phase.machinery_failed)
+        waiting = await reaches(handle, lambda p: p.phase == Phase.machinery_failed)
     return inp, handle, triggered, waiting
 
 
@@ -177,7 +180,7 @@ async def test_an_arch_without_a_worker_is_reported_and_cancel_cleans_up(
     )
     async with running(client, catalog, settings):
         handle, _ = await trigger(client, inp, actor="ci")
-        stuck = await until(handle, lambda p: p.waiting_for_worker == ["aarch64"])
+        stuck = await reaches(handle, lambda p: p.waiting_for_worker == ["aarch64"])
         assert stuck.phase == "waiting-for-worker:aarch64"
         desc = await handle.describe()
         assert desc.typed_search_attributes.get(sa.PHASE) == "waiting-for-worker:aarch64"

@@ -28,7 +28,10 @@ from core.catalog import AssessmentReport
 from core.config import Settings
 from core.pipeline import OperatorRequest, Phase, PipelineInput, PipelineProgress, PipelineResult
 from core.spec import ImageSpec, Privilege
-from tests.support import RunningServer, busybox_spec, free_port
+from harness.processes import free_port
+from harness.publish import busybox_spec
+from harness.servers import RunningServer
+from harness.waiting import until, wait_until
 from workflows.pipeline import ImagePipeline
 from workflows.trigger import Pipeline, new_serial, start_pipeline
 
@@ -61,20 +64,15 @@ class Watched:
         return instance_name(self.image.name, self.serial, "x86_64", Privilege.unprivileged)
 
     async def until(self, what: str, probe: Callable[[dict[str, str]], bool]) -> None:
-        deadline = time.monotonic() + 240
-        while not probe(await asyncio.to_thread(self.states)):
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.2)
+        await until(lambda: asyncio.to_thread(lambda: probe(self.states())), what, 240, 0.2)
 
     async def phase(self, *phases: str) -> PipelineProgress:
-        deadline = time.monotonic() + 240
-        while True:
+        async def reached() -> PipelineProgress | None:
             await asyncio.to_thread(self.states)
             now = await self.handle.query(ImagePipeline.progress)
-            if now.phase in phases:
-                return now
-            assert time.monotonic() < deadline, f"still {now.phase}: {now.details}"
-            await asyncio.sleep(0.2)
+            return now if now.phase in phases else None
+
+        return await until(reached, f"phase {' or '.join(phases)}", 240, 0.2)
 
     async def attempts(self) -> list[tuple[int, str]]:
         """(attempt, failure before it) of each test activity attempt that got to the end."""
@@ -199,10 +197,7 @@ def restarted_later(server: RunningServer, after_s: float) -> Iterator[None]:
         yield
     finally:
         again.join()
-    deadline = time.monotonic() + 20
-    while not server._server.started:
-        assert time.monotonic() < deadline, "image server did not come back"
-        time.sleep(0.05)
+    wait_until(lambda: server._server.started, "image server came back", 20)
 
 
 async def test_image_server_down_during_a_result_write_is_retried(

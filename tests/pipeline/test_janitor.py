@@ -15,8 +15,8 @@ from activities.lxd_test.instances import LABEL, remove
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.config import Settings
-from tests.remote import namespace
-from tests.support import until
+from harness.remote import namespace
+from harness.waiting import until
 from workers.arch import arch_worker, temporal_scope
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]

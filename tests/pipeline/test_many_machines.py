@@ -6,7 +6,6 @@ a venv outside the checkout, with its own state directory and only its settings 
 environment; then `icefloe trigger --wait`."""
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,15 +14,11 @@ import pytest
 
 from core.config import REPO_DIR
 from deploy.stack import temporal_binary
-from tests.remote import LOOPBACK, TestCA, lxd_over_https, stop, tls_proxy, wait_for_port
-from tests.support import (
-    DEBS,
-    build_wheel,
-    free_port,
-    install_wheel,
-    outside_env,
-    postgres_database,
-)
+from harness.processes import LOOPBACK, alive, free_port, stop, wait_for_port
+from harness.remote import TestCA, lxd_over_https, tls_proxy
+from harness.servers import DEBS
+from harness.waiting import wait_until
+from tests.support import build_wheel, install_wheel, outside_env, postgres_database
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
@@ -84,11 +79,12 @@ class Recipe:
         """`icefloe worker ...`, once it polls its task queue."""
         proc = self.start(name, self.argv("worker", *args), settings)
         log = self.logs[-1]
-        deadline = time.monotonic() + 60
-        while "worker polling" not in log.read_text():
-            assert proc.poll() is None, f"{name} exited {proc.returncode}: {log.read_text()}"
-            assert time.monotonic() < deadline, f"{name} never polled: {log.read_text()}"
-            time.sleep(0.2)
+
+        def polling() -> bool:
+            alive(proc, log)
+            return "worker polling" in log.read_text()
+
+        wait_until(polling, f"{name} polling: {log}", 60, 0.2)
 
     def tails(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in self.logs)

@@ -12,9 +12,11 @@ from temporalio.client import Client
 from clients.catalog import CatalogClient
 from core.catalog import FileType
 from core.config import Settings
-from tests.pipeline.own_worker import arch_worker_process, at_the_slow_check, own_namespace
-from tests.server.test_metrics import increase, scrape
-from tests.support import RunningServer, busybox_spec, free_port
+from harness.metrics import increase, scrape
+from harness.processes import free_port, stop
+from harness.publish import busybox_spec
+from harness.servers import RunningServer
+from harness.workers import arch_worker_process, at_the_slow_check, own_namespace
 from workflows.trigger import new_serial
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -48,8 +50,7 @@ async def test_worker_and_server_metrics_during_a_pipeline(
             result = await asyncio.wait_for(handle.result(), 120)
         after = scrape(image_server)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop(worker)
 
     assert result.state == "active", f"{result.message}\n{log.read_text()[-3000:]}"
     worker_series = series(during)

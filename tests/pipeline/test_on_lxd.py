@@ -19,15 +19,18 @@ from core.catalog import VersionView
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.pipeline import PipelineInput
-from tests.pipeline.own_worker import (
+from harness.processes import stop
+from harness.publish import busybox_spec
+from harness.servers import RunningServer
+from harness.waiting import until
+from harness.workers import (
     arch_worker_process,
     assessed,
     at_the_slow_check,
     check_state,
     own_namespace,
-    poll,
 )
-from tests.support import RunningServer, assert_no_failed_attempts, busybox_spec
+from tests.support import assert_no_failed_attempts
 from workers.arch import arch_worker
 from workflows.trigger import new_serial, start_pipeline
 
@@ -116,10 +119,11 @@ async def test_cancelled_pipeline_deletes_its_test_instance(
     serial = new_serial()
     lxd = connect_lxd(settings)
     handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=serial))
-    await poll(
+    await until(
+        lambda: asyncio.to_thread(lambda: check_state(catalog, image, serial, "slow") == "running"),
         "the slow check to start",
-        lambda: check_state(catalog, image, serial, "slow") == "running",
         120,
+        every_s=0.2,
     )
     assert instances_of(lxd, serial)
     started = time.monotonic()
@@ -165,9 +169,8 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
             result = await asyncio.wait_for(handle.result(), 300)
     finally:
         for proc in (first, second):
-            if proc and proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+            if proc:
+                stop(proc, 10)
 
     assert result.state == "active", f"{result.message}\n{log.read_text()[-3000:]}"
     outcomes = {c.check: c for c in result.tests[0].checks}
@@ -200,9 +203,7 @@ async def test_sigterm_lets_the_running_test_finish_then_the_worker_exits(
             result = await asyncio.wait_for(handle.result(), 120)
             code = await asyncio.to_thread(worker.wait, 60)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
+        stop(worker, 0)
 
     assert code == 0, log.read_text()[-3000:]
     assert result.state == "active", f"{result.message}\n{log.read_text()[-3000:]}"

@@ -27,8 +27,9 @@ from core import search_attributes as sa
 from core.config import REPO_DIR
 from core.pipeline import PipelineResult, pipeline_workflow_id
 from core.spec import ImageSpec
-from tests.remote import namespace
-from tests.support import RunningServer, http, next_serial, token
+from harness.publish import next_serial
+from harness.remote import namespace
+from harness.servers import RunningServer, http, token
 from workers.arch import arch_worker
 from workers.control import control_worker
 

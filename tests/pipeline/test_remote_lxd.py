@@ -14,8 +14,9 @@ from clients.catalog import CatalogClient
 from clients.lxd import LxdUnavailable, connect_lxd, host_arches
 from core.config import Settings
 from core.pipeline import PipelineInput
-from tests.remote import LxdEndpoint, TestCA, lxd_over_https, namespace, self_signed_client
-from tests.support import assert_no_failed_attempts, busybox_spec
+from harness.publish import busybox_spec
+from harness.remote import LxdEndpoint, TestCA, lxd_over_https, namespace, self_signed_client
+from tests.support import assert_no_failed_attempts
 from workers.arch import arch_worker
 from workers.control import control_worker
 from workflows.trigger import new_serial, start_pipeline

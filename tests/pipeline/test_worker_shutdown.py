@@ -20,16 +20,11 @@ from core.arch import CONTROL_TASK_QUEUE
 from core.catalog import AssessmentReport
 from core.config import REPO_DIR
 from core.pipeline import PruneInput
-from tests.remote import namespace
-from tests.support import (
-    RunningServer,
-    move,
-    new_image,
-    next_serial,
-    outside_env,
-    publish_fake,
-    until,
-)
+from harness.publish import move, new_image, next_serial, publish
+from harness.remote import namespace
+from harness.servers import RunningServer
+from harness.waiting import until
+from tests.support import outside_env
 from workflows.prune import PruneTesting
 
 pytestmark = pytest.mark.temporal
@@ -51,7 +46,7 @@ async def test_sigterm_lets_the_running_activity_finish(temporal: Client, tmp_pa
     with RunningServer(tmp_path / "server") as server:
         catalog = CatalogClient(server.client_settings())
         image, serial = new_image(arches=["x86_64"]), next_serial()
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
         move(catalog, image, serial, "testing")
         report = AssessmentReport(arch="x86_64", check="boots", host="h", state="running")
         catalog.record(image.name, serial, report)  # stuck: no pipeline owns the version

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from clients.catalog import CatalogClient
-from tests.server.front import Front, nginx_front
-from tests.server.lxd_cli import Lxc
-from tests.support import RunningServer, client, http, token
+from harness.front import Front, nginx_front
+from harness.lxd import Lxc
+from harness.servers import RunningServer, client, http, token
 
 
 @pytest.fixture(scope="module")

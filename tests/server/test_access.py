@@ -7,18 +7,9 @@ import time
 import pytest
 from sqlmodel import Session, select
 
+from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.servers import RunningServer, client, http, token
 from server_api.models import Token
-from tests.support import (
-    RunningServer,
-    client,
-    http,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    publish_fake,
-    token,
-)
 
 
 def test_operator_manages_tokens_and_sees_each_secret_once(image_server, operator, anonymous):
@@ -106,8 +97,8 @@ def test_private_feed_follows_its_channel_and_flavour(catalog, operator, anonymo
     image = new_image(arches=["x86_64"])
     product = f"{image.os}:one:amd64:default"
     testing, active = next_serial(), next_serial()
-    publish_fake(catalog, tmp_path, image, testing)
-    published = publish_fake(catalog, tmp_path, image, active)
+    publish(catalog, image, testing, tmp=tmp_path)
+    published = publish(catalog, image, active, tmp=tmp_path).request
     move(catalog, image, testing, "testing")
     move(catalog, image, active, "testing")
     pass_all(catalog, image, active)

@@ -9,7 +9,7 @@ import pytest
 from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import AssessmentReport, AssessmentState, FileType, TransitionRequest
 from core.spec import ImageSpec
-from tests.support import fake_files, publish_fake
+from harness.publish import fake_files, publish
 
 _serials = (f"20261125-{n:04d}" for n in itertools.count(1))
 
@@ -41,7 +41,7 @@ def to_testing(catalog: CatalogClient, image: ImageSpec, serial: str):
 
 
 def test_version_in_testing_is_only_in_the_testing_feed(catalog, image, serial, tmp_path):
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     assert catalog.version(image.name, serial).state == "created"
     to_testing(catalog, image, serial)
 
@@ -59,7 +59,7 @@ def test_version_in_testing_is_only_in_the_testing_feed(catalog, image, serial, 
 
 
 def test_fingerprint_is_computed_by_the_server(catalog, image, serial, tmp_path):
-    req = publish_fake(catalog, tmp_path, image, serial)
+    req = publish(catalog, image, serial, tmp=tmp_path).request
     files = {f.ftype: f for f in req.arches[0].files}
     blobs = [tmp_path / f"x86_64-{files[t].name}" for t in (FileType.metadata, FileType.squashfs)]
     expected = hashlib.sha256(b"".join(p.read_bytes() for p in blobs)).hexdigest()
@@ -68,7 +68,7 @@ def test_fingerprint_is_computed_by_the_server(catalog, image, serial, tmp_path)
 
 
 def test_promotion_needs_every_required_check_on_every_arch(catalog, image, serial, tmp_path):
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     to_testing(catalog, image, serial)
     promote = TransitionRequest(to="active", reason="test")
     with pytest.raises(CatalogRejected) as exc:
@@ -86,7 +86,7 @@ def test_promotion_needs_every_required_check_on_every_arch(catalog, image, seri
 
 
 def test_passed_is_final(catalog, image, serial, tmp_path):
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     report = AssessmentReport(arch="i686", check="boots", host="h1", state="passed")
     catalog.record(image.name, serial, report)
     with pytest.raises(CatalogRejected) as exc:
@@ -97,7 +97,7 @@ def test_passed_is_final(catalog, image, serial, tmp_path):
 
 
 def test_invalid_transition_is_409_with_reason(catalog, image, serial, tmp_path):
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     with pytest.raises(CatalogRejected) as exc:
         catalog.transition(image.name, serial, TransitionRequest(to="active", reason="skip"))
     assert exc.value.status_code == 409
@@ -105,10 +105,10 @@ def test_invalid_transition_is_409_with_reason(catalog, image, serial, tmp_path)
 
 
 def test_republishing_same_files_is_a_no_op_other_files_409(catalog, image, serial, tmp_path):
-    req = publish_fake(catalog, tmp_path, image, serial)
+    req = publish(catalog, image, serial, tmp=tmp_path).request
     assert catalog.publish(req).serial == serial
     with pytest.raises(CatalogRejected) as exc:
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
     assert exc.value.status_code == 409 and "new serial" in str(exc.value)
 
 

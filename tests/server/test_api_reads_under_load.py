@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import RunningServer, tls
+from harness.servers import RunningServer, tls
 
 
 @pytest.fixture(scope="module")

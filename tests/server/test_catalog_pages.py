@@ -10,16 +10,10 @@ from sqlmodel import Session
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, TransitionRequest, VersionView
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, client
 from server_api.routes import pages
 from server_api.views import page_of_versions, views
-from tests.support import (
-    RunningServer,
-    client,
-    move,
-    new_image,
-    next_serial,
-    publish_fake,
-)
 
 
 def serials_of(response: httpx.Response) -> list[str]:
@@ -31,7 +25,7 @@ def test_versions_api_pages_by_cursor_and_unpaged_stays_whole(catalog, tmp_path)
     image = new_image(arches=["x86_64"])
     serials = [next_serial() for _ in range(5)]
     for serial in serials:
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
 
     for newest_first, expected in ((False, serials), (True, serials[::-1])):
         params = {"image": image.name, "limit": 2, "newest_first": newest_first}
@@ -46,7 +40,7 @@ def test_versions_api_pages_by_cursor_and_unpaged_stays_whole(catalog, tmp_path)
     # Keyset paging: a version published between two pages does not shift the next one.
     first = catalog._http.get("/api/v1/versions", params={"image": image.name, "limit": 2})
     late = next_serial()
-    publish_fake(catalog, tmp_path, image, late)
+    publish(catalog, image, late, tmp=tmp_path)
     rest = serials_of(catalog._http.get(first.links["next"]["url"]))
     assert rest == [*serials[2:4]]
 
@@ -87,7 +81,7 @@ def test_listing_versions_takes_as_many_queries_for_thirty_as_for_three(tmp_path
         for image, n in ((few, 3), (many, 30)):
             for _ in range(n):
                 serial = next_serial()
-                publish_fake(publisher, tmp_path, image, serial)
+                publish(publisher, image, serial, tmp=tmp_path)
                 publisher.record(
                     image.name,
                     serial,
@@ -110,7 +104,7 @@ def shown(
 ) -> tuple[str, str]:
     """A version whose i686 check failed with hostile evidence, then forced to active."""
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path_factory.mktemp("shown"), image, serial)
+    publish(catalog, image, serial, tmp=tmp_path_factory.mktemp("shown"))
     catalog.transition(
         image.name, serial, TransitionRequest(to="testing", reason="test it", workflow_id="wf/1 a")
     )
@@ -153,7 +147,7 @@ def test_image_page_pages_newest_first_and_the_front_page_lists_images(
     image = new_image(arches=["x86_64"])
     serials = [next_serial() for _ in range(3)]
     for serial in serials:
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
     move(catalog, image, serials[0], "testing")
     monkeypatch.setattr(pages, "PER_PAGE", 2)
 

@@ -13,19 +13,10 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from core.catalog import TransitionRequest, VersionState
+from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.servers import RunningServer, client, http, token
 from server_api.db import ALEMBIC_INI, engine_for, make_engine
-from tests.support import (
-    RunningServer,
-    client,
-    http,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    postgres_database,
-    publish_fake,
-    token,
-)
+from tests.support import postgres_database
 
 
 def _drift(url: str) -> list:
@@ -85,7 +76,7 @@ def test_the_server_runs_on_postgres(postgres_url, tmp_path: Path, monkeypatch):
         )
         image, old, new = new_image(arches=["x86_64"]), next_serial(), next_serial()
         for serial in (old, new):
-            publish_fake(publisher, tmp_path, image, serial)
+            publish(publisher, image, serial, tmp=tmp_path)
             move(publisher, image, serial, "testing")
         pass_all(publisher, image, new)
         move(publisher, image, new, "active")

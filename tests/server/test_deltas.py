@@ -31,39 +31,23 @@ from clients.catalog import CatalogClient
 from core.catalog import Channel, DeltaState
 from core.config import ServerSettings, Settings
 from core.spec import ImageSpec
+from harness.deltas import ARCH, items, refresh, settled, two_built_versions, two_busyboxes
+from harness.lxd import Lxc
+from harness.processes import free_port
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import DEBS, RunningServer, client, http, server_process
+from harness.waiting import wait_until
 from server_api.db import make_engine
 from server_api.tokens import create_token
-from tests.server.delta_refresh import (
-    items,
-    publish,
-    refresh,
-    settled,
-    two_built_versions,
-    two_busyboxes,
-    wait_until,
-)
-from tests.server.lxd_cli import Lxc
-from tests.server.own_process import serve
-from tests.support import (
-    DEBS,
-    RunningServer,
-    client,
-    free_port,
-    http,
-    move,
-    new_image,
-    next_serial,
-    postgres_database,
-    publish_fake,
-)
+from tests.support import postgres_database
 
 
 def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     image_server: RunningServer, catalog: CatalogClient, operator: CatalogClient, tmp_path: Path
 ):
     image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
-    publish(catalog, image, old_serial, old_built)
-    publish(catalog, changed, new_serial, new_built)
+    publish(catalog, image, old_serial, files={ARCH: old_built})
+    publish(catalog, changed, new_serial, files={ARCH: new_built})
     settled(catalog, changed, new_serial)
     move(catalog, image, old_serial, "testing")
     move(catalog, changed, new_serial, "testing")
@@ -193,10 +177,10 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
     store = server.server_settings.files_dir
     with gated_xdelta3(tmp_path, store, monkeypatch) as gate, server:
         catalog = client(server, server.token)
-        publish(catalog, image, old_serial, old_built)
+        publish(catalog, image, old_serial, files={ARCH: old_built})
         move(catalog, image, old_serial, "testing")
         with ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(publish, catalog, changed, new_serial, new_built)
+            answer = pool.submit(publish, catalog, changed, new_serial, files={ARCH: new_built})
             try:  # xdelta3 waits for the gate, up to 300 s: the publish must not
                 answer.result(timeout=30)
             except Pending:
@@ -243,12 +227,12 @@ def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
     with Session(make_engine(settings.db_url)) as session:
         secret = create_token(session, "killed", "publisher")
     with gated_xdelta3(tmp_path, settings.files_dir, monkeypatch) as gate:
-        killed = serve(state, settings.port)  # `icefloe server`, our PATH
+        killed = server_process(state, settings.port)  # `icefloe server`, our PATH
         server = {"url": f"https://127.0.0.1:{settings.port}", "ca": settings.cert_path}
         catalog = CatalogClient(Settings(server=server, deb_dir=DEBS), token=secret)
         try:
-            publish(catalog, image, old_serial, old_built)
-            publish(catalog, changed, new_serial, new_built)
+            publish(catalog, image, old_serial, files={ARCH: old_built})
+            publish(catalog, changed, new_serial, files={ARCH: new_built})
             wait_until(lambda: gate.runs == 1, "the server ran xdelta3")
         finally:
             catalog.close()
@@ -276,8 +260,8 @@ def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tm
     with RunningServer(tmp_path / "server") as server:
         server.restart()
         catalog = client(server, server.token)
-        publish(catalog, image, old_serial, old_built)
-        publish(catalog, changed, new_serial, new_built)
+        publish(catalog, image, old_serial, files={ARCH: old_built})
+        publish(catalog, changed, new_serial, files={ARCH: new_built})
         assert settled(catalog, changed, new_serial).arches[0].delta == DeltaState.made
         catalog.close()
 
@@ -291,11 +275,11 @@ def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
         gate.fail()
         with server:
             catalog = client(server, server.token)
-            publish(catalog, image, old_serial, old_built)
+            publish(catalog, image, old_serial, files={ARCH: old_built})
             first = settled(catalog, image, old_serial).arches[0]
             assert (first.delta, gate.runs) == (DeltaState.none, 0)
             assert "no earlier version" in first.delta_detail
-            publish(catalog, changed, new_serial, new_built)
+            publish(catalog, changed, new_serial, files={ARCH: new_built})
             second = settled(catalog, changed, new_serial).arches[0]
             assert second.delta == DeltaState.none and second.delta_base is None
             assert "xdelta3 failed" in second.delta_detail
@@ -327,7 +311,7 @@ def test_two_servers_sharing_a_catalog_and_store_make_each_delta_once(
             image, serials = new_image(arches=["x86_64", "i686"]), [next_serial() for _ in range(6)]
             catalogs = [client(a, a.token), client(b, b.token)]
             for n, serial in enumerate(serials):
-                publish_fake(catalogs[n % 2], tmp_path, image, serial)
+                publish(catalogs[n % 2], image, serial, tmp=tmp_path)
             views = [settled(catalogs[0], image, serial) for serial in serials]
             assert [a.delta for v in views for a in v.arches] == [DeltaState.none] * 12
             assert {a.delta_detail for v in views[1:] for a in v.arches} == {

@@ -7,8 +7,9 @@ from sqlmodel import Session
 
 from clients.catalog import CatalogClient
 from core.catalog import Channel, Flavour
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, http
 from server_api.feeds import FeedCache, generation, render
-from tests.support import RunningServer, http, move, new_image, next_serial, publish_fake
 
 
 def test_a_change_to_one_image_renders_only_that_image_again(
@@ -17,7 +18,7 @@ def test_a_change_to_one_image_renders_only_that_image_again(
     images = [new_image() for _ in range(3)]
     for image in images:
         serial = next_serial()
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
         move(catalog, image, serial, "testing")
     cache = FeedCache()
     with Session(image_server.services.engine) as session:
@@ -27,7 +28,7 @@ def test_a_change_to_one_image_renders_only_that_image_again(
         assert before >= 2 * len(images)
 
         changed = next_serial()
-        publish_fake(catalog, tmp_path, images[1], changed)
+        publish(catalog, images[1], changed, tmp=tmp_path)
         move(catalog, images[1], changed, "testing")
         for flavour in (None, Flavour.lxd):
             feed = cache.get(session, Channel.testing, flavour)
@@ -51,7 +52,7 @@ def test_products_carry_a_default_alias_and_lxd_requirements(
     )
     for image in (named, unnamed):
         serial = next_serial()
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
         move(catalog, image, serial, "testing")
     feed = http(image_server).get("/channels/testing/streams/v1/images.json").json()
     products = {p["os"]: p for p in feed["products"].values()}

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from core.catalog import TransitionRequest
-from tests.support import http, new_image, next_serial, publish_fake
+from harness.publish import new_image, next_serial, publish
+from harness.servers import http
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def served(catalog, tmp_path_factory) -> tuple[str, bytes]:
     """A rootfs in the testing channel: its URL and bytes."""
     tmp = tmp_path_factory.mktemp("served")
     image, serial = new_image(arches=["x86_64"]), next_serial()
-    req = publish_fake(catalog, tmp, image, serial)
+    req = publish(catalog, image, serial, tmp=tmp).request
     catalog.transition(image.name, serial, TransitionRequest(to="testing", reason="t"))
     rootfs = next(f for f in req.arches[0].files if f.name == "rootfs.squashfs")
     return f"/channels/testing/files/{rootfs.sha256}", (tmp / "x86_64-rootfs.squashfs").read_bytes()

@@ -22,18 +22,12 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from core.catalog import Channel
+from harness.publish import move, new_image, next_serial, publish
+from harness.remote import namespace
+from harness.servers import RunningServer, client
 from server_api.openapi import DOC
 from server_api.schemas import CredentialCreate, TokenCreate, TokenScope
 from server_api.tokens import issue_credential, issue_token
-from tests.remote import namespace
-from tests.support import (
-    RunningServer,
-    client,
-    move,
-    new_image,
-    next_serial,
-    publish_fake,
-)
 
 schema = schemathesis.openapi.from_path(DOC)
 schema.config.generation.update(max_examples=20, database="none")
@@ -53,7 +47,7 @@ class Target:
         self.mint()
         publisher = client(server, self.tokens[TokenScope.publisher][1])
         image, serial = new_image(arches=["x86_64"]), next_serial()
-        req = publish_fake(publisher, tmp, image, serial)
+        req = publish(publisher, image, serial, tmp=tmp).request
         move(publisher, image, serial, "testing")
         publisher.close()
         self.real = {

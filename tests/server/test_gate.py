@@ -12,17 +12,8 @@ import pytest
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport
 from core.spec import ImageSpec
-from tests.support import (
-    RunningServer,
-    client,
-    http,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    publish_fake,
-    token,
-)
+from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.servers import RunningServer, client, http, token
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +58,7 @@ class Version:
         self.serial = next_serial()
         self.publisher = publisher
         self.callers = callers
-        publish_fake(publisher, tmp, self.image, self.serial)
+        publish(publisher, self.image, self.serial, tmp=tmp)
 
     @property
     def name(self) -> str:
@@ -297,7 +288,7 @@ def test_promotion_keeps_the_newest_active_versions(publisher, tmp_path, server)
     serials = [next_serial() for _ in range(keep + 1)]
     for n, serial in enumerate(serials):
         (tmp_path / str(n)).mkdir()
-        publish_fake(publisher, tmp_path / str(n), image, serial)
+        publish(publisher, image, serial, tmp=tmp_path / str(n))
         move(publisher, image, serial, "testing")
         pass_all(publisher, image, serial)
         move(publisher, image, serial, "active")

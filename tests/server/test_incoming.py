@@ -18,10 +18,11 @@ import pytest
 from sqlmodel import Session
 
 from core.config import ServerSettings
+from harness.processes import free_port
+from harness.waiting import until
 from server_api.db import make_engine
 from server_api.tokens import create_token
-from tests.server.own_process import serve
-from tests.support import RawRequest, free_port, until
+from tests.support import RawRequest
 
 IDLE_S = 1.0  # the servers' body_idle_timeout_s
 STALE_S = 2 * IDLE_S  # untouched this long, a partial file belongs to no live upload

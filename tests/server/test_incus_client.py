@@ -14,7 +14,6 @@ import ipaddress
 import json
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,12 @@ from pathlib import Path
 import pytest
 
 from clients.catalog import CatalogClient
-from tests.server.delta_refresh import refresh, two_busyboxes
-from tests.server.front import Front, credential, promoted, wait_written
-from tests.server.lxd_cli import Lxc
-from tests.support import RunningServer, new_image
+from harness.deltas import refresh, two_busyboxes
+from harness.front import Front, credential, wait_written
+from harness.lxd import Lxc
+from harness.publish import new_image, publish
+from harness.servers import RunningServer
+from harness.waiting import wait_until
 
 
 class Incus(Lxc):
@@ -70,14 +71,15 @@ class Incus(Lxc):
 
     def address(self, name: str, timeout_s: float = 60) -> ipaddress.IPv4Address:
         """The instance's IPv4 address on eth0, once its DHCP client got one."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def address() -> ipaddress.IPv4Address | None:
             state = json.loads(self("query", f"/1.0/instances/{name}/state"))
             for a in (state["network"] or {}).get("eth0", {}).get("addresses", []):
                 if a["family"] == "inet" and a["scope"] == "global":
                     return ipaddress.IPv4Address(a["address"])
-            assert time.monotonic() < deadline, f"{name} got no IPv4 address on eth0"
-            time.sleep(0.5)
+            return None
+
+        return wait_until(address, f"{name} got an IPv4 address on eth0", timeout_s, 0.5)
 
 
 @pytest.fixture
@@ -97,7 +99,9 @@ def test_incus_lists_and_launches_from_a_private_incus_feed(
 ):
     alias = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
     image = new_image(arches=["x86_64"], aliases=[alias], requirements={"secureboot": "false"})
-    fingerprint = promoted(image_server, image, tmp_path)
+    fingerprint = publish(
+        image_server, image, build_in=tmp_path, to=("testing", "active")
+    ).fingerprint
     cert = image_server.server_settings.cert_path
     for remote, flavour in (("inc", "incus"), ("lxd", "lxd")):
         path, _ = credential(image_server, "active", flavour)
@@ -116,7 +120,7 @@ def test_incus_launches_from_the_nginx_served_public_channel_and_lists_a_private
 ):
     server, front = fronted
     image = new_image(arches=["x86_64"])
-    fingerprint = promoted(server, image, tmp_path)
+    fingerprint = publish(server, image, build_in=tmp_path, to=("testing", "active")).fingerprint
     wait_written(server)
     private, _ = credential(server, "active", "incus")
     incus.add_remote("pub", f"{front.url}/channels/active/", front.cert)

@@ -9,17 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import (
-    RawRequest,
-    RunningServer,
-    client,
-    http,
-    move,
-    new_image,
-    next_serial,
-    publish_fake,
-    until,
-)
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, client, http
+from harness.waiting import until
+from tests.support import RawRequest
 
 BIG = 200_000_000  # what a client may declare; the tests never send more than a little of it
 MAX_JSON = 1 << 20  # the default cap on JSON bodies
@@ -83,7 +76,7 @@ def version(image_server: RunningServer, publisher: httpx.Client, tmp_path_facto
     """A version in testing, published for these tests: its publish request as JSON."""
     catalog = client(image_server, image_server.token)
     image, serial = new_image(arches=["x86_64"]), next_serial()
-    req = publish_fake(catalog, tmp_path_factory.mktemp("bounds"), image, serial)
+    req = publish(catalog, image, serial, tmp=tmp_path_factory.mktemp("bounds")).request
     move(catalog, image, serial, "testing")
     catalog.close()
     return req.model_dump(mode="json")

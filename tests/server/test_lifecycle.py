@@ -1,36 +1,26 @@
 """The version life cycle over real HTTPS: events, forced promotion, listing for the
 pipeline, abandoning silent assessments, and garbage collection of inactive files."""
 
-import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
 from clients.catalog import CatalogRejected
 from core.catalog import (
-    ArchFiles,
     AssessmentReport,
     AssessmentState,
     BuiltFile,
     FileType,
     TransitionRequest,
-    VersionCreate,
 )
-from tests.support import (
-    RunningServer,
-    client,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    publish_fake,
-    token,
-)
+from harness.publish import move, new_image, next_serial, pass_all, publish, stored
+from harness.servers import RunningServer, client, token
 
 
 def test_every_transition_is_an_event_and_the_version_names_its_workflow(catalog, tmp_path):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     catalog.transition(
         image.name, serial, TransitionRequest(to="testing", reason="test it", workflow_id="wf-1")
     )
@@ -47,7 +37,7 @@ def test_every_transition_is_an_event_and_the_version_names_its_workflow(catalog
 
 def test_forced_promotion_needs_an_operator_and_is_recorded(catalog, operator, tmp_path):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     move(catalog, image, serial, "testing")
     force = TransitionRequest(to="active", reason="CVE hotfix, tests flaky", force=True)
     with pytest.raises(CatalogRejected) as exc:
@@ -75,8 +65,8 @@ def test_bad_forced_transitions_are_422(operator, tmp_path, body, message):
 
 def test_versions_list_by_state_and_image(catalog, tmp_path):
     image, one, two = new_image(), next_serial(), next_serial()
-    publish_fake(catalog, tmp_path, image, one)
-    publish_fake(catalog, tmp_path, image, two)
+    publish(catalog, image, one, tmp=tmp_path)
+    publish(catalog, image, two, tmp=tmp_path)
     catalog.transition(
         image.name, two, TransitionRequest(to="testing", reason="t", workflow_id="wf-two")
     )
@@ -93,7 +83,7 @@ def test_versions_list_by_state_and_image(catalog, tmp_path):
 
 def test_abandon_running_fails_only_silent_running_results(catalog, tmp_path):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     running = AssessmentReport(arch="x86_64", check="boots", host="h1", state="running")
     catalog.record(image.name, serial, running)
     catalog.record(image.name, serial, running.model_copy(update={"arch": "i686"}))
@@ -116,12 +106,9 @@ def test_abandon_running_fails_only_silent_running_results(catalog, tmp_path):
     assert r.status_code == 422
 
 
-def _upload(catalog, tmp_path, name: str, ftype: FileType, data: bytes) -> BuiltFile:
-    path = tmp_path / name
-    path.write_bytes(data)
-    f = BuiltFile(ftype=ftype, name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-    catalog.upload(path, f)
-    return f
+def _written(tmp_path: Path, name: str, ftype: FileType, data: bytes) -> tuple[BuiltFile, Path]:
+    (tmp_path / name).write_bytes(data)
+    return stored(tmp_path / name, ftype)
 
 
 def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
@@ -131,21 +118,16 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         operator = client(server, token(server, "operator"))
         store = server.services.store
         image = new_image(arches=["x86_64"])
-        rootfs = _upload(publisher, tmp_path, "rootfs", FileType.squashfs, os.urandom(2048))
+        rootfs = _written(tmp_path, "rootfs", FileType.squashfs, os.urandom(2048))
         serials = []
-        for _ in range(2):
-            meta = _upload(publisher, tmp_path, "meta", FileType.metadata, os.urandom(512))
-            serials.append(next_serial())
-            publisher.publish(
-                VersionCreate(
-                    spec=image,
-                    serial=serials[-1],
-                    arches=[ArchFiles(arch="x86_64", files=[meta, rootfs])],
-                )
-            )
+        for _ in range(2):  # two versions sharing one rootfs
+            meta = _written(tmp_path, "meta", FileType.metadata, os.urandom(512))
+            serials.append(publish(publisher, image, files={"x86_64": [meta, rootfs]}).serial)
         old, new = serials
         move(publisher, image, old, "testing", "inactive")
-        orphan = _upload(publisher, tmp_path, "orphan", FileType.squashfs, os.urandom(100))
+        orphan, path = _written(tmp_path, "orphan", FileType.squashfs, os.urandom(100))
+        publisher.upload(path, orphan)
+        rootfs_file = rootfs[0]
 
         assert operator.gc(grace_s=3600).versions == []
         result = operator.gc(grace_s=0)
@@ -154,7 +136,7 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         assert sorted(result.files) == sorted([old_meta, orphan.sha256])
         assert result.bytes == 512 + 100
         assert not store.exists(old_meta) and not store.exists(orphan.sha256)
-        assert store.exists(rootfs.sha256), "the newer version still lists the shared rootfs"
+        assert store.exists(rootfs_file.sha256), "the newer version still lists the shared rootfs"
         assert publisher.version(image.name, old).files_deleted_at is not None
 
         with pytest.raises(CatalogRejected) as exc:
@@ -168,7 +150,7 @@ def test_gc_deletes_inactive_files_but_keeps_shared_ones(tmp_path):
         feed = publisher._http.get("/channels/active/streams/v1/images.json").json()
         product = feed["products"][f"{image.os}:one:amd64:default"]
         assert list(product["versions"]) == [new]
-        r = publisher._http.get(f"/channels/active/files/{rootfs.sha256}")
+        r = publisher._http.get(f"/channels/active/files/{rootfs_file.sha256}")
         assert r.status_code == 200 and len(r.content) == 2048
         for c in (publisher, operator):
             c.close()
@@ -178,7 +160,7 @@ def test_a_change_to_the_channel_gives_the_feed_a_new_etag(catalog, tmp_path):
     url = "/channels/testing/streams/v1/images.json"
     before = catalog._http.get(url).headers["etag"]
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     assert catalog._http.get(url, headers={"If-None-Match": before}).status_code == 304
     move(catalog, image, serial, "testing")
     r = catalog._http.get(url, headers={"If-None-Match": before})
@@ -189,7 +171,7 @@ def test_a_change_to_the_channel_gives_the_feed_a_new_etag(catalog, tmp_path):
 def test_the_same_files_under_another_serial_are_refused(catalog, tmp_path):
     """One fingerprint, one version: LXD cannot look an image up that a feed lists twice."""
     image = new_image(arches=["x86_64"])
-    req = publish_fake(catalog, tmp_path, image, next_serial())
+    req = publish(catalog, image, next_serial(), tmp=tmp_path).request
     with pytest.raises(CatalogRejected) as exc:
         catalog.publish(req.model_copy(update={"serial": next_serial()}))
     assert exc.value.status_code == 409 and "already published" in str(exc.value)

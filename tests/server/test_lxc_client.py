@@ -12,31 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from activities.builders.base import BuildJob, HostDirs
-from activities.builders.busybox import build_busybox
 from clients.catalog import CatalogClient
-from core.catalog import ArchFiles, VersionCreate
-from core.spec import ImageSpec
-from tests.server.lxd_cli import Lxc
-from tests.support import DEBS, RunningServer, client, move, new_image, next_serial, pass_all, token
+from harness.lxd import Lxc
+from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.servers import RunningServer, client, token
 
 pytestmark = pytest.mark.lxd
-
-
-def _publish_built(catalog: CatalogClient, image: ImageSpec, serial: str, out: Path) -> str:
-    arches = []
-    for arch in image.arches:
-        built = build_busybox(
-            BuildJob(image, arch, serial, out / serial / arch), HostDirs(DEBS, out)
-        )
-        for file, path in built:
-            catalog.upload(path, file)
-        arches.append(ArchFiles(arch=arch, files=[f for f, _ in built]))
-    return (
-        catalog.publish(VersionCreate(spec=image, serial=serial, arches=arches))
-        .arches[0]
-        .fingerprint
-    )
 
 
 def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testing(
@@ -45,8 +26,8 @@ def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testin
     alias = f"icefloe-lxc-{uuid.uuid4().hex[:8]}"
     image = new_image(arches=["x86_64"], aliases=[alias])
     active, testing = next_serial(), next_serial()
-    active_fp = _publish_built(catalog, image, active, tmp_path)
-    testing_fp = _publish_built(catalog, image, testing, tmp_path)
+    active_fp = publish(catalog, image, active, build_in=tmp_path).fingerprint
+    testing_fp = publish(catalog, image, testing, build_in=tmp_path).fingerprint
     move(catalog, image, active, "testing")
     pass_all(catalog, image, active)
     move(catalog, image, active, "active")
@@ -94,7 +75,9 @@ def test_lxd_whose_cached_index_is_stale_still_gets_the_files(tmp_path: Path, lx
         catalog = client(server, server.token)
         image = new_image(arches=["x86_64"])
         first, promoted = next_serial(), next_serial()
-        fingerprints = [_publish_built(catalog, image, s, tmp_path) for s in (first, promoted)]
+        fingerprints = [
+            publish(catalog, image, s, build_in=tmp_path).fingerprint for s in (first, promoted)
+        ]
         for serial in (first, promoted):
             move(catalog, image, serial, "testing")
         url = catalog.channel_url("testing", fresh=uuid.uuid4().hex[:12])

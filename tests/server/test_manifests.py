@@ -14,8 +14,17 @@ from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import FileType, TransitionRequest
 from core.manifest import MANIFEST_MAX_BYTES
 from core.spec import ImageSpec
-from tests.server.with_manifests import NEW, OLD, manifest_file, request
-from tests.support import RunningServer, client, move, new_image, next_serial, token
+from harness.publish import (
+    NEW_MANIFEST,
+    OLD_MANIFEST,
+    manifest_file,
+    move,
+    new_image,
+    next_serial,
+    publish,
+    upload,
+)
+from harness.servers import RunningServer, client, token
 
 
 def items(catalog: CatalogClient, image: ImageSpec, serial: str, arch: str = "amd64") -> dict:
@@ -29,8 +38,8 @@ def test_a_version_lists_its_packages_and_the_changes_since_the_previous_one(
 ):
     image = new_image()
     first, bare, last = next_serial(), next_serial(), next_serial()
-    for serial, data in ((first, OLD), (bare, None), (last, NEW)):
-        catalog.publish(request(catalog, tmp_path, image, serial, data))
+    for serial, data in ((first, OLD_MANIFEST), (bare, None), (last, NEW_MANIFEST)):
+        publish(catalog, image, serial, tmp=tmp_path, manifest=data)
         move(catalog, image, serial, "testing")
 
     shown = catalog.manifest(image.name, last)
@@ -52,7 +61,7 @@ def test_a_version_lists_its_packages_and_the_changes_since_the_previous_one(
 
     files = {f.ftype: f for f in catalog.version(image.name, last).arches[0].files}
     manifest = files[FileType.manifest]
-    assert manifest.name == "rootfs.manifest" and manifest.size == len(NEW)
+    assert manifest.name == "rootfs.manifest" and manifest.size == len(NEW_MANIFEST)
     assert FileType.manifest not in {
         f.ftype for f in catalog.version(image.name, bare).arches[0].files
     }
@@ -63,12 +72,12 @@ def test_a_version_lists_its_packages_and_the_changes_since_the_previous_one(
         "ftype": "manifest",
         "path": f"files/{manifest.sha256}",
         "sha256": manifest.sha256,
-        "size": len(NEW),
+        "size": len(NEW_MANIFEST),
     }
     assert {"lxd.tar.xz", "incus.tar.xz", "root.squashfs"} <= listed.keys()
     assert "manifest" not in items(catalog, image, bare)
     served = anonymous.get(f"/channels/testing/{listed['manifest']['path']}")
-    assert served.status_code == 200 and served.content == NEW
+    assert served.status_code == 200 and served.content == NEW_MANIFEST
     for flavour in ("lxd", "incus"):
         operator = client(image_server, token(image_server, "operator"))
         body = {"name": f"m-{flavour}", "channel": "testing", "flavour": flavour}
@@ -77,13 +86,13 @@ def test_a_version_lists_its_packages_and_the_changes_since_the_previous_one(
         private = anonymous.get(f"{path}/streams/v1/images.json").json()["products"]
         item = private[f"{image.os}:{image.release}:amd64:default"]["versions"][last]["items"]
         assert item["manifest"] == listed["manifest"], flavour
-        assert anonymous.get(f"{path}/{item['manifest']['path']}").content == NEW
+        assert anonymous.get(f"{path}/{item['manifest']['path']}").content == NEW_MANIFEST
     services = image_server.services
     with Session(services.engine) as session:
         services.static.write(session, services.feeds)
     for tree in ("testing", "testing-lxd", "testing-incus"):
         linked = services.static.root / tree / "current" / listed["manifest"]["path"]
-        assert linked.read_bytes() == NEW, tree
+        assert linked.read_bytes() == NEW_MANIFEST, tree
 
     # The page, and `icefloe show`'s lines.
     page = anonymous.get(f"/images/{image.name}/versions/{last}").text
@@ -113,7 +122,7 @@ def test_a_file_declared_as_a_manifest_that_is_not_one_is_422(
 ):
     image, serial = new_image(arches=["x86_64"]), next_serial()
     with pytest.raises(CatalogRejected) as refused:
-        catalog.publish(request(catalog, tmp_path, image, serial, manifest))
+        publish(catalog, image, serial, tmp=tmp_path, manifest=manifest)
     assert refused.value.status_code == 422
     assert "arch x86_64: manifest" in str(refused.value) and says in str(refused.value)
     with pytest.raises(CatalogRejected) as missing:
@@ -125,9 +134,9 @@ def test_two_manifests_for_one_arch_and_another_manifest_for_a_version_are_refus
     catalog: CatalogClient, tmp_path: Path
 ):
     image, serial = new_image(arches=["x86_64"]), next_serial()
-    req = request(catalog, tmp_path, image, serial, NEW)
+    req = upload(catalog, image, serial, tmp=tmp_path, manifest=NEW_MANIFEST)
     twice = req.model_copy(deep=True)
-    other, path = manifest_file(tmp_path, "x86_64", OLD)
+    other, path = manifest_file(tmp_path, "x86_64", OLD_MANIFEST)
     catalog.upload(path, other)
     twice.arches[0].files.append(other)
     with pytest.raises(CatalogRejected, match="at most one manifest") as refused:
@@ -149,9 +158,9 @@ def test_gc_keeps_a_manifest_while_its_version_keeps_its_files(tmp_path: Path):
         publisher = client(server, server.token)
         operator = client(server, token(server, "operator"))
         image, serial = new_image(arches=["x86_64"]), next_serial()
-        publisher.publish(request(publisher, tmp_path, image, serial, NEW))
+        publish(publisher, image, serial, tmp=tmp_path, manifest=NEW_MANIFEST)
         move(publisher, image, serial, "testing")
-        sha256 = hashlib.sha256(NEW).hexdigest()
+        sha256 = hashlib.sha256(NEW_MANIFEST).hexdigest()
         assert sha256 not in operator.gc(grace_s=0).files
         assert server.services.store.exists(sha256)
         retire = TransitionRequest(to="inactive", reason="superseded")

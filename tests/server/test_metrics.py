@@ -1,29 +1,10 @@
 """The image server's Prometheus endpoint: requests by route template and status (never a
 secret in a label), uploads, feed renders, and versions by state."""
 
-import re
-
 from clients.catalog import CatalogClient
-from tests.support import RunningServer, http, new_image, next_serial, publish_fake
-
-
-def scrape(server: RunningServer) -> str:
-    with http(server) as c:
-        r = c.get("/metrics")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    return r.text
-
-
-def value(text: str, series: str) -> float:
-    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
-    assert found, f"no series {series}"
-    return float(found[1])
-
-
-def increase(before: str, after: str, series: str) -> float:
-    """How much `series` grew between two scrapes (a series not there yet counts as 0)."""
-    old = re.search(rf"^{re.escape(series)} (\S+)$", before, re.M)
-    return value(after, series) - (float(old[1]) if old else 0.0)
+from harness.metrics import increase, scrape
+from harness.publish import new_image, next_serial, publish
+from harness.servers import RunningServer, http
 
 
 def test_metrics_count_requests_uploads_renders_and_versions(
@@ -37,7 +18,7 @@ def test_metrics_count_requests_uploads_renders_and_versions(
         testing = "/channels/testing/streams/v1/images.json"
         assert anonymous.get(testing).status_code == 200  # the current catalog, rendered
         before = scrape(image_server)
-        publish_fake(catalog, tmp_path, image, serial)  # 2 arches of 2 files of 4096 bytes
+        publish(catalog, image, serial, tmp=tmp_path)  # 2 arches of 2 files of 4096 bytes
         assert anonymous.get(testing).status_code == 200
         assert anonymous.get(f"{cred['feed_path']}/streams/v1/index.json").status_code == 200
         assert anonymous.get("/no/such/path").status_code == 404

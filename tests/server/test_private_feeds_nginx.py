@@ -17,16 +17,11 @@ from sqlmodel import Session
 
 from core.catalog import Channel
 from core.spec import ImageSpec
+from harness.front import Front, credential, listed, wait_written
+from harness.publish import move, new_image, pass_all, publish
+from harness.servers import RunningServer, client, token
 from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
-from tests.server.front import (
-    Front,
-    credential,
-    listed,
-    published,
-    wait_written,
-)
-from tests.support import RunningServer, client, move, new_image, pass_all, token
 from tests.support import icefloe_token as icefloe
 
 REFUSED = "this feed's credential is unknown, expired or revoked"
@@ -68,7 +63,7 @@ def squashfs_path(images_json: bytes, serial: str) -> str:
 def in_testing(server: RunningServer, tmp: Path, image: ImageSpec) -> tuple[str, str, int]:
     """A version of `image` in testing and a new private testing feed, the trees written:
     the version's serial, the feed's path and its credential's id."""
-    serial = published(server, tmp, image, "testing")
+    serial = publish(server, image, tmp=tmp, to=("testing",)).serial
     private, credential_id = credential(server, "testing")
     wait_written(server)
     return serial, private, credential_id
@@ -118,8 +113,8 @@ def test_a_move_to_another_channel_shows_on_the_next_request(
 ):
     server, front = fronted
     image = new_image()
-    in_testing = published(server, tmp_path, image, "testing")
-    in_active = published(server, tmp_path, image, "testing")
+    in_testing = publish(server, image, tmp=tmp_path, to=("testing",)).serial
+    in_active = publish(server, image, tmp=tmp_path, to=("testing",)).serial
     catalog = client(server, server.token)
     pass_all(catalog, image, in_active)
     move(catalog, image, in_active, "active")
@@ -139,7 +134,7 @@ def test_a_move_to_another_channel_shows_on_the_next_request(
 
 def test_an_expired_credential_is_refused(fronted: tuple[RunningServer, Front], tmp_path: Path):
     server, front = fronted
-    published(server, tmp_path, new_image(), "testing")
+    publish(server, new_image(), tmp=tmp_path, to=("testing",))
     body = {"name": f"f-{uuid.uuid4().hex[:6]}", "channel": "testing", "expires_in_s": 2}
     issued = operator_call(server, "POST", "/api/v1/credentials", json=body)
     wait_written(server)
@@ -174,7 +169,7 @@ def test_a_catalog_change_the_trees_do_not_show_yet_comes_from_the_server(
     root = server.server_settings.static_root
     with (root / ".lock").open("a") as lock, web(front) as w:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        newer = published(server, tmp_path, image, "testing")
+        newer = publish(server, image, tmp=tmp_path, to=("testing",)).serial
         before = feed_requests(server)
         shown = w.get(f"{private}/streams/v1/images.json")
         assert newer in listed(shown.content)
@@ -193,7 +188,7 @@ def test_no_reader_gets_a_feed_after_the_revocation_answered(
     """Readers hammer a private feed through nginx while it is revoked: every request
     sent after the revocation answered is refused (a few rounds, bounded)."""
     server, front = fronted
-    published(server, tmp_path, new_image(), "testing")
+    publish(server, new_image(), tmp=tmp_path, to=("testing",))
     wait_written(server)
     for _ in range(5):
         private, credential_id = credential(server, "testing")
@@ -231,7 +226,7 @@ def test_feeds_the_token_cli_creates_moves_and_revokes_apply_through_nginx(
     """`icefloe token` on the server host writes what nginx checks, as the API does."""
     server, front = fronted
     state = server.server_settings.state_dir
-    published(server, tmp_path, new_image(), "testing")
+    publish(server, new_image(), tmp=tmp_path, to=("testing",))
     made = icefloe(state, "create", "--name", "fleet", "--feed", "--channel", "testing")
     path = "/feeds/" + made.stdout.strip().split("/feeds/")[1]
     credential_id = next(

@@ -17,20 +17,11 @@ import httpx
 import pytest
 
 from clients.catalog import CatalogClient
-from core.catalog import ArchFiles, VersionCreate, VersionState
+from core.catalog import VersionState
 from core.spec import ImageSpec
-from tests.support import (
-    RunningServer,
-    client,
-    fake_files,
-    http,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    postgres_database,
-    token,
-)
+from harness.publish import move, new_image, next_serial, pass_all, publish, upload
+from harness.servers import RunningServer, client, http, token
+from tests.support import postgres_database
 
 TRIALS = 10
 
@@ -80,21 +71,12 @@ def race(server: RunningServer, calls: list[Call]) -> list[httpx.Response]:
 
 def uploaded(catalog: CatalogClient, tmp: Path, image: ImageSpec, serial: str) -> dict:
     """Upload new files for every arch of `image`; the publish request body for them."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    arches = []
-    for arch in image.arches:
-        files = fake_files(tmp, arch)
-        for file, path in files:
-            catalog.upload(path, file)
-        arches.append(ArchFiles(arch=arch, files=[f for f, _ in files]))
-    return VersionCreate(spec=image, serial=serial, arches=arches).model_dump(mode="json")
+    return upload(catalog, image, serial, tmp=tmp).model_dump(mode="json")
 
 
 def in_testing(catalog: CatalogClient, tmp: Path, image: ImageSpec) -> str:
     """A new version of `image` in testing with every required check passed: its serial."""
-    serial = next_serial()
-    catalog.publish(VersionCreate.model_validate(uploaded(catalog, tmp, image, serial)))
-    move(catalog, image, serial, "testing")
+    serial = publish(catalog, image, tmp=tmp, to=("testing",)).serial
     pass_all(catalog, image, serial)
     return serial
 

@@ -9,18 +9,9 @@ import pytest
 
 from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import ArchFiles, AssessmentReport, TransitionRequest, VersionCreate
-from tests.support import (
-    RunningServer,
-    client,
-    fake_files,
-    http,
-    icefloe_token,
-    move,
-    new_image,
-    next_serial,
-    publish_fake,
-    token,
-)
+from harness.publish import fake_files, move, new_image, next_serial, publish
+from harness.servers import RunningServer, client, http, token
+from tests.support import icefloe_token
 
 COOKIE = "icefloe_token"
 
@@ -47,7 +38,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningS
     with RunningServer(tmp / "state", public_feeds=False) as server:
         publisher = client(server, server.token)
         image, serial = new_image(), next_serial()
-        publish_fake(publisher, tmp, image, serial)
+        publish(publisher, image, serial, tmp=tmp)
         move(publisher, image, serial, "testing")
         publisher.close()
         yield server, image.name, serial
@@ -117,7 +108,7 @@ def test_a_reader_cannot_write(private, tmp_path):
     server, image, serial = private
     reader = client(server, token(server, "reader", "carol"))
     with pytest.raises(CatalogRejected) as refused:
-        publish_fake(reader, tmp_path, new_image(), next_serial())  # its upload
+        publish(reader, new_image(), next_serial(), tmp=tmp_path)  # its upload
     assert refused.value.status_code == 403
     version = f"/api/v1/images/{image}/versions/{serial}"
     files = [f for f, _ in fake_files(tmp_path)]
@@ -147,7 +138,7 @@ def test_with_public_feeds_on_pages_and_read_apis_stay_public(
     image_server: RunningServer, catalog: CatalogClient, anonymous: httpx.Client, tmp_path
 ):
     image, serial = new_image(), next_serial()
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     for path in read_paths(image.name, serial):
         r = anonymous.get(path)
         assert r.status_code == 200, (path, r.status_code)

@@ -23,29 +23,12 @@ import pytest
 from clients.catalog import CatalogClient
 from core.config import REPO_DIR
 from deploy import nginx
+from harness.front import Front, credential, listed, wait_written
+from harness.lxd import Lxc
+from harness.processes import free_port
+from harness.publish import move, new_image, next_serial, pass_all, publish
+from harness.servers import RunningServer, client, tls, token
 from server_api.tls import ensure_self_signed
-from tests.server.front import (
-    Front,
-    built,
-    credential,
-    listed,
-    promoted,
-    published,
-    wait_written,
-)
-from tests.server.lxd_cli import Lxc
-from tests.support import (
-    RunningServer,
-    client,
-    free_port,
-    move,
-    new_image,
-    next_serial,
-    pass_all,
-    publish_fake,
-    tls,
-    token,
-)
 
 
 def export(
@@ -67,7 +50,7 @@ def export(
 def test_each_change_writes_every_channel_and_flavour_as_the_server_serves_it(tmp_path: Path):
     with RunningServer(tmp_path / "server") as server:
         image = new_image()
-        serial = published(server, tmp_path, image, "testing")
+        serial = publish(server, image, tmp=tmp_path, to=("testing",)).serial
         wait_written(server)
         root = server.server_settings.static_root
         private, _ = credential(server, "testing", "incus")
@@ -97,7 +80,7 @@ def test_a_superseded_tree_and_its_files_stay_for_the_grace(tmp_path: Path):
     for grace, kept in ((3600, True), (0, False)):
         with RunningServer(tmp_path / f"server-{grace}", channel_file_grace_s=grace) as server:
             image = new_image()
-            serial = published(server, tmp_path, image, "testing")
+            serial = publish(server, image, tmp=tmp_path, to=("testing",)).serial
             wait_written(server)
             tree = server.server_settings.static_root / "testing"
             before = os.readlink(tree / "current")
@@ -123,7 +106,7 @@ def test_a_superseded_tree_and_its_files_stay_for_the_grace(tmp_path: Path):
 def test_a_killed_writer_leaves_nothing_the_next_one_does_not_clean(tmp_path: Path):
     state = tmp_path / "server"
     with RunningServer(state) as server:
-        serial = published(server, tmp_path, new_image(), "testing")
+        serial = publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
         wait_written(server)
     root = state / "static"
     # What a writer killed mid-way leaves: a half-written generation, a half-made link,
@@ -146,7 +129,10 @@ def test_two_servers_share_one_static_dir(tmp_path: Path):
     the trees, whichever writes them."""
     state = tmp_path / "server"
     with RunningServer(state) as one, RunningServer(state) as two:
-        serials = [published(server, tmp_path, new_image(), "testing") for server in (one, two)]
+        serials = [
+            publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
+            for server in (one, two)
+        ]
         for server in (one, two):
             wait_written(server)
         root = state / "static"
@@ -158,7 +144,7 @@ def test_two_servers_share_one_static_dir(tmp_path: Path):
 
 def test_icefloe_export_writes_the_channel_tree(tmp_path: Path):
     with RunningServer(tmp_path / "server") as server:
-        serial = published(server, tmp_path, new_image(), "testing")
+        serial = publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
         dest = tmp_path / "export"
         export(server, "testing", dest)
         with httpx.Client(base_url=server.url, verify=tls(server)) as web:
@@ -185,7 +171,7 @@ def test_nginx_serves_public_feeds_from_the_trees_and_private_ones_after_the_ser
     fronted: tuple[RunningServer, Front], tmp_path: Path
 ):
     server, front = fronted
-    serial = published(server, tmp_path, new_image(), "testing")
+    serial = publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
     wait_written(server)
     root = server.server_settings.static_root
     private, credential_id = credential(server, "testing")
@@ -224,7 +210,7 @@ def test_uploads_stream_through_nginx(fronted: tuple[RunningServer, Front], tmp_
     try:
         image = new_image()
         serial = next_serial()
-        publish_fake(catalog, tmp_path, image, serial)
+        publish(catalog, image, serial, tmp=tmp_path)
         assert catalog.version(image.name, serial).serial == serial
     finally:
         catalog.close()
@@ -239,8 +225,8 @@ def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
 ):
     server, front = fronted
     image = new_image(arches=["x86_64"])
-    _, public_fp = built(server, image, tmp_path)
-    private_fp = promoted(server, image, tmp_path)
+    _, public_fp = publish(server, image, build_in=tmp_path, to=("testing",))
+    private_fp = publish(server, image, build_in=tmp_path, to=("testing", "active")).fingerprint
     wait_written(server)
     private, _ = credential(server, "active")
     lxc.took |= {public_fp, private_fp}
@@ -270,7 +256,10 @@ def test_lxc_with_a_stale_cached_index_still_gets_a_version_that_left_the_channe
     testing by the cached index, from the superseded tree nginx still holds."""
     server, front = fronted
     image = new_image(arches=["x86_64"])
-    (_, first), (promoted, second) = built(server, image, tmp_path), built(server, image, tmp_path)
+    (_, first), (promoted, second) = (
+        publish(server, image, build_in=tmp_path, to=("testing",)),
+        publish(server, image, build_in=tmp_path, to=("testing",)),
+    )
     wait_written(server)
     lxc.took |= {first, second}
     lxc.add_remote("tst", f"{front.url}/channels/testing/", front.cert)
@@ -289,7 +278,9 @@ def test_lxc_with_a_stale_cached_index_still_gets_a_version_that_left_the_channe
 
 def _export_active(server: RunningServer, dest: Path, tmp: Path) -> str:
     """A built version promoted to active, then `icefloe export --channel active dest`."""
-    fingerprint = promoted(server, new_image(arches=["x86_64"]), tmp)
+    fingerprint = publish(
+        server, new_image(arches=["x86_64"]), build_in=tmp, to=("testing", "active")
+    ).fingerprint
     export(server, "active", dest)
     return fingerprint
 

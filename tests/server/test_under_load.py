@@ -14,20 +14,12 @@ import pytest
 from sqlmodel import Session
 
 from core.catalog import Channel
+from harness.publish import move, new_image, next_serial, publish
+from harness.servers import RunningServer, client, tls
+from harness.waiting import until
 from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
-from tests.support import (
-    RawRequest,
-    RunningServer,
-    client,
-    move,
-    new_image,
-    next_serial,
-    postgres_database,
-    publish_fake,
-    tls,
-    until,
-)
+from tests.support import RawRequest, postgres_database
 
 IDLE_TIMEOUT_S = 1.0
 
@@ -39,7 +31,7 @@ class Loaded:
         self.server = server
         publisher = client(server, server.token)
         image, serial = new_image(arches=["x86_64"]), next_serial()
-        self.published = publish_fake(publisher, tmp, image, serial)
+        self.published = publish(publisher, image, serial, tmp=tmp).request
         move(publisher, image, serial, "testing")
         publisher.close()
         with Session(server.services.engine) as session:

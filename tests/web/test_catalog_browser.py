@@ -10,9 +10,8 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwr
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, TransitionRequest
-from tests.server.with_manifests import NEW, OLD
-from tests.server.with_manifests import request as with_manifest
-from tests.support import RunningServer, client, new_image, next_serial, token
+from harness.publish import NEW_MANIFEST, OLD_MANIFEST, new_image, next_serial, publish
+from harness.servers import RunningServer, client, token
 
 pytestmark = pytest.mark.browser
 
@@ -51,8 +50,8 @@ def version(
     image = new_image(os="debian-web", release="bookworm")
     earlier, serial = next_serial(), next_serial()
     tmp = tmp_path_factory.mktemp("web")
-    catalog.publish(with_manifest(catalog, tmp, image, earlier, OLD))
-    catalog.publish(with_manifest(catalog, tmp, image, serial, NEW))
+    publish(catalog, image, earlier, tmp=tmp, manifest=OLD_MANIFEST)
+    publish(catalog, image, serial, tmp=tmp, manifest=NEW_MANIFEST)
     wf = f"icefloe:{image.name}:{serial}"
     catalog.transition(
         image.name, serial, TransitionRequest(to="testing", reason="published", workflow_id=wf)

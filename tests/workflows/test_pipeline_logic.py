@@ -5,7 +5,6 @@ stand-in is used, because three days must pass in milliseconds. Everything that 
 the catalog, LXD or a real Temporal server is tested in test_pipeline_*.py.
 """
 
-import asyncio
 import sysconfig
 import uuid
 from collections import Counter
@@ -51,6 +50,7 @@ from core.pipeline import (
     VersionStatus,
 )
 from core.spec import ImageSpec
+from harness.waiting import until
 from workflows.pipeline import ImagePipeline
 
 pytestmark = pytest.mark.temporal
@@ -181,16 +181,18 @@ async def test_failed_version_expires_after_three_days(env: WorkflowEnvironment)
     assert fake.calls == {"build x86_64": 1, "build i686": 1, "test x86_64": 1, "test i686": 1}
 
 
+async def waits_for_retry(handle: WorkflowHandle) -> bool:
+    return (await handle.query(ImagePipeline.progress)).phase == Phase.waiting_for_retry
+
+
 async def test_retry_reruns_only_the_failed_arch_then_promotes(env: WorkflowEnvironment) -> None:
     fake = FakeCatalog(failing={"i686"})
     async with pipeline(env, fake, expire_after_s=DAY_S) as handle:
-        while (await handle.query(ImagePipeline.progress)).phase != Phase.waiting_for_retry:
-            await asyncio.sleep(0.05)
+        await until(lambda: waits_for_retry(handle), "waiting for a retry")
         await env.sleep(DAY_S // 2)  # half the deadline passes; still waiting
         # A forced promotion the catalog does not confirm changes nothing.
         await handle.signal(ImagePipeline.force_promoted, OperatorRequest(actor="bob"))
-        while (await handle.query(ImagePipeline.progress)).phase != Phase.waiting_for_retry:
-            await asyncio.sleep(0.05)
+        await until(lambda: waits_for_retry(handle), "waiting for a retry")
         fake.failing.clear()
         retried = await handle.execute_update(
             ImagePipeline.retry, OperatorRequest(actor="alice", reason="fixed the host")

@@ -1,7 +1,6 @@
 """Scheduled pruning on the real dev server and the real image server: what it expires,
 what it leaves alone, and the schedule itself (created or updated, overlap skip)."""
 
-import asyncio
 import uuid
 from datetime import timedelta
 
@@ -12,7 +11,8 @@ from core.arch import CONTROL_TASK_QUEUE
 from core.catalog import AssessmentReport, AssessmentState, TransitionRequest
 from core.pipeline import PruneInput, pipeline_workflow_id
 from core.spec import ImageSpec
-from tests.support import publish_fake
+from harness.publish import publish
+from harness.waiting import until
 from workflows.prune import PruneTesting
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from workflows.trigger import new_serial
@@ -20,7 +20,7 @@ from workflows.trigger import new_serial
 
 def in_testing(catalog: CatalogClient, tmp_path, image: ImageSpec, suffix: str) -> str:
     serial = f"{new_serial()}-{suffix}"
-    publish_fake(catalog, tmp_path, image, serial)
+    publish(catalog, image, serial, tmp=tmp_path)
     catalog.transition(image.name, serial, TransitionRequest(to="testing", reason="test"))
     return serial
 
@@ -86,11 +86,11 @@ async def test_schedule_is_created_then_updated_and_runs(temporal: Client, worke
         assert desc.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
         assert desc.schedule.spec.intervals[0].every == timedelta(hours=1)
         await handle.trigger()
-        for _ in range(100):
-            actions = (await handle.describe()).info.recent_actions
-            if actions:
-                break
-            await asyncio.sleep(0.1)
+
+        async def recent() -> list:
+            return list((await handle.describe()).info.recent_actions)
+
+        actions = await until(recent, "the schedule's triggered action", 30, 0.1)
         started = actions[0].action
         assert isinstance(started, ScheduleActionExecutionStartWorkflow)
         run = temporal.get_workflow_handle_for(PruneTesting.run, started.workflow_id)

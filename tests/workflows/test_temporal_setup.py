@@ -18,7 +18,8 @@ from core import search_attributes as sa
 from core.config import REPO_DIR
 from core.pipeline import PipelineInput
 from deploy.stack import temporal_binary
-from tests.support import busybox_spec
+from harness.processes import stop
+from harness.publish import busybox_spec
 from workflows.trigger import start_pipeline
 
 pytestmark = pytest.mark.temporal
@@ -89,5 +90,4 @@ async def test_the_control_worker_registers_them_at_start(bare: Client) -> None:
         assert "polling icefloe-control" in line, line
         assert await missing_search_attributes(bare) == []
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop(worker)

@@ -1,14 +1,12 @@
-"""Building, publishing and refreshing two versions of a busybox image, as the delta tests
-and bench/deltas.py do: `refresh` is the whole LXD (or Incus) round."""
+"""Two versions of a busybox image built, published and refreshed, as the delta tests and
+bench/deltas.py do: `refresh` is the whole LXD (or Incus) round."""
 
 import hashlib
 import json
 import re
 import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -16,32 +14,17 @@ from typing import NamedTuple
 from sqlalchemy import update
 from sqlmodel import Session
 
-from activities.builders.base import BuildJob, HostDirs
-from activities.builders.registry import BUILDERS
 from clients.catalog import CatalogClient
 from core.arch import LxdArch
-from core.catalog import ArchFiles, BuiltFile, DeltaState, VersionCreate, VersionView
+from core.catalog import DeltaState, VersionView
 from core.spec import ImageSpec
+from harness.lxd import Lxc
+from harness.publish import Built, build, busybox_spec, move, next_serial, publish
+from harness.servers import RunningServer, http
+from harness.waiting import wait_until
 from server_api.models import VersionArch
-from tests.server.lxd_cli import Lxc
-from tests.support import (
-    DEBS,
-    RunningServer,
-    busybox_spec,
-    http,
-    move,
-    next_serial,
-)
 
 ARCH: LxdArch = "x86_64"
-
-
-Built = list[tuple[BuiltFile, Path]]
-
-
-def build(image: ImageSpec, serial: str, out: Path) -> Built:
-    job = BuildJob(image, ARCH, serial, out / serial / ARCH)
-    return BUILDERS[image.builder](job, HostDirs(DEBS, out))
 
 
 def two_busyboxes() -> tuple[ImageSpec, ImageSpec]:
@@ -68,38 +51,19 @@ def two_built_versions(out: Path) -> TwoVersions:
         changed,
         old_serial,
         new_serial,
-        build(image, old_serial, out),
-        build(changed, new_serial, out),
+        build(image, old_serial, out, ARCH),
+        build(changed, new_serial, out, ARCH),
     )
-
-
-def publish(catalog: CatalogClient, image: ImageSpec, serial: str, built: Built) -> str:
-    """Upload and publish one arch's files: the new version's fingerprint."""
-    for file, path in built:
-        catalog.upload(path, file)
-    files = [f for f, _ in built]
-    req = VersionCreate(spec=image, serial=serial, arches=[ArchFiles(arch=ARCH, files=files)])
-    return catalog.publish(req).arches[0].fingerprint
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    """Poll `condition`; fail saying `what` did not happen. A ceiling, never a measure."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not after {timeout_s:g} s: {what}"
-        time.sleep(0.1)
 
 
 def settled(catalog: CatalogClient, image: ImageSpec, serial: str) -> VersionView:
     """The version once the server has made its deltas, or found it could not."""
-    seen: list[VersionView] = []
 
-    def done() -> bool:
-        seen[:] = [catalog.version(image.name, serial)]
-        return all(a.delta != DeltaState.pending for a in seen[0].arches)
+    def done() -> VersionView | None:
+        view = catalog.version(image.name, serial)
+        return view if all(a.delta != DeltaState.pending for a in view.arches) else None
 
-    wait_until(done, f"the deltas of {image.name} {serial} settled")
-    return seen[0]
+    return wait_until(done, f"the deltas of {image.name} {serial} settled", 120, 0.1)
 
 
 def without_delta(server: RunningServer, fingerprint: str) -> None:
@@ -155,7 +119,9 @@ def refresh(
     alias, local = (f"icefloe-delta-{uuid.uuid4().hex[:8]}" for _ in range(2))
     image, changed = (s.model_copy(update={"aliases": [alias]}) for s in specs)
     old_serial, new_serial = next_serial(), next_serial()
-    old = publish(catalog, image, old_serial, build(image, old_serial, tmp))
+    old = publish(
+        catalog, image, old_serial, files={ARCH: build(image, old_serial, tmp)}
+    ).fingerprint
     move(catalog, image, old_serial, "testing")
     # The channel's own URL: fresh ones (the pipeline's) list no deltas. LXD keeps a feed an
     # hour by its URL, so its copy is dropped before each read.
@@ -165,9 +131,9 @@ def refresh(
     lxc.add_remote("src", url, server.server_settings.cert_path)
     try:
         lxc("image", "copy", f"src:{alias}", "local:", "--alias", local, "--auto-update")
-        built = build(changed, new_serial, tmp)
+        built = build(changed, new_serial, tmp, ARCH)
         started = time.monotonic()
-        new = publish(catalog, changed, new_serial, built)
+        new = publish(catalog, changed, new_serial, files={ARCH: built}).fingerprint
         published = time.monotonic()
         settled(catalog, changed, new_serial)
         delta_s = time.monotonic() - published
@@ -193,4 +159,4 @@ def refresh(
         )
     finally:
         for name in (local, old):  # the refreshed image by its alias, A if it stayed
-            subprocess.run([lxc.program, "image", "delete", name], env=lxc.env, capture_output=True)
+            lxc.quietly("image", "delete", name)

@@ -8,9 +8,7 @@ import datetime
 import ipaddress
 import json
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,11 +22,10 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from clients.temporal import register
-from tests.support import free_port
-
-LOOPBACK = "127.0.0.1"
+from harness.processes import LOOPBACK, free_port, start, stop, wait_for_port
 
 
 @dataclass(frozen=True)
@@ -114,31 +111,6 @@ def self_signed_client(directory: Path, stem: str) -> KeyPair:
     return _write(directory, stem, cert, key)
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:
-    """Until `proc` listens on `port`; its log if it exits or never does."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection((LOOPBACK, port), timeout=1).close()
-            return
-        except OSError:
-            pass
-        assert proc.poll() is None, f"exited {proc.returncode}: {log.read_text()}"
-        assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen, timeout_s: float = 30) -> None:
-    """SIGTERM to a process this test started, by its PID; SIGKILL if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def nginx_binary() -> str:
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     assert found, "no nginx here: deploy/setup-host installs it (nginx, libnginx-mod-stream)"
@@ -175,12 +147,9 @@ stream {{
 """
     )
     log = work / "nginx.out"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [nginx_binary(), "-p", work, "-e", work / "error.log", "-c", conf, "-g", "daemon off;"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start(
+        [nginx_binary(), "-p", work, "-e", work / "error.log", "-c", conf, "-g", "daemon off;"], log
+    )
     try:
         wait_for_port(port, proc, log)
         yield f"{LOOPBACK}:{port}"
@@ -241,13 +210,17 @@ def lxd_over_https(work: Path) -> Iterator[LxdEndpoint]:
 
 
 async def namespace(temporal: Client, name: str) -> Client:
-    """A client of a fresh namespace `name` with Icefloe's search attributes: workers there
-    are the only ones that can take its tasks."""
-    await temporal.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+    """A client of namespace `name` (made unless it exists) with Icefloe's search attributes:
+    workers there are the only ones that can take its tasks."""
+    try:
+        await temporal.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+            )
         )
-    )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
     client = Client(temporal.service_client, namespace=name, data_converter=pydantic_data_converter)
     await register(client)
     return client

@@ -2,28 +2,24 @@
 kill or scrape a worker mid-check share it (test_on_lxd, test_metrics)."""
 
 import asyncio
-import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from google.protobuf.duration_pb2 import Duration
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
 
 from clients.catalog import CatalogClient, CatalogRejected
-from clients.temporal import register
 from core.catalog import VersionView
 from core.config import REPO_DIR, Settings
 from core.pipeline import PipelineInput, PipelineResult
 from core.spec import ImageSpec
-from tests.support import RunningServer
+from harness.processes import start
+from harness.remote import namespace
+from harness.servers import RunningServer
+from harness.waiting import until
 from workers.control import control_worker
 from workflows.pipeline import ImagePipeline
 from workflows.trigger import start_pipeline
@@ -42,34 +38,13 @@ def check_state(catalog: CatalogClient, image: ImageSpec, serial: str, check: st
     return assessed(version).get(check, ("",))[0]
 
 
-async def poll(what: str, probe: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(probe):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
 CRASH_NAMESPACE = "icefloe-crash"
 
 
 async def own_namespace(temporal: Client) -> Client:
-    """A namespace of the test's own, so the in-process arch workers cannot take its tasks
-    (made by the first test that asks for it in this session)."""
-    try:
-        await temporal.workflow_service.register_namespace(
-            RegisterNamespaceRequest(
-                namespace=CRASH_NAMESPACE,
-                workflow_execution_retention_period=Duration(seconds=86400),
-            )
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.ALREADY_EXISTS:
-            raise
-    client = Client(
-        temporal.service_client, namespace=CRASH_NAMESPACE, data_converter=pydantic_data_converter
-    )
-    await register(client)
-    return client
+    """A namespace of the caller's own, so the in-process arch workers cannot take its tasks
+    (made by the first caller that asks for it in this process)."""
+    return await namespace(temporal, CRASH_NAMESPACE)
 
 
 def arch_worker_process(
@@ -77,7 +52,6 @@ def arch_worker_process(
 ) -> subprocess.Popen:
     """`icefloe worker arch x86_64` as its own process, pointed at the test servers."""
     env = {
-        **os.environ,
         "ICEFLOE_TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
         "ICEFLOE_TEMPORAL_NAMESPACE": CRASH_NAMESPACE,
         "ICEFLOE_SERVER_URL": server.url,
@@ -87,14 +61,7 @@ def arch_worker_process(
         "ICEFLOE_DEB_DIR": str(settings.deb_dir),
         **extra,
     }
-    with log.open("a") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker", "arch", "x86_64"],
-            cwd=REPO_DIR,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return start([sys.executable, "-m", "cli.main", "worker", "arch", "x86_64"], log, env, REPO_DIR)
 
 
 @asynccontextmanager
@@ -106,9 +73,12 @@ async def at_the_slow_check(
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with control_worker(client, catalog, executor):
             handle = await start_pipeline(client, PipelineInput(spec=image, serial=serial))
-            await poll(
+            await until(
+                lambda: asyncio.to_thread(
+                    lambda: check_state(catalog, image, serial, "slow") == "running"
+                ),
                 "the slow check to start",
-                lambda: check_state(catalog, image, serial, "slow") == "running",
                 120,
+                every_s=0.2,
             )
             yield handle
