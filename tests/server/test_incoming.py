@@ -65,7 +65,7 @@ async def _trickling(settings: ServerSettings, secret: str) -> AsyncIterator[Raw
 
 
 def _serve(state: Path, port: int):
-    return asyncio.to_thread(serve, state, port)  # its start-up polls block; uploads go on
+    return asyncio.to_thread(server_process, state, port)  # its start-up polls block; uploads go on
 
 
 def _killed(proc) -> None:
