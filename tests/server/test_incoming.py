@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from core.config import ServerSettings
 from harness.processes import free_port
+from harness.servers import server_process
 from harness.waiting import until
 from server_api.db import make_engine
 from server_api.tokens import create_token
