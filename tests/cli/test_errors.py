@@ -29,6 +29,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.lxd
 def test_unknown_arch_for_a_worker() -> None:
     line = one_line_error(icefloe("worker", "arch", "sparc64"))
     assert "unknown arch 'sparc64'" in line and "x86_64" in line

@@ -18,6 +18,8 @@ import pytest
 from core.config import REPO_DIR
 from tests.support import Installed, free_port, outside_env
 
+pytestmark = pytest.mark.slow
+
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
     assert done.returncode == 2, done

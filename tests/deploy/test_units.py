@@ -69,10 +69,12 @@ def stub_root(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.systemd
 def test_unit_verifies_clean(stub_root: Path, unit: str) -> None:
     assert verify(stub_root, unit) == ""
 
 
+@pytest.mark.systemd
 def test_verify_reports_a_bad_line(stub_root: Path) -> None:
     """The check above would pass vacuously if warnings went unseen."""
     unit = stub_root / "etc/systemd/system/icefloe-server.service"
@@ -91,6 +93,7 @@ def stop_timeout_s(unit: str) -> float:
     return int(micros.split(":")[1]) / 1e6
 
 
+@pytest.mark.systemd
 def test_stop_timeouts_outlast_graceful_shutdown() -> None:
     arch_default = Settings.model_fields["graceful_shutdown_s"].default
     assert stop_timeout_s("icefloe-worker-arch@.service") > arch_default
@@ -115,6 +118,7 @@ def install_host(*args: str, nobody: bool = False) -> subprocess.CompletedProces
     return subprocess.run(argv, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.root
 def test_install_host_refuses_without_root_and_dry_runs_without(tmp_path: Path) -> None:
     refused = install_host("--role", "server", nobody=True)
     assert refused.returncode == 1 and "run me as root" in refused.stderr
@@ -134,6 +138,9 @@ def test_install_host_refuses_without_root_and_dry_runs_without(tmp_path: Path) 
     assert bad.returncode == 1 and "--arch goes with --role arch only" in bad.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.systemd
 def test_install_host_puts_every_role_in_place_idempotently(installed_wheel: Installed) -> None:
     """All three roles, as on a one-host deploy, under the session's root: the wheel is
     installed there already as install-host installs it (opt/icefloe/venv), so its package step

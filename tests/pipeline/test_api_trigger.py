@@ -11,6 +11,8 @@ from clients.catalog import CatalogClient
 from core.pipeline import PipelineResult
 from workflows.trigger import new_serial
 
+pytestmark = pytest.mark.temporal
+
 
 @pytest.fixture
 def api(
@@ -23,6 +25,7 @@ def api(
     image_server.app.state.temporal = None
 
 
+@pytest.mark.lxd
 async def test_ci_trigger_starts_then_attaches(api: httpx.Client, temporal: Client, workers):
     body = {"image": "busybox", "serial": new_serial() + "-api", "arches": ["x86_64"]}
     first = api.post("/api/v1/pipelines", json=body)

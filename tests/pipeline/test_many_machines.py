@@ -25,7 +25,7 @@ from tests.support import (
     postgres_database,
 )
 
-pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
+pytestmark = [pytest.mark.lxd, pytest.mark.temporal, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,10 @@ from tests.support import (
     publish_fake,
 )
 
+pytestmark = pytest.mark.xdelta3
 
+
+@pytest.mark.debs
 def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     image_server: RunningServer, catalog: CatalogClient, operator: CatalogClient, tmp_path: Path
 ):
@@ -112,6 +115,7 @@ def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
 
 
 @pytest.mark.lxd
+@pytest.mark.debs
 def test_lxd_refreshes_a_cached_image_by_the_delta(
     image_server: RunningServer, catalog: CatalogClient, tmp_path: Path
 ):
@@ -186,6 +190,7 @@ def gated_server(tmp: Path, **settings: object) -> RunningServer:
     return RunningServer(tmp / "server", channel_file_grace_s=0, delta_poll_s=0.2, **settings)
 
 
+@pytest.mark.debs
 def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -235,6 +240,7 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
         catalog.close()
 
 
+@pytest.mark.debs
 def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -272,6 +278,7 @@ def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
         assert gate.runs == 2  # the killed one's, then the one that made it
 
 
+@pytest.mark.debs
 def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tmp_path: Path):
     """uvicorn running the same app again runs its lifespan again (the fault tests take the
     shared server down and back): the delta thread starts anew, not a second time."""
@@ -285,6 +292,7 @@ def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tm
         catalog.close()
 
 
+@pytest.mark.debs
 def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -313,6 +321,7 @@ def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
         assert gate.runs == 1
 
 
+@pytest.mark.postgres
 def test_two_servers_sharing_a_catalog_and_store_make_each_delta_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

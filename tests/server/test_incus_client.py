@@ -27,6 +27,8 @@ from tests.server.front import Front, credential, promoted, wait_written
 from tests.server.lxd_cli import Lxc
 from tests.support import RunningServer, new_image
 
+pytestmark = [pytest.mark.lxd, pytest.mark.incus, pytest.mark.debs]
+
 
 class Incus(Lxc):
     """The `incus` CLI: `lxc`'s commands, its config directory in INCUS_CONF."""
@@ -111,6 +113,7 @@ def test_incus_lists_and_launches_from_a_private_incus_feed(
     incus.launch_runs(f"inc:{alias}", fingerprint)
 
 
+@pytest.mark.nginx
 def test_incus_launches_from_the_nginx_served_public_channel_and_lists_a_private_feed(
     fronted: tuple[RunningServer, Front], incus: Incus, tmp_path: Path
 ):

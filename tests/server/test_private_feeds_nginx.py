@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlmodel import Session
 
 from core.catalog import Channel
@@ -28,6 +29,9 @@ from tests.server.front import (
 )
 from tests.support import RunningServer, client, move, new_image, pass_all, token
 from tests.support import icefloe_token as icefloe
+
+pytestmark = pytest.mark.nginx
+
 
 REFUSED = "this feed's credential is unknown, expired or revoked"
 

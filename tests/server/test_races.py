@@ -35,7 +35,9 @@ from tests.support import (
 TRIALS = 10
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[RunningServer]:
     """One server per database; every test uses images of its own."""
     with ExitStack() as stack:
