@@ -32,6 +32,8 @@ from tests.support import (
     publish_fake,
 )
 
+pytestmark = pytest.mark.slow  # a fuzz run
+
 schema = schemathesis.openapi.from_path(DOC)
 schema.config.generation.update(max_examples=20, database="none")
 

@@ -32,6 +32,8 @@ from tests.support import (
     token,
 )
 
+pytestmark = pytest.mark.slow  # repeated trials of each race
+
 TRIALS = 10
 
 

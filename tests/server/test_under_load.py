@@ -29,6 +29,8 @@ from tests.support import (
     until,
 )
 
+pytestmark = pytest.mark.slow  # hundreds of requests at once
+
 IDLE_TIMEOUT_S = 1.0
 
 
