@@ -1,10 +1,12 @@
 """Shared real parts for the tests: a Temporal dev server, the image server over HTTPS on
 loopback, and workers for every arch the local LXD runs. Nothing here is a stand-in.
 
-A test that uses LXD or Temporal carries the `lxd` or `temporal` marker (set here from its
-fixtures, or by its module), so `pytest -m "not lxd and not temporal"` is the fast tier."""
+Every test module or test declares, with `pytestmark` or a decorator, one marker (registered in
+pyproject.toml) for each thing it needs beyond what pip installs; a bare `pytest` runs the tests
+that carry none (the fast tier), and a test that uses a fixture of `NEEDS` without its markers
+fails the collection."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
@@ -80,18 +82,38 @@ async def workers(
             yield local_arches
 
 
-# Fixtures that bring up a real part, by the marker a test using them gets.
-_NEEDS = {
-    "temporal": {"temporal", "workers"},
-    "lxd": {"local_arches", "workers", "incus"},  # Incus: a container host too, off the fast tier
-    "incus": {"incus"},
-    "slow": {"installed_wheel"},  # builds the wheel and installs it with its dependencies
+# Fixtures that bring up a real part, and the markers a test using one must carry.
+NEEDS = {
+    "temporal": {"temporal"},
+    "workers": {"temporal", "lxd"},
+    "local_arches": {"lxd"},
+    "lxd": {"lxd"},  # tests/activities/conftest.py
+    "lxc": {"lxd"},  # tests/server/conftest.py
+    "incus": {"incus", "lxd"},  # tests/server/test_incus_client.py
+    "fronted": {"nginx"},  # tests/server/conftest.py
+    "browser": {"browser"},  # tests/web/test_catalog_browser.py
+    "installed_wheel": {"slow"},  # builds the wheel and installs it with its dependencies
 }
 
 
+def missing_markers(fixtures: Iterable[str], markers: Iterable[str]) -> set[str]:
+    """The markers a test using `fixtures` needs by NEEDS and does not carry."""
+    needed = set().union(*(NEEDS.get(f, set()) for f in fixtures))
+    return needed - set(markers)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every test collected is checked
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        for marker, fixtures in _NEEDS.items():
-            if used & fixtures:
-                item.add_marker(marker)
+    unmarked = [
+        f"{item.nodeid}: add pytest.mark.{', pytest.mark.'.join(sorted(missing))}"
+        for item in items
+        if (
+            missing := missing_markers(
+                getattr(item, "fixturenames", ()), (m.name for m in item.iter_markers())
+            )
+        )
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests without the markers their fixtures need:\n" + "\n".join(unmarked)
+        )

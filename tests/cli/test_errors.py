@@ -176,6 +176,7 @@ async def test_a_pipeline_that_does_not_exist(temporal: Client, action: str) -> 
     ), line
 
 
+@pytest.mark.lxd
 def test_unknown_arch_for_a_worker() -> None:
     line = one_line_error(icefloe("worker", "arch", "sparc64"))
     assert "unknown arch 'sparc64'" in line and "x86_64" in line

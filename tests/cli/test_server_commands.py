@@ -5,12 +5,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from core.config import REPO_DIR
 from harness.publish import move, new_image, next_serial, publish
 from harness.servers import RunningServer, http, token
 from tests.support import icefloe_token as icefloe
 
 
+@pytest.mark.slow  # a CLI process per step
 def test_token_cli_creates_lists_revokes_and_moves_feeds(tmp_path):
     with RunningServer(tmp_path) as server, http(server) as h:
         made = icefloe(tmp_path, "create", "--name", "ops", "--scope", "operator")
@@ -40,6 +43,7 @@ def test_token_cli_creates_lists_revokes_and_moves_feeds(tmp_path):
         assert h.get("/api/v1/tokens", headers=auth).status_code == 401
 
 
+@pytest.mark.slow  # a CLI process per step
 def test_token_cli_bad_input_is_one_line(tmp_path):
     for args, message in [
         (("create",), "--name: String should have at least 1 character"),

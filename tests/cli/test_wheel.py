@@ -23,6 +23,8 @@ from tests.support import Installed, outside_env
 # In the import contracts but not in the wheel: what only tests and benchmarks run.
 NOT_SHIPPED = {"harness", "bench", "tests"}
 
+pytestmark = pytest.mark.slow
+
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
     assert done.returncode == 2, done

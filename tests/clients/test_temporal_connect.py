@@ -96,6 +96,7 @@ def over_tls(settings: Settings, address: str, ca: Path, pair: KeyPair | None, n
     )
 
 
+@pytest.mark.temporal
 async def test_without_a_client_certificate_the_proxy_refuses_and_the_message_says_what_to_check(
     proxy: str, pki: TestCA, settings: Settings
 ) -> None:
@@ -106,6 +107,7 @@ async def test_without_a_client_certificate_the_proxy_refuses_and_the_message_sa
 
 
 @pytest.mark.lxd
+@pytest.mark.temporal
 async def test_a_pipeline_reaches_active_through_the_tls_proxy(
     temporal: Client, proxy: str, pki: TestCA, settings: Settings, catalog: CatalogClient
 ) -> None:

@@ -70,10 +70,12 @@ def stub_root(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.systemd
 def test_unit_verifies_clean(stub_root: Path, unit: str) -> None:
     assert verify(stub_root, unit) == ""
 
 
+@pytest.mark.systemd
 def test_verify_reports_a_bad_line(stub_root: Path) -> None:
     """The check above would pass vacuously if warnings went unseen."""
     unit = stub_root / "etc/systemd/system/icefloe-server.service"
@@ -92,6 +94,7 @@ def stop_timeout_s(unit: str) -> float:
     return int(micros.split(":")[1]) / 1e6
 
 
+@pytest.mark.systemd
 def test_stop_timeouts_outlast_graceful_shutdown() -> None:
     arch_default = Settings.model_fields["graceful_shutdown_s"].default
     assert stop_timeout_s("icefloe-worker-arch@.service") > arch_default
@@ -111,6 +114,7 @@ def install_host(*args: str) -> subprocess.CompletedProcess:
     return run_script(INSTALL_HOST, *args)
 
 
+@pytest.mark.root
 def test_install_host_refuses_without_root_and_dry_runs_without() -> None:
     with readable_deploy() as copy:
         script = copy / "deploy/install-host"
@@ -133,6 +137,9 @@ def test_install_host_refuses_without_root_and_dry_runs_without() -> None:
     assert bad.returncode == 1 and "--arch goes with --role arch only" in bad.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.systemd
 def test_install_host_puts_every_role_in_place_idempotently(installed_wheel: Installed) -> None:
     """All three roles, as on a one-host deploy, under the session's root: the wheel is
     installed there already as install-host installs it (opt/icefloe/venv), so its package step

@@ -12,6 +12,8 @@ from core.pipeline import PipelineResult
 from harness.servers import RunningServer, client
 from workflows.trigger import new_serial
 
+pytestmark = pytest.mark.temporal
+
 
 @pytest.fixture
 def trigger_server(temporal: Client, tmp_path: Path) -> Iterator[RunningServer]:
@@ -30,6 +32,7 @@ def api(trigger_server: RunningServer) -> Iterator[httpx.Client]:
     publisher.close()
 
 
+@pytest.mark.lxd
 async def test_ci_trigger_starts_then_attaches(api: httpx.Client, temporal: Client, workers):
     body = {"image": "busybox", "serial": new_serial() + "-api", "arches": ["x86_64"]}
     first = api.post("/api/v1/pipelines", json=body)

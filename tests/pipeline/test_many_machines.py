@@ -20,7 +20,7 @@ from harness.servers import DEBS
 from harness.waiting import wait_until
 from tests.support import build_wheel, install_wheel, outside_env, postgres_database
 
-pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
+pytestmark = [pytest.mark.lxd, pytest.mark.temporal, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,7 @@ def listed_with_statements(server: RunningServer, image: str) -> tuple[list[Vers
     return listed, len(statements)
 
 
+@pytest.mark.slow  # 33 publishes
 def test_listing_versions_takes_as_many_queries_for_thirty_as_for_three(tmp_path):
     with RunningServer(tmp_path / "state") as server:
         publisher = client(server, server.token)

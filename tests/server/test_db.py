@@ -62,10 +62,12 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.postgres
 def test_postgres_migrations_match_the_models(postgres_url):
     assert _drift(postgres_url) == []
 
 
+@pytest.mark.postgres
 def test_the_server_runs_on_postgres(postgres_url, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("ICEFLOE_SERVER_DATABASE_URL", postgres_url)
     with RunningServer(tmp_path, channel_file_grace_s=0) as server, http(server) as anonymous:

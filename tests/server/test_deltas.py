@@ -41,7 +41,10 @@ from server_api.db import make_engine
 from server_api.tokens import create_token
 from tests.support import postgres_database
 
+pytestmark = pytest.mark.xdelta3
 
+
+@pytest.mark.debs
 def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
     image_server: RunningServer, catalog: CatalogClient, operator: CatalogClient, tmp_path: Path
 ):
@@ -95,6 +98,7 @@ def test_a_new_version_lists_a_delta_that_patches_the_old_squashfs_into_the_new(
 
 
 @pytest.mark.lxd
+@pytest.mark.debs
 def test_lxd_refreshes_a_cached_image_by_the_delta(
     image_server: RunningServer, catalog: CatalogClient, tmp_path: Path
 ):
@@ -169,6 +173,7 @@ def gated_server(tmp: Path, **settings: object) -> RunningServer:
     return RunningServer(tmp / "server", channel_file_grace_s=0, delta_poll_s=0.2, **settings)
 
 
+@pytest.mark.debs
 def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -218,6 +223,7 @@ def test_a_publish_answers_before_its_delta_is_made_and_the_feeds_list_the_delta
         catalog.close()
 
 
+@pytest.mark.debs
 def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -253,6 +259,7 @@ def test_a_server_started_after_one_was_killed_mid_delta_makes_the_delta(
         assert gate.runs == 2  # the killed one's, then the one that made it
 
 
+@pytest.mark.debs
 def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tmp_path: Path):
     """uvicorn running the same app again runs its lifespan again (the fault tests take the
     shared server down and back): the delta thread starts anew, not a second time."""
@@ -266,6 +273,7 @@ def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tm
         catalog.close()
 
 
+@pytest.mark.debs
 def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -294,6 +302,7 @@ def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
         assert gate.runs == 1
 
 
+@pytest.mark.postgres
 def test_two_servers_sharing_a_catalog_and_store_make_each_delta_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

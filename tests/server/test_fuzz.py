@@ -29,6 +29,8 @@ from server_api.openapi import DOC
 from server_api.schemas import CredentialCreate, TokenCreate, TokenScope
 from server_api.tokens import issue_credential, issue_token
 
+pytestmark = pytest.mark.slow  # a fuzz run
+
 schema = schemathesis.openapi.from_path(DOC)
 schema.config.generation.update(max_examples=20, database="none")
 

@@ -28,6 +28,8 @@ from harness.publish import new_image, publish
 from harness.servers import RunningServer
 from harness.waiting import wait_until
 
+pytestmark = [pytest.mark.lxd, pytest.mark.incus, pytest.mark.debs]
+
 
 class Incus(Lxc):
     """The `incus` CLI: `lxc`'s commands, its config directory in INCUS_CONF."""
@@ -115,6 +117,7 @@ def test_incus_lists_and_launches_from_a_private_incus_feed(
     incus.launch_runs(f"inc:{alias}", fingerprint)
 
 
+@pytest.mark.nginx
 def test_incus_launches_from_the_nginx_served_public_channel_and_lists_a_private_feed(
     fronted: tuple[RunningServer, Front], incus: Incus, tmp_path: Path
 ):

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlmodel import Session
 
 from core.catalog import Channel
@@ -23,6 +24,9 @@ from harness.servers import RunningServer, client, token
 from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
 from tests.support import icefloe_token as icefloe
+
+pytestmark = pytest.mark.nginx
+
 
 REFUSED = "this feed's credential is unknown, expired or revoked"
 

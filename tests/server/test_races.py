@@ -23,10 +23,14 @@ from harness.publish import move, new_image, next_serial, pass_all, publish, upl
 from harness.servers import RunningServer, client, http, token
 from tests.support import postgres_database
 
+pytestmark = pytest.mark.slow  # repeated trials of each race
+
 TRIALS = 10
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[RunningServer]:
     """One server per database; every test uses images of its own."""
     with ExitStack() as stack:

@@ -167,6 +167,7 @@ def test_icefloe_export_to_a_place_it_cannot_write_says_so_in_one_line(tmp_path:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.nginx
 def test_nginx_serves_public_feeds_from_the_trees_and_private_ones_after_the_servers_check(
     fronted: tuple[RunningServer, Front], tmp_path: Path
 ):
@@ -203,6 +204,7 @@ def test_nginx_serves_public_feeds_from_the_trees_and_private_ones_after_the_ser
         assert web.get("/_icefloe/store/").status_code == 404, "internal locations stay inside"
 
 
+@pytest.mark.nginx
 def test_uploads_stream_through_nginx(fronted: tuple[RunningServer, Front], tmp_path: Path):
     server, front = fronted
     settings = server.client_settings(server={"url": front.url, "ca": front.cert})
@@ -220,6 +222,7 @@ def test_uploads_stream_through_nginx(fronted: tuple[RunningServer, Front], tmp_
 
 
 @pytest.mark.lxd
+@pytest.mark.nginx
 def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
     fronted: tuple[RunningServer, Front], lxc: Lxc, tmp_path: Path
 ):
@@ -248,6 +251,7 @@ def test_lxc_launches_from_the_nginx_served_public_channel_and_a_private_feed(
 
 
 @pytest.mark.lxd
+@pytest.mark.nginx
 def test_lxc_with_a_stale_cached_index_still_gets_a_version_that_left_the_channel(
     fronted: tuple[RunningServer, Front], lxc: Lxc, tmp_path: Path
 ):

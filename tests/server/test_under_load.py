@@ -21,6 +21,8 @@ from server_api.schemas import CredentialCreate
 from server_api.tokens import issue_credential
 from tests.support import RawRequest, postgres_database
 
+pytestmark = pytest.mark.slow  # hundreds of requests at once
+
 IDLE_TIMEOUT_S = 1.0
 
 
@@ -41,7 +43,9 @@ class Loaded:
         self.incoming = server.server_settings.files_dir / ".incoming"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def loaded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Loaded]:

@@ -4,6 +4,7 @@ what it leaves alone, and the schedule itself (created or updated, overlap skip)
 import uuid
 from datetime import timedelta
 
+import pytest
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleOverlapPolicy
 
 from clients.catalog import CatalogClient
@@ -16,6 +17,8 @@ from harness.waiting import until
 from workflows.prune import PruneTesting
 from workflows.schedule import PRUNE_SCHEDULE_ID, ensure_prune_schedule
 from workflows.trigger import new_serial
+
+pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
 
 def in_testing(catalog: CatalogClient, tmp_path, image: ImageSpec, suffix: str) -> str:
