@@ -8,6 +8,9 @@ import pytest
 
 from tests.deploy.scripts import readable_deploy, run_script
 
+# setpriv to `nobody` needs root.
+pytestmark = pytest.mark.root
+
 # What only the project's own tests use (and npm where there is none, Incus on a line of its own).
 DEV_PACKAGES = {"chromium", "libnginx-mod-stream", "postgresql", "systemd", "openssl"}
 DEV_WORDS = ("chromium", "npm", "incus", "postgres", "[dev]", "libnginx-mod-stream")
