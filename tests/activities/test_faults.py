@@ -171,7 +171,7 @@ def test_instance_frozen_under_a_check_is_a_fault(
 ) -> None:
     t = tested(
         busybox_spec(
-            "fault-frozen", checks=["boots", {"name": "slow", "command": "sleep 3", "timeout_s": 3}]
+            "fault-frozen", checks=["boots", {"name": "slow", "command": "sleep 3", "timeout_s": 5}]
         )
     )
     freezer = when_running(t, "slow", lambda: lxd.instances.get(t.instance).freeze(wait=True))
