@@ -66,6 +66,8 @@ def run(inst: Instance, command: list[str], timeout_s: float) -> ExecResult:
     except (LXDAPIException, requests.RequestException, OSError, KeyError) as exc:
         raise ExecFault(f"exec of {command[0]} in {inst.name}: {describe(exc)}") from exc
     code = int(done["return"])
+    if code < 0:  # LXD's -1: it lost the exit status (its forkexec on the host was killed)
+        raise ExecFault(f"exec of {command[0]} in {inst.name}: LXD lost its exit status ({code})")
     # coreutils' timeout exits 124, busybox's dies of the SIGTERM it sent (143).
     timed_out = code in (124, 143) and time.monotonic() - started >= seconds
     return ExecResult(code, stdout, stderr, timed_out)

@@ -106,6 +106,8 @@ def _verdict(
         status = _status(client, name, grace=not check.stops)
         if status is None:
             raise MachineryFault("instance", f"instance {name} vanished during {check.name}")
+        if status == "Frozen":  # the host froze it (`lxc pause`): the image cannot
+            raise MachineryFault("instance", f"instance {name} was frozen during {check.name}")
         if status != "Running" and not check.stops:
             return False, f"the instance stopped by itself during the check ({status})\n{evidence}"
         if fault is None:

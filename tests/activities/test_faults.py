@@ -25,6 +25,7 @@ from core.catalog import AssessmentReport
 from core.config import Settings
 from core.pipeline import ArchTestInput, ArchTestResult
 from core.spec import ImageSpec, Privilege
+from harness.lxd_faults import kill_forkexec, stop_init
 from harness.publish import busybox_spec, publish
 from harness.servers import RunningServer
 from harness.waiting import wait_until
@@ -131,23 +132,55 @@ def test_exec_transport_broken_once_is_tried_again_on_the_same_instance(
     assert init.evidence.startswith("pid 1 is init"), "the verdict says what the image did"
 
 
-def test_exec_transport_broken_for_good_fails_the_attempt_not_the_image(
-    tested: Callable[[ImageSpec], Tested], monkeypatch: pytest.MonkeyPatch
+def when_running(t: Tested, check: str, act: Callable[[], object]) -> threading.Thread:
+    """Act on the instance once `check` is recorded running (and its exec has started)."""
+
+    def wait_then_act() -> None:
+        wait_until(lambda: t.states().get(check, ("",))[0] == "running", f"{check} runs", 120, 0.1)
+        time.sleep(1)
+        act()
+
+    thread = threading.Thread(target=wait_then_act)
+    thread.start()
+    return thread
+
+
+def test_exec_killed_on_the_host_fails_the_attempt_not_the_image(
+    tested: Callable[[ImageSpec], Tested], settings: Settings
 ) -> None:
-    t = tested(busybox_spec("fault-exec", checks=["boots", "init", "stop"]))
-    broken_exec(monkeypatch, ["cat", "/proc/1/comm"], times=2)
-
+    t = tested(busybox_spec("fault-exec", checks=["boots", {"name": "slow", "command": "sleep 5"}]))
+    killed: list[int] = []
+    killer = when_running(
+        t, "slow", lambda: killed.append(kill_forkexec(settings.lxd_project, t.instance, "sleep 5"))
+    )
     fault = t.faulted()
+    killer.join()
 
-    assert "LXD exec" in fault.message and "Broken pipe" in fault.message, fault.message
-    states = t.states()
-    assert states["boots"][0] == "passed"
-    state, evidence = states["init"]
+    assert killed == [1], "LXD's forkexec of the check was killed"
+    assert fault.message.startswith("LXD exec: "), fault.message
+    state, evidence = t.states()["slow"]
     assert state == "running", "not failed: nothing is known about the image"
-    assert "test machinery fault" in evidence and "Broken pipe" in evidence, evidence
-    monkeypatch.undo()
+    assert "test machinery fault" in evidence, evidence
     t.assert_proven()
     assert t.attempts == 2
+
+
+def test_instance_frozen_under_a_check_is_a_fault(
+    tested: Callable[[ImageSpec], Tested], lxd: pylxd.Client
+) -> None:
+    t = tested(
+        busybox_spec(
+            "fault-frozen", checks=["boots", {"name": "slow", "command": "sleep 3", "timeout_s": 5}]
+        )
+    )
+    freezer = when_running(t, "slow", lambda: lxd.instances.get(t.instance).freeze(wait=True))
+    fault = t.faulted()  # the exec never reports while frozen: LXD's exit deadline ends it
+    freezer.join()
+
+    assert f"instance {t.instance} was frozen during slow" in fault.message, fault.message
+    state, evidence = t.states()["slow"]
+    assert state == "running" and "frozen" in evidence, (state, evidence)
+    t.assert_proven()
 
 
 def test_instance_deleted_under_a_check_is_a_fault(
@@ -155,13 +188,7 @@ def test_instance_deleted_under_a_check_is_a_fault(
 ) -> None:
     t = tested(busybox_spec("fault-gone", checks=["boots", {"name": "slow", "command": "sleep 5"}]))
 
-    def delete_while_slow_runs() -> None:
-        wait_until(lambda: t.states().get("slow", ("",))[0] == "running", "slow runs", 120, 0.1)
-        time.sleep(1)
-        remove(lxd, t.instance)
-
-    deleter = threading.Thread(target=delete_while_slow_runs)
-    deleter.start()
+    deleter = when_running(t, "slow", lambda: remove(lxd, t.instance))
     fault = t.faulted()
     deleter.join()
 
@@ -278,3 +305,29 @@ def test_lxd_refusing_every_clean_stop_at_once_is_a_fault_not_a_verdict(
     assert t.states()["stop"][0] == "running", "not failed: the image was never asked to halt"
     monkeypatch.undo()
     t.assert_proven()
+
+
+def test_instance_that_ignores_a_clean_stop_fails_the_stop_check(
+    tested: Callable[[ImageSpec], Tested], lxd: pylxd.Client
+) -> None:
+    t = tested(
+        busybox_spec(
+            "fault-deaf",
+            checks=[
+                "boots",
+                {"name": "slow", "command": "sleep 3"},
+                {"kind": "stop", "timeout_s": 5},
+            ],
+        )
+    )
+    deaf = when_running(t, "slow", lambda: stop_init(lxd, t.instance))
+
+    result = t.attempt()  # a verdict: the image never halted, the attempt succeeds
+    deaf.join()
+
+    stop = next(c for c in result.checks if c.check == "stop")
+    assert stop.state == "failed", stop
+    assert stop.evidence.startswith("clean stop failed after 5."), stop.evidence
+    assert "shutting down the container failed" in stop.evidence, "LXD's own answer"
+    assert t.states()["stop"][0] == "failed"
+    assert t.attempts == 1, "a verdict is not retried"
