@@ -95,7 +95,7 @@ def put_in(v: Version, state: str) -> None:
         move(v.publisher, v.image, v.serial, "testing")
         pass_all(v.publisher, v.image, v.serial)
         move(v.publisher, v.image, v.serial, "active")
-    else:
+    elif path[state]:
         move(v.publisher, v.image, v.serial, *path[state])
     assert v.state() == state
 
