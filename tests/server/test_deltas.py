@@ -5,18 +5,19 @@ previous version cached refreshes by downloading the delta, not the whole squash
 The server makes a delta after the publish has answered, in a thread of its own (one
 xdelta3 at a time per process): `settled` waits for it. The tests that hold xdelta3 back
 put a wrapper of it first on PATH (the server runs in this process), gated by files.
+The one that fails runs the real xdelta3 on a store whose filesystem (a tmpfs) is full.
 
 `refresh` (delta_refresh.py, also bench/deltas.py's) is the whole LXD round: cache version
 A by alias with auto-update, publish B, wait for its delta, `lxc image refresh`, and count
 the file bytes the server sent.
 """
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Pending
@@ -112,17 +113,14 @@ def test_lxd_refreshes_a_cached_image_by_the_delta(
 
 @dataclass
 class Gate:
-    """A wrapper of xdelta3, first on PATH: for deltas in `store` it counts its runs, then
-    fails (`fail`) or waits until `open` before it runs the real xdelta3; it leaves
-    other servers' deltas alone."""
+    """A wrapper of xdelta3, first on PATH: for deltas in `store` it counts its runs and
+    waits until `open` before it runs the real xdelta3; it leaves other servers' deltas
+    alone."""
 
     dir: Path
 
     def open(self) -> None:
         (self.dir / "open").touch()
-
-    def fail(self) -> None:
-        (self.dir / "fail").touch()
 
     @property
     def runs(self) -> int:
@@ -141,7 +139,6 @@ def gated_xdelta3(tmp: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> It
         f"""#!/bin/sh
 case "$*" in *"{store}"*) ;; *) exec {real} "$@" ;; esac
 echo run >> {gate.dir}/runs
-if [ -e {gate.dir}/fail ]; then echo "failing as the test asked" >&2; exit 3; fi
 n=0
 while [ ! -e {gate.dir}/open ] && [ $n -lt 3000 ]; do sleep 0.1; n=$((n + 1)); done
 exec {real} "$@"
@@ -273,33 +270,81 @@ def test_a_server_stopped_and_started_again_in_one_process_still_makes_deltas(tm
         catalog.close()
 
 
+@contextmanager
+def tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """A filesystem of its own at `mountpoint`, `size` large (as root)."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mountpoint], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", mountpoint], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """A file taking all the space left on `directory`'s filesystem."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 20))
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    return filler
+
+
+def failed_runs(caplog: pytest.LogCaptureFixture, serial: str) -> int:
+    """How many times the server's xdelta3 failed on `serial` (each failure is logged)."""
+    return sum(
+        r.name == "server_api.deltas"
+        and f" {serial} {ARCH} from " in r.getMessage()
+        and "xdelta3 failed" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.root
 @pytest.mark.debs
 def test_a_delta_that_cannot_be_made_is_recorded_once_and_never_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
+    """The store's filesystem is full when xdelta3 writes the delta: the real xdelta3 fails
+    (ENOSPC). Once the space is back, a retry would make the delta: none is ever made."""
     image, changed, old_serial, new_serial, old_built, new_built = two_built_versions(tmp_path)
-    server = gated_server(tmp_path, delta_lease_s=1)
-    with gated_xdelta3(tmp_path, server.server_settings.files_dir, monkeypatch) as gate:
-        gate.fail()
+    with tmpfs(tmp_path / "store", "64m") as store:
+        server = gated_server(tmp_path, store_dir=store)
         with server:
             catalog = client(server, server.token)
             publish(catalog, image, old_serial, files={ARCH: old_built})
             first = settled(catalog, image, old_serial).arches[0]
-            assert (first.delta, gate.runs) == (DeltaState.none, 0)
-            assert "no earlier version" in first.delta_detail
+            assert first.delta == DeltaState.none and "no earlier version" in first.delta_detail
+            server.services.deltas.stop()  # held back while the store fills up
             publish(catalog, changed, new_serial, files={ARCH: new_built})
-            second = settled(catalog, changed, new_serial).arches[0]
-            assert second.delta == DeltaState.none and second.delta_base is None
-            assert "xdelta3 failed" in second.delta_detail
-            assert "failing as the test asked" in second.delta_detail
-            time.sleep(2)  # some polls and a lapsed lease: nothing is tried again
+            filler = fill(store)
+            server.services.deltas.start()
+            failed = settled(catalog, changed, new_serial).arches[0]
+            assert failed.delta == DeltaState.none and failed.delta_base is None
+            assert "xdelta3 failed" in failed.delta_detail
+            assert "No space left on device" in failed.delta_detail
+
+            def passed_over() -> None:
+                """A later version's xdelta3 runs (the oldest pending arch is claimed first)."""
+                later = publish(catalog, changed, tmp=tmp_path).serial  # random files
+                detail = settled(catalog, changed, later).arches[0].delta_detail
+                assert detail.endswith(": no smaller than the squashfs"), detail
+                assert catalog.version(image.name, new_serial).arches[0] == failed
+
+            filler.unlink()  # the space is back: a retry would make the delta now
+            passed_over()  # by this server's thread
+            server.restart()
+            passed_over()  # nor by a server that starts
+            move(catalog, image, old_serial, "testing")
+            move(catalog, changed, new_serial, "testing")
+            assert delta_items(catalog, catalog.channel_url("testing"), changed, new_serial) == []
             catalog.close()
-        with gated_server(tmp_path, delta_lease_s=1) as again:  # nor when a server starts
-            catalog = client(again, again.token)
-            time.sleep(1)
-            assert catalog.version(image.name, new_serial).arches[0].delta == DeltaState.none
-            catalog.close()
-        assert gate.runs == 1
+    assert failed_runs(caplog, new_serial) == 1
 
 
 @pytest.mark.postgres
