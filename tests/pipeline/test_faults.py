@@ -115,18 +115,20 @@ async def reaches_active(w: Watched) -> PipelineResult:
     """The pipeline ends active, no result was ever failed, every check passed for real on
     the last attempt, a retried attempt followed a machinery fault and no instance is left."""
 
-    async def watch() -> None:
-        while True:
+    async def until_a_failed_result() -> None:  # a fault taken for a verdict ends the wait
+        while not w.failed():
             await asyncio.to_thread(w.states)
             await asyncio.sleep(0.2)
 
-    watcher = asyncio.ensure_future(watch())
-    try:
-        result = await asyncio.wait_for(w.handle.result(), 300)
-    finally:
-        watcher.cancel()
-    assert result.state == "active", result.message
+    ended = asyncio.ensure_future(w.handle.result())
+    watcher = asyncio.ensure_future(until_a_failed_result())
+    await asyncio.wait([ended, watcher], timeout=300, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in (ended, watcher):
+        waiting.cancel()
     assert w.failed() == [], "a fault was recorded as a failed check"
+    assert ended.done() and not ended.cancelled(), "the pipeline did not end"
+    result = ended.result()
+    assert result.state == "active", result.message
     assert [n for n, _ in await w.attempts() if n > 1], "no attempt was retried"
     assert set(w.states().values()) == {"passed"}, w.states()
     leaked = await asyncio.to_thread(remove, connect_lxd(w.settings), w.instance)
@@ -240,7 +242,6 @@ async def test_fault_on_every_attempt_waits_for_a_retry_as_a_machinery_failure(
         with execs_killed(settings.lxd_project, w.instance, SLOW) as kills:  # until it is fixed
             now = await w.phase(Phase.machinery_failed, Phase.waiting_for_retry, Phase.done)
 
-        assert len(kills) >= 5, f"the slow exec of every attempt was killed: {kills}"
         assert now.phase == Phase.machinery_failed, now.details
         assert now.details.startswith("test machinery failed on x86_64: LXD exec: "), now.details
         assert "(after 5 attempts)" in now.details and "checks failed" not in now.details
@@ -248,6 +249,7 @@ async def test_fault_on_every_attempt_waits_for_a_retry_as_a_machinery_failure(
         states = await asyncio.to_thread(w.states)
         assert states["slow"] == "running" and w.failed() == [], states
         assert [n for n, _ in await w.attempts()] == [5]
+        assert len(kills) >= 5, f"the slow exec of every attempt was killed: {kills}"
 
         await w.handle.execute_update(ImagePipeline.retry, OperatorRequest(actor="ops"))
         await reaches_active(w)
