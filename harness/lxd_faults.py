@@ -1,8 +1,12 @@
-"""Real faults of an LXD instance for the fault tests: its exec's host process killed, it
-frozen, its init stopped so it ignores a clean stop. Each acts on LXD's own processes."""
+"""Real faults of an LXD instance for the fault tests: its exec's host process killed (once,
+or every time it appears), it frozen, its init stopped so it ignores a clean stop. Each acts
+on LXD's own processes."""
 
+import contextlib
 import os
 import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pylxd
@@ -26,10 +30,35 @@ def forkexecs(project: str, instance: str, command: str) -> list[int]:
 
 def kill_forkexec(project: str, instance: str, command: str) -> int:
     """SIGKILL the host side of the instance's exec of `command`; how many were killed."""
-    pids = forkexecs(project, instance, command)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    return len(pids)
+    killed = 0
+    for pid in forkexecs(project, instance, command):
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+@contextlib.contextmanager
+def execs_killed(
+    project: str, instance: str, command: str, poll_s: float = 0.1
+) -> Iterator[list[int]]:
+    """Until the block ends, kill the host side of every exec of `command` in the instance as
+    it appears (a host whose exec machinery keeps failing); yields how many each pass killed."""
+    kills: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_s):
+            if n := kill_forkexec(project, instance, command):
+                kills.append(n)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield kills
+    finally:
+        done.set()
+        watcher.join()
 
 
 def stop_init(client: pylxd.Client, instance: str) -> int:

@@ -1,6 +1,8 @@
 """Faults of the test machinery through the whole pipeline (real Temporal dev server, LXD,
-image server): each kind of fault is injected once; the test activity is retried by
-Temporal on a new instance, no result ever says `failed`, and the version reaches active.
+image server): each kind of fault is made to happen once (a check's exec killed on the host,
+the instance deleted under a check, a launch from a dead server, the image server down); the
+test activity is retried by Temporal on a new instance, no result ever says `failed`, every
+check passes for real, no instance is left, and the version reaches active.
 A fault that outlasts every attempt leaves the pipeline in `machinery-failed`, not
 blaming the image, until an operator retries. A real defect is still a verdict."""
 
@@ -19,8 +21,7 @@ import uvicorn
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.lxd_test import checks, suite
-from activities.lxd_test.execs import ExecFault, ExecResult
+from activities.lxd_test import suite
 from activities.lxd_test.instances import Beat, LaunchSpec, instance_name, remove
 from clients.catalog import CatalogClient, CatalogRejected
 from clients.lxd import connect_lxd
@@ -28,6 +29,7 @@ from core.catalog import AssessmentReport
 from core.config import Settings
 from core.pipeline import OperatorRequest, Phase, PipelineInput, PipelineProgress, PipelineResult
 from core.spec import ImageSpec, Privilege
+from harness.lxd_faults import execs_killed, forkexecs, kill_forkexec
 from harness.processes import free_port
 from harness.publish import busybox_spec
 from harness.servers import RunningServer
@@ -37,14 +39,17 @@ from workflows.trigger import Pipeline, new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
-CHECKS = ["boots", "init", {"name": "slow", "command": "sleep 3"}, "stop"]
+SLOW = "sleep 3"  # the check a fault strikes in, long enough to be caught running
+CHECKS = ["boots", "init", {"name": "slow", "command": SLOW}, "stop"]
 
 
 class Watched:
     """A pipeline, and every state any of its results ever had in the catalog."""
 
-    def __init__(self, catalog: CatalogClient, image: ImageSpec, handle: Pipeline) -> None:
-        self.catalog, self.image, self.handle = catalog, image, handle
+    def __init__(
+        self, catalog: CatalogClient, settings: Settings, image: ImageSpec, handle: Pipeline
+    ) -> None:
+        self.catalog, self.settings, self.image, self.handle = catalog, settings, image, handle
         self.serial = handle.id.rsplit(":", 1)[-1]
         self.seen: set[tuple[str, str, str]] = set()  # (check, state, evidence)
 
@@ -62,6 +67,10 @@ class Watched:
     @property
     def instance(self) -> str:
         return instance_name(self.image.name, self.serial, "x86_64", Privilege.unprivileged)
+
+    def slow_execs(self) -> list[int]:
+        """Host pids of LXD's forkexec of the slow check in the instance."""
+        return forkexecs(self.settings.lxd_project, self.instance, SLOW)
 
     async def until(self, what: str, probe: Callable[[dict[str, str]], bool]) -> None:
         await until(lambda: asyncio.to_thread(lambda: probe(self.states())), what, 240, 0.2)
@@ -91,10 +100,10 @@ class Watched:
 
 @contextlib.asynccontextmanager
 async def pipeline(
-    temporal: Client, catalog: CatalogClient, image: ImageSpec
+    temporal: Client, catalog: CatalogClient, settings: Settings, image: ImageSpec
 ) -> AsyncIterator[Watched]:
     handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=new_serial()))
-    watched = Watched(catalog, image, handle)
+    watched = Watched(catalog, settings, image, handle)
     try:
         yield watched
     finally:
@@ -103,53 +112,48 @@ async def pipeline(
 
 
 async def reaches_active(w: Watched) -> PipelineResult:
-    """The pipeline ends active, no result was ever failed, and a retried attempt followed
-    a machinery fault."""
+    """The pipeline ends active, no result was ever failed, every check passed for real on
+    the last attempt, a retried attempt followed a machinery fault and no instance is left."""
 
-    async def watch() -> None:
-        while True:
+    async def until_a_failed_result() -> None:  # a fault taken for a verdict ends the wait
+        while not w.failed():
             await asyncio.to_thread(w.states)
             await asyncio.sleep(0.2)
 
-    watcher = asyncio.ensure_future(watch())
-    try:
-        result = await asyncio.wait_for(w.handle.result(), 300)
-    finally:
-        watcher.cancel()
-    assert result.state == "active", result.message
+    ended = asyncio.ensure_future(w.handle.result())
+    watcher = asyncio.ensure_future(until_a_failed_result())
+    await asyncio.wait([ended, watcher], timeout=300, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in (ended, watcher):
+        waiting.cancel()
     assert w.failed() == [], "a fault was recorded as a failed check"
+    assert ended.done() and not ended.cancelled(), "the pipeline did not end"
+    result = ended.result()
+    assert result.state == "active", result.message
     assert [n for n, _ in await w.attempts() if n > 1], "no attempt was retried"
+    assert set(w.states().values()) == {"passed"}, w.states()
+    leaked = await asyncio.to_thread(remove, connect_lxd(w.settings), w.instance)
+    assert not leaked, f"instance {w.instance} was left behind"
     return result
 
 
-def broken_exec(monkeypatch: pytest.MonkeyPatch, command: list[str], times: int) -> list[str]:
-    """The exec transport breaks in the first `times` execs of `command`."""
-    real, broke = checks.run, list[str]()
-
-    def run(inst: pylxd.models.Instance, cmd: list[str], timeout_s: float) -> ExecResult:
-        if cmd == command and len(broke) < times:
-            broke.append(inst.name)
-            raise ExecFault(f"exec of {cmd[0]} in {inst.name}: BrokenPipeError: [Errno 32]")
-        return real(inst, cmd, timeout_s)
-
-    monkeypatch.setattr(checks, "run", run)
-    return broke
-
-
-async def test_exec_transport_broken_mid_check_is_retried_on_a_new_instance(
-    temporal: Client, workers: list[str], catalog: CatalogClient, monkeypatch: pytest.MonkeyPatch
+async def test_exec_killed_on_the_host_mid_check_is_retried_on_a_new_instance(
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
 ) -> None:
-    broke = broken_exec(monkeypatch, ["cat", "/proc/1/comm"], times=2)  # twice: one attempt
-    async with pipeline(temporal, catalog, busybox_spec("pf-exec", checks=CHECKS)) as w:
+    async with pipeline(temporal, catalog, settings, busybox_spec("pf-exec", checks=CHECKS)) as w:
+        await w.until("the slow check to start", lambda s: s.get("slow") == "running")
+        await until(lambda: asyncio.to_thread(w.slow_execs), "the slow check's exec", 60, 0.1)
+        await asyncio.sleep(1)
+        project = settings.lxd_project
+        assert await asyncio.to_thread(kill_forkexec, project, w.instance, SLOW) == 1
         await reaches_active(w)
-    assert len(broke) == 2
-    assert any("LXD exec" in why for _, why in await w.attempts())
+    attempts = await w.attempts()
+    assert [why for _, why in attempts if why.startswith("LXD exec: ")], attempts
 
 
 async def test_instance_deleted_under_a_check_is_retried_on_a_new_instance(
     temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
 ) -> None:
-    async with pipeline(temporal, catalog, busybox_spec("pf-gone", checks=CHECKS)) as w:
+    async with pipeline(temporal, catalog, settings, busybox_spec("pf-gone", checks=CHECKS)) as w:
         await w.until("the slow check to start", lambda s: s.get("slow") == "running")
         await asyncio.sleep(1)
         assert await asyncio.to_thread(remove, connect_lxd(settings), w.instance)
@@ -158,7 +162,11 @@ async def test_instance_deleted_under_a_check_is_retried_on_a_new_instance(
 
 
 async def test_lxd_error_on_launch_is_retried(
-    temporal: Client, workers: list[str], catalog: CatalogClient, monkeypatch: pytest.MonkeyPatch
+    temporal: Client,
+    workers: list[str],
+    catalog: CatalogClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real, unreachable = suite.launch, f"https://127.0.0.1:{free_port()}"
     tries: list[str] = []
@@ -171,7 +179,7 @@ async def test_lxd_error_on_launch_is_retried(
         return real(client, spec, timeout_s, beat)
 
     monkeypatch.setattr(suite, "launch", launch)
-    async with pipeline(temporal, catalog, busybox_spec("pf-launch", checks=CHECKS)) as w:
+    async with pipeline(temporal, catalog, settings, busybox_spec("pf-launch", checks=CHECKS)) as w:
         await reaches_active(w)
     assert len(tries) == 2
     assert any(why.startswith("launch: ") for _, why in await w.attempts())
@@ -204,6 +212,7 @@ async def test_image_server_down_during_a_result_write_is_retried(
     temporal: Client,
     workers: list[str],
     catalog: CatalogClient,
+    settings: Settings,
     image_server: RunningServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -219,7 +228,7 @@ async def test_image_server_down_during_a_result_write_is_retried(
         real(name, serial, report)
 
     monkeypatch.setattr(catalog, "record", record)
-    async with pipeline(temporal, catalog, image) as w:
+    async with pipeline(temporal, catalog, settings, image) as w:
         await reaches_active(w)
     assert outages
     attempts = await w.attempts()
@@ -227,32 +236,32 @@ async def test_image_server_down_during_a_result_write_is_retried(
 
 
 async def test_fault_on_every_attempt_waits_for_a_retry_as_a_machinery_failure(
-    temporal: Client, workers: list[str], catalog: CatalogClient, monkeypatch: pytest.MonkeyPatch
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
 ) -> None:
-    broken_exec(monkeypatch, ["cat", "/proc/1/comm"], times=1000)  # until the host is fixed
-    async with pipeline(temporal, catalog, busybox_spec("pf-every", checks=CHECKS)) as w:
-        now = await w.phase(Phase.machinery_failed, Phase.waiting_for_retry, Phase.done)
+    async with pipeline(temporal, catalog, settings, busybox_spec("pf-every", checks=CHECKS)) as w:
+        with execs_killed(settings.lxd_project, w.instance, SLOW) as kills:  # until it is fixed
+            now = await w.phase(Phase.machinery_failed, Phase.waiting_for_retry, Phase.done)
 
         assert now.phase == Phase.machinery_failed, now.details
         assert now.details.startswith("test machinery failed on x86_64: LXD exec: "), now.details
         assert "(after 5 attempts)" in now.details and "checks failed" not in now.details
         assert not now.tests["x86_64"].passed and now.tests["x86_64"].fault
         states = await asyncio.to_thread(w.states)
-        assert states["init"] == "running" and w.failed() == [], states
+        assert states["slow"] == "running" and w.failed() == [], states
         assert [n for n, _ in await w.attempts()] == [5]
+        assert len(kills) >= 5, f"the slow exec of every attempt was killed: {kills}"
 
-        monkeypatch.undo()  # the operator fixed the host
         await w.handle.execute_update(ImagePipeline.retry, OperatorRequest(actor="ops"))
         await reaches_active(w)
 
 
 async def test_image_without_network_still_fails_with_a_verdict(
-    temporal: Client, workers: list[str], catalog: CatalogClient
+    temporal: Client, workers: list[str], catalog: CatalogClient, settings: Settings
 ) -> None:
     image = busybox_spec(
         "pf-nonet", network="none", checks=["boots", {"kind": "ipv4", "timeout_s": 3}]
     )
-    async with pipeline(temporal, catalog, image) as w:
+    async with pipeline(temporal, catalog, settings, image) as w:
         now = await w.phase(Phase.machinery_failed, Phase.waiting_for_retry, Phase.done)
 
         assert now.phase == Phase.waiting_for_retry, now.details
