@@ -211,6 +211,12 @@ class Settings(BaseSettings):
         description="SIGTERM lets a worker's running activities finish this long before they "
         "are cancelled; a service manager's stop timeout must be longer",
     )
+    janitor_every_s: float = Field(
+        600,
+        gt=0,
+        description="how often an arch worker deletes test instances whose pipeline no longer "
+        "runs (a worker that died left them); it also sweeps once when it starts",
+    )
     metrics_address: str | None = Field(
         None,
         description="host:port where a worker serves the Temporal runtime's Prometheus metrics; "

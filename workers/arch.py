@@ -28,7 +28,6 @@ from core.arch import task_queue
 from core.config import Settings
 
 log = logging.getLogger(__name__)
-JANITOR_EVERY_S = 600.0
 # Older than any test attempt can be (start-to-close is 30 minutes): surely abandoned.
 MAX_INSTANCE_AGE_S = 2 * 3600.0
 
@@ -62,19 +61,21 @@ class ArchWorker:
         client: Client,
         lxd: Callable[[], pylxd.Client],
         executor: ThreadPoolExecutor,
+        janitor_every_s: float,
     ) -> None:
         self.worker = worker
+        self._janitor_every_s = janitor_every_s
         self.task_queue = worker.task_queue
         self._janitor_args = (client, lxd, executor)
         self._janitor: asyncio.Task[None] | None = None
 
     async def _janitor_loop(self) -> None:
         while True:
-            await asyncio.sleep(JANITOR_EVERY_S)
+            await asyncio.sleep(self._janitor_every_s)
             try:
                 await janitor_pass(*self._janitor_args)
             except Exception:  # a janitor failure must never stop the worker
-                log.exception("janitor pass failed; next one in %.0fs", JANITOR_EVERY_S)
+                log.exception("janitor pass failed; next one in %.0fs", self._janitor_every_s)
 
     async def __aenter__(self) -> "ArchWorker":
         await janitor_pass(*self._janitor_args)
@@ -122,4 +123,4 @@ def arch_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=BEAT_EVERY_S),
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
     )
-    return ArchWorker(worker, client, lxd, executor)
+    return ArchWorker(worker, client, lxd, executor, settings.janitor_every_s)

@@ -10,7 +10,6 @@ import pytest
 from pylxd.exceptions import NotFound
 from temporalio.client import Client
 
-import workers.arch
 from activities.lxd_test.instances import LABEL, remove
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
@@ -60,18 +59,22 @@ async def test_each_periodic_pass_asks_temporal_what_runs(
     catalog: CatalogClient,
     settings: Settings,
     instances: Instances,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = await namespace(temporal, f"icefloe-janitor-{uuid.uuid4().hex[:8]}")
     scope = temporal_scope(client)
-    monkeypatch.setattr(workers.arch, "JANITOR_EVERY_S", 0.2)
+    every_fifth_of_a_second = settings.model_copy(update={"janitor_every_s": 0.2})
     # A workflow that runs (no worker polls its queue) and one that never ran.
     live = await client.start_workflow(
         "Placeholder", id=f"live-{uuid.uuid4()}", task_queue="icefloe-nobody"
     )
     with ThreadPoolExecutor(max_workers=4) as executor:
         worker = arch_worker(
-            client, "x86_64", catalog, lambda: connect_lxd(settings), settings, executor
+            client,
+            "x86_64",
+            catalog,
+            lambda: connect_lxd(settings),
+            every_fifth_of_a_second,
+            executor,
         )
         async with worker:  # its start-up sweep is over: what follows is periodic
             kept = instances.labelled(live.id, scope)
