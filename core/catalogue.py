@@ -102,7 +102,11 @@ class Catalogue(BaseModel):
         return out
 
 
-def _read(path: Path, default: RefreshRule) -> Definition | list[DefinitionProblem]:
+def read_definition(
+    path: Path, default: RefreshRule | None = None
+) -> Definition | list[DefinitionProblem]:
+    """One definition file, or every problem found in it (never an exception)."""
+    default = default or parse_rule(NIGHTLY)
     name = path.name
     try:
         data = yaml.safe_load(path.read_text())
@@ -128,7 +132,11 @@ def _read(path: Path, default: RefreshRule) -> Definition | list[DefinitionProbl
         spec = ImageSpec.model_validate(data)
     except ValidationError as exc:
         problems += [
-            DefinitionProblem(file=name, field=".".join(str(p) for p in e["loc"]), reason=e["msg"])
+            DefinitionProblem(
+                file=name,
+                field=".".join(str(p) for p in e["loc"]) or "definition",
+                reason=e["msg"].removeprefix("Value error, "),
+            )
             for e in exc.errors()
         ]
         return problems
@@ -148,7 +156,7 @@ def load_catalogue(images_dir: Path, default_refresh: str = NIGHTLY) -> Catalogu
     problems: list[DefinitionProblem] = []
     paths = sorted(p for p in images_dir.iterdir() if p.suffix in (".yaml", ".yml"))
     for path in paths:
-        read = _read(path, default)
+        read = read_definition(path, default)
         if isinstance(read, Definition):
             found.append(read)
         else:

@@ -2,9 +2,7 @@
 
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
+from core.catalogue import Definition, read_definition
 from core.spec import ImageSpec
 
 
@@ -13,22 +11,13 @@ class ImageDefinitionError(ValueError):
 
 
 def load_image(path: Path) -> ImageSpec:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ImageDefinitionError(f"cannot read image definition {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ImageDefinitionError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ImageDefinitionError(f"{path}: expected a mapping of fields")
-    try:
-        return ImageSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'definition'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ImageDefinitionError(f"{path}: {problems}") from None
+    """The spec of one definition file (its catalogue fields, `refresh` and `allow_failure`,
+    are checked and left out), or every problem in it, in one line."""
+    read = read_definition(path)
+    if isinstance(read, Definition):
+        return read.spec
+    problems = "; ".join(f"{p.field}: {p.reason}" if p.field else p.reason for p in read)
+    raise ImageDefinitionError(f"{path}: {problems}")
 
 
 def image_path(ref: str, images_dir: Path) -> Path:
