@@ -34,9 +34,7 @@ def catalogue_lines(where: Path, found: Catalogue) -> list[str]:
         lines += table(headers, rows, indent="  ")
     if found.problems:
         lines.append("not in the catalogue:")
-        lines += [
-            f"  {p.file}: " + (f"{p.field}: " if p.field else "") + p.reason for p in found.problems
-        ]
+        lines += [f"  {p.file}: {p.text}" for p in found.problems]
     return lines
 
 

@@ -16,7 +16,7 @@ from core.spec import ImageSpec
 
 # A catalogue without its own `refresh:` rule is refreshed nightly.
 NIGHTLY = "0 3 * * *"
-SHORTHANDS = {"@hourly": "0 * * * *", "@daily": "0 3 * * *", "@nightly": NIGHTLY}
+SHORTHANDS = {"@hourly": "0 * * * *", "@daily": NIGHTLY, "@nightly": NIGHTLY}
 _INTERVAL = re.compile(r"^every ([1-9][0-9]*)(m|h|d)$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 # Per cron field: its name and range (minute, hour, day of month, month, day of week).
@@ -62,7 +62,7 @@ def parse_rule(text: str) -> RefreshRule:
         for item in value.split(","):
             m = _CRON_ITEM.match(item)
             numbers = [int(n) for n in (m[2], m[4]) if n] if m else []
-            if not m or any(not low <= n <= high for n in numbers):
+            if not m or any(not low <= n <= high for n in numbers) or numbers != sorted(numbers):
                 raise ValueError(
                     f"cron {name} {value!r}: use *, {low}-{high}, ranges, lists, /steps"
                 )
@@ -89,6 +89,11 @@ class DefinitionProblem(BaseModel):
     field: str = ""  # "" when the whole file is at fault
     reason: str
 
+    @property
+    def text(self) -> str:
+        """`field: reason`, as one line under its file."""
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
 
 class Catalogue(BaseModel):
     definitions: list[Definition] = []
@@ -102,11 +107,13 @@ class Catalogue(BaseModel):
         return out
 
 
+NIGHTLY_RULE = RefreshRule(cron=NIGHTLY)
+
+
 def read_definition(
-    path: Path, default: RefreshRule | None = None
+    path: Path, default: RefreshRule = NIGHTLY_RULE
 ) -> Definition | list[DefinitionProblem]:
     """One definition file, or every problem found in it (never an exception)."""
-    default = default or parse_rule(NIGHTLY)
     name = path.name
     try:
         data = yaml.safe_load(path.read_text())

@@ -16,7 +16,7 @@ def load_image(path: Path) -> ImageSpec:
     read = read_definition(path)
     if isinstance(read, Definition):
         return read.spec
-    problems = "; ".join(f"{p.field}: {p.reason}" if p.field else p.reason for p in read)
+    problems = "; ".join(p.text for p in read)
     raise ImageDefinitionError(f"{path}: {problems}")
 
 

@@ -1,7 +1,7 @@
 """What a version is built from, as far as it can be told before building.
 
-Today: the definition's own digest, so a changed definition is told from an unchanged one
-whatever its formatting, comments or key order.
+The definition's own digest tells a changed definition from an unchanged one whatever its
+formatting, comments or key order.
 """
 
 import hashlib

@@ -122,6 +122,7 @@ def test_refresh_rules(text: str, shown: str) -> None:
         "* * * 13 *",
         "* * * * 7",
         "*/0 * * * *",
+        "5-1 * * * *",
         "every 0h",
         "every 5s",
         "nightly",
