@@ -13,6 +13,8 @@ from core.catalog import (
     EventView,
     GcRequest,
     GcResult,
+    ImageCheckReport,
+    ImageCheckView,
     TransitionRequest,
     VersionCreate,
     VersionPackages,
@@ -30,6 +32,15 @@ class CatalogRejected(Exception):
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(f"image server said {status_code}: {message}")
         self.status_code = status_code
+
+
+class VersionUnchanged(CatalogRejected):
+    """Publishing refused (409): the version's packages and definition equal those of
+    `unchanged_since`, the image's newest active version. `VersionCreate.force` overrides."""
+
+    def __init__(self, unchanged_since: str, message: str) -> None:
+        super().__init__(409, message)
+        self.unchanged_since = unchanged_since
 
 
 def server_ca(settings: Settings) -> Path | None:
@@ -112,6 +123,20 @@ class CatalogClient:
     def publish(self, req: VersionCreate) -> VersionView:
         r = self._http.post("/api/v1/versions", json=req.model_dump(mode="json"))
         return VersionView.model_validate_json(self._check(r).content)
+
+    def newest_active(self, image: str) -> VersionView | None:
+        """The version a new one is compared with to tell whether anything changed."""
+        r = self._http.get(
+            "/api/v1/versions",
+            params={"image": image, "state": "active", "limit": 1, "newest_first": "true"},
+        )
+        rows = [VersionView.model_validate(v) for v in self._check(r).json()]
+        return rows[0] if rows else None
+
+    def record_check(self, image: str, report: ImageCheckReport) -> ImageCheckView:
+        """Say the image was checked now and found unchanged since `report.unchanged_since`."""
+        r = self._http.put(f"/api/v1/images/{image}/check", json=report.model_dump(mode="json"))
+        return ImageCheckView.model_validate_json(self._check(r).content)
 
     def version(self, image: str, serial: str) -> VersionView:
         r = self._http.get(f"/api/v1/images/{image}/versions/{serial}")

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from core.arch import LxdArch
+from core.inputs import VersionInputs
 from core.manifest import ManifestDiff, Package
 from core.spec import CheckKey, Serial, SpecField
 
@@ -86,6 +87,10 @@ class VersionCreate(BaseModel):
     serial: Serial
     arches: list[ArchFiles] = Field(min_length=1)
     workflow_id: WorkflowId | None = None
+    # What it was built from; kept so the next pipeline can tell whether anything changed.
+    inputs: VersionInputs | None = None
+    # Publish even if its packages and definition equal the newest active version's.
+    force: bool = False
 
 
 class TransitionRequest(BaseModel):
@@ -155,6 +160,7 @@ class VersionView(BaseModel):
     workflow_id: str | None = None
     # Set once garbage collection deleted the version's files.
     files_deleted_at: datetime | None = None
+    inputs: VersionInputs | None = None
 
 
 class ArchPackages(BaseModel):
@@ -207,3 +213,17 @@ class GcResult(BaseModel):
     versions: list[str]  # "image serial"
     files: list[str]  # sha256
     bytes: int
+
+
+class ImageCheckReport(BaseModel):
+    """A pipeline found the image's inputs unchanged: nothing built, no version created."""
+
+    unchanged_since: Serial  # the newest active version, whose inputs these equal
+    workflow_id: WorkflowId | None = None
+
+
+class ImageCheckView(ImageCheckReport):
+    """The newest such check of an image: "checked at, unchanged since <serial>"."""
+
+    image: str
+    checked_at: datetime

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from core.arch import LxdArch
 from core.catalog import ArchFiles, AssessmentState, VersionState, VersionView
+from core.inputs import VersionInputs
 from core.spec import Serial, SpecField
 
 DAY_S = 86400
@@ -28,6 +29,10 @@ class Phase(StrEnum):
     done = "done"
     cancelled = "cancelled"
     waiting_for_worker = "waiting-for-worker"
+    # The version's inputs equal those of the newest active version: nothing built or published.
+    unchanged = "unchanged"
+    # An arch worker is at its ICEFLOE_WORKER_MAX_BUILDS / _MAX_TESTS: the work waits its turn.
+    waiting_for_slot = "waiting-for-slot"
 
     def on(self, arches: list[str]) -> str:
         """The phase with the arches it concerns, as `waiting-for-worker:i686,x86_64`."""
@@ -45,6 +50,8 @@ class PipelineInput(BaseModel):
     expire_after_s: int = Field(default=3 * DAY_S, gt=0)
     # Work an arch's queue has not picked up after this long is reported as waiting for a worker.
     worker_wait_s: int = Field(default=300, gt=0)
+    # Build and publish even when the inputs equal those of the newest active version.
+    force: bool = False
 
 
 def pipeline_workflow_id(image: str, serial: str) -> str:
@@ -79,6 +86,8 @@ class PublishInput(BaseModel):
     serial: Serial
     arches: list[ArchFiles]
     workflow_id: str
+    inputs: VersionInputs | None = None
+    force: bool = False  # publish even if the server finds it unchanged
 
 
 class ArchTestInput(BaseModel):
@@ -145,12 +154,14 @@ class PipelineProgress(BaseModel):
 class PipelineResult(BaseModel):
     image: str
     serial: str
-    state: VersionState
+    state: VersionState | None  # None: unchanged, no version was created
     tests: list[ArchTestResult]
     message: str
     # Every check passed, but newer versions hold every active slot: the server's retention
     # made this one inactive in the promotion itself (not a verdict about the image).
     inactive_by_retention: bool = False
+    # The newest active version whose inputs this one's equal (phase `unchanged`).
+    unchanged_since: str | None = None
 
 
 class PruneInput(BaseModel):
