@@ -10,7 +10,17 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from cli import catalog, catalogue, pipelines, server, stack, temporal, tokens, workers
+from cli import (
+    catalog,
+    catalogue,
+    pipelines,
+    refresh,
+    server,
+    stack,
+    temporal,
+    tokens,
+    workers,
+)
 from clients.catalog import CatalogRejected
 from clients.lxd import ArchNotSupported, LxdUnavailable
 from clients.temporal import MetricsUnavailable, TemporalNotSetUp, TemporalUnavailable
@@ -19,7 +29,17 @@ from core.config import Settings, env_name
 from core.images import ImageDefinitionError
 
 # Each adds its own sub-commands, in the order `icefloe --help` lists them.
-COMMAND_GROUPS = (server, tokens, workers, pipelines, catalog, catalogue, temporal, stack)
+COMMAND_GROUPS = (
+    server,
+    tokens,
+    workers,
+    pipelines,
+    catalog,
+    catalogue,
+    refresh,
+    temporal,
+    stack,
+)
 
 # Errors whose message already says what to do: shown as one line, never a traceback.
 FRIENDLY = (

@@ -179,3 +179,22 @@ async def running(client: Client, workflow_ids: Iterable[str]) -> set[str]:
         if desc.status == WorkflowExecutionStatus.RUNNING:
             out.add(workflow_id)
     return out
+
+
+async def running_pipelines(client: Client, images: Iterable[str]) -> dict[str, str]:
+    """Per image with a running ImagePipeline, that pipeline's workflow id (Temporal's
+    visibility, which lags a start by a moment: a refresh's own children never need it)."""
+    names = sorted(set(images))
+    if not names:
+        return {}
+    quoted = ", ".join("'" + n.replace("'", "") + "'" for n in names)
+    query = (
+        f"WorkflowType = 'ImagePipeline' AND ExecutionStatus = 'Running' "
+        f"AND {sa.IMAGE.name} IN ({quoted})"
+    )
+    out: dict[str, str] = {}
+    async for wf in client.list_workflows(query):
+        image = wf.typed_search_attributes.get(sa.IMAGE)
+        if image:
+            out.setdefault(image, wf.id)
+    return out

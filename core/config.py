@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.refresh import DEFAULT_MAX_PARALLEL
+
 # The checkout, or site-packages when installed from the wheel.
 REPO_DIR = Path(__file__).resolve().parents[1]
 # The image definitions the package ships: the wheel maps images/ here, a checkout links it.
@@ -153,6 +155,12 @@ class Settings(BaseSettings):
         PACKAGED_IMAGES,
         description="image definitions `icefloe trigger --image NAME` and "
         "`POST /api/v1/pipelines` name; default: the ones the package ships",
+    )
+    refresh_max_parallel: int = Field(
+        DEFAULT_MAX_PARALLEL,
+        gt=0,
+        description="how many image pipelines a refresh runs at once (the arch workers' "
+        "own limits still bound the builds and tests on each host)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="level of the `icefloe` commands' logs"

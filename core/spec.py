@@ -4,7 +4,7 @@ The domain's innermost module: it imports nothing of Icefloe's but arch names.
 """
 
 import re
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
@@ -39,6 +39,13 @@ def _check_serial(serial: str) -> str:
 
 
 Serial = Annotated[str, AfterValidator(_check_serial)]
+
+
+def serial_at(when: datetime) -> str:
+    """A serial LXD orders correctly: YYYYMMDD-HHMMSS (UTC)."""
+    return when.strftime("%Y%m%d-%H%M%S")
+
+
 Name = Annotated[str, Field(pattern=_NAME)]
 # A check's assessment name: the check, with `@privileged` when it ran in a privileged container.
 CheckKey = Annotated[str, Field(pattern=_NAME[:-1] + "(@privileged)?$")]

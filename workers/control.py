@@ -2,6 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -9,23 +10,36 @@ from temporalio.worker import Worker
 from activities.catalog import CatalogActivities
 from activities.heartbeat import BEAT_EVERY_S
 from activities.pruning import PruneActivities
+from activities.refresh import RefreshActivities
 from clients.catalog import CatalogClient
 from core.arch import CONTROL_TASK_QUEUE
+from core.config import Settings
 from workflows.pipeline import ImagePipeline
 from workflows.prune import PruneTesting
+from workflows.refresh import Refresh
 
 # Catalog calls take seconds: on SIGTERM let them finish rather than retry them
 # (deploy/systemd/icefloe-worker-control.service stops it after longer than this).
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
-def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolExecutor) -> Worker:
+def control_worker(
+    client: Client,
+    catalog: CatalogClient,
+    executor: ThreadPoolExecutor,
+    images_dir: Path | None = None,
+) -> Worker:
+    """`images_dir`: the catalogue refreshes read; default ICEFLOE_IMAGES_DIR."""
     acts = CatalogActivities(catalog)
     prune = PruneActivities(catalog, client)
+    settings = Settings()
+    refresh = RefreshActivities(
+        client, images_dir or settings.images_dir, settings.refresh_max_parallel
+    )
     return Worker(
         client,
         task_queue=CONTROL_TASK_QUEUE,
-        workflows=[ImagePipeline, PruneTesting],
+        workflows=[ImagePipeline, PruneTesting, Refresh],
         activities=[
             acts.find_version,
             acts.publish_version,
@@ -34,6 +48,9 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
             prune.find_prune_candidates,
             prune.pipeline_running,
             prune.abandon_running,
+            refresh.load_catalogue,
+            refresh.running_pipelines,
+            refresh.sync_schedules,
         ],
         activity_executor=executor,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

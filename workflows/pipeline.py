@@ -49,12 +49,15 @@ with workflow.unsafe.imports_passed_through():
         VersionRef,
         VersionStatus,
     )
+    from core.refresh import SETTLED_SIGNAL, PipelineSettled
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
 # Since this patch a test activity that fails on every attempt is a machinery fault the
 # pipeline waits on (histories from before it failed the workflow there).
 MACHINERY_FAULTS = "machinery-faults-wait-for-retry"
+# Since this patch a pipeline started by a refresh tells it when it waits for a retry.
+TELL_REFRESH = "signal-refresh-when-awaiting-retry"
 
 
 def _fault(err: ActivityError) -> str:
@@ -95,6 +98,7 @@ class ImagePipeline:
         self._retry: OperatorRequest | None = None
         self._promoted: OperatorRequest | None = None
         self._cancelled_by: OperatorRequest | None = None
+        self._telling: list[asyncio.Task[None]] = []  # signals to the refresh, kept till sent
 
     @workflow.query
     def progress(self) -> PipelineProgress:
@@ -155,6 +159,23 @@ class ImagePipeline:
     def _enter(self, phase: Phase, details: str) -> None:
         self._phase = phase
         self._show(details)
+        parent = workflow.info().parent
+        if parent and phase in AWAITING_RETRY and workflow.patched(TELL_REFRESH):
+            settled = PipelineSettled(
+                image=self._inp.spec.name,
+                serial=self._inp.serial,
+                phase=phase,
+                details=details,
+                tests=list(self._tests.values()),
+            )
+            self._telling.append(asyncio.ensure_future(self._tell(parent.workflow_id, settled)))
+
+    async def _tell(self, refresh_id: str, settled: PipelineSettled) -> None:
+        """A refresh that has ended (a retry failed again later) cannot be told: no matter."""
+        try:
+            await workflow.get_external_workflow_handle(refresh_id).signal(SETTLED_SIGNAL, settled)
+        except ApplicationError as err:
+            workflow.logger.info(f"refresh {refresh_id} not told: {err}")
 
     def _set_channel(self, state: VersionState) -> None:
         workflow.upsert_search_attributes([sa.CHANNEL.value_set(state.value)])

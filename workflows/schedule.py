@@ -6,15 +6,13 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
+from clients.schedules import ensure_schedule
 from core.arch import CONTROL_TASK_QUEUE
 from core.pipeline import PruneInput
 from workflows.prune import PruneTesting
@@ -39,14 +37,4 @@ def prune_schedule(every: timedelta, inp: PruneInput) -> Schedule:
 
 async def ensure_prune_schedule(client: Client, every: timedelta, inp: PruneInput) -> str:
     """Create the schedule, or bring an existing one to this definition. Returns what it did."""
-    schedule = prune_schedule(every, inp)
-    try:
-        await client.create_schedule(PRUNE_SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(PRUNE_SCHEDULE_ID).update(replace)
-        return "updated"
+    return await ensure_schedule(client, PRUNE_SCHEDULE_ID, prune_schedule(every, inp))

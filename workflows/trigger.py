@@ -25,14 +25,14 @@ from core.pipeline import (
     PipelineResult,
     pipeline_workflow_id,
 )
+from core.spec import serial_at
 from workflows.pipeline import ImagePipeline
 
 Pipeline = WorkflowHandle[ImagePipeline, PipelineResult]
 
 
 def new_serial(now: datetime | None = None) -> str:
-    """A serial LXD orders correctly: YYYYMMDD-HHMMSS (UTC)."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return serial_at(now or datetime.now(UTC))
 
 
 async def start_pipeline(client: Client, inp: PipelineInput) -> Pipeline:

@@ -64,7 +64,7 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
     top = commands(parser())
     assert set(top) == {
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
-        *("cancel", "versions", "show", "gc", "catalogue", "setup-temporal", "up"),
+        *("cancel", "versions", "show", "gc", "catalogue", "refresh", "setup-temporal", "up"),
     }
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
     assert set(commands(top["worker"])) == {"control", "arch"}
