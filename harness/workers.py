@@ -51,6 +51,19 @@ def arch_worker_process(
     temporal: Client, server: RunningServer, settings: Settings, log: Path, **extra: str
 ) -> subprocess.Popen:
     """`icefloe worker arch x86_64` as its own process, pointed at the test servers."""
+    return worker_process(["arch", "x86_64"], temporal, server, settings, log, **extra)
+
+
+def worker_process(
+    role: list[str],
+    temporal: Client,
+    server: RunningServer,
+    settings: Settings,
+    log: Path,
+    **extra: str,
+) -> subprocess.Popen:
+    """`icefloe worker ROLE...` as its own process, pointed at the test servers; `extra`
+    ICEFLOE_* variables (another ICEFLOE_TEMPORAL_NAMESPACE) win."""
     env = {
         "ICEFLOE_TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
         "ICEFLOE_TEMPORAL_NAMESPACE": CRASH_NAMESPACE,
@@ -61,7 +74,7 @@ def arch_worker_process(
         "ICEFLOE_DEB_DIR": str(settings.deb_dir),
         **extra,
     }
-    return start([sys.executable, "-m", "cli.main", "worker", "arch", "x86_64"], log, env, REPO_DIR)
+    return start([sys.executable, "-m", "cli.main", "worker", *role], log, env, REPO_DIR)
 
 
 @asynccontextmanager
