@@ -28,6 +28,7 @@ def control_worker(client: Client, catalog: CatalogClient, executor: ThreadPoolE
         workflows=[ImagePipeline, PruneTesting],
         activities=[
             acts.find_version,
+            acts.check_inputs,
             acts.publish_version,
             acts.promote_version,
             acts.retire_version,
