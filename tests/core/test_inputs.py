@@ -17,8 +17,9 @@ def inputs(digest: str = "d" * 64, **arches: ArchInputs) -> VersionInputs:
 
 def test_equal_and_known_inputs_are_the_same() -> None:
     assert inputs().same_as(inputs())
-    two = {"x86_64": ArchInputs(items=INDEX), "i686": ArchInputs(items=DEB)}
-    assert inputs(**two).same_as(inputs(**dict(reversed(two.items()))))
+    assert inputs(x86_64=ArchInputs(items=INDEX), i686=ArchInputs(items=DEB)).same_as(
+        inputs(i686=ArchInputs(items=DEB), x86_64=ArchInputs(items=INDEX))
+    )
 
 
 @pytest.mark.parametrize(
