@@ -138,6 +138,13 @@ class CatalogClient:
         r = self._http.put(f"/api/v1/images/{image}/check", json=report.model_dump(mode="json"))
         return ImageCheckView.model_validate_json(self._check(r).content)
 
+    def image_check(self, image: str) -> ImageCheckView | None:
+        """The image's newest check that found it unchanged; None if it has none."""
+        r = self._http.get(f"/api/v1/images/{image}/check")
+        if r.status_code == 404:
+            return None
+        return ImageCheckView.model_validate_json(self._check(r).content)
+
     def version(self, image: str, serial: str) -> VersionView:
         r = self._http.get(f"/api/v1/images/{image}/versions/{serial}")
         return VersionView.model_validate_json(self._check(r).content)

@@ -24,6 +24,7 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
+from core.inputs import spec_digest
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError
 from server_api.locks import locked
 from server_api.manifests import read_manifest
@@ -177,7 +178,13 @@ def _publish(
     else:
         image.sqlmodel_update(described)
     session.add(image)
-    version = Version(image=spec.name, serial=req.serial, required_checks=spec.required_checks)
+    version = Version(
+        image=spec.name,
+        serial=req.serial,
+        required_checks=spec.required_checks,
+        spec_digest=spec_digest(spec),
+        inputs=req.inputs.model_dump(mode="json") if req.inputs else None,
+    )
     session.add(version)
     session.flush()
     for arch, (meta, root, manifest) in pairs.items():

@@ -19,7 +19,7 @@ from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
-from server_api.routes import access, feeds, files, pages, pipelines, versions
+from server_api.routes import access, checks, feeds, files, pages, pipelines, versions
 from server_api.services import Services, TemporalLink, attach
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
@@ -101,6 +101,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(files.router)
     app.include_router(versions.router)
+    app.include_router(checks.router)
     app.include_router(pipelines.router)
     app.include_router(access.router)
     app.include_router(pages.router)
