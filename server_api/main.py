@@ -85,7 +85,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(CatalogError)
     async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.message, **exc.fields}, status_code=exc.status_code)
 
     @app.exception_handler(AccessError)
     async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
