@@ -115,3 +115,10 @@ def test_only_the_newest_active_version_counts(catalog: CatalogClient, image, ac
     with pytest.raises(VersionUnchanged) as refused:
         catalog.publish(like_newest)
     assert refused.value.unchanged_since == newer.serial
+
+
+def test_other_arches_publish(catalog: CatalogClient, image, active, tmp_path):
+    """One arch of the two the active version has: not the same version."""
+    req = upload(catalog, image, next_serial(), tmp=tmp_path, manifest=OLD_MANIFEST)
+    one = req.model_copy(update={"arches": req.arches[:1]})
+    assert [a.arch for a in catalog.publish(one).arches] == [req.arches[0].arch]
