@@ -2,7 +2,9 @@
 Debian's busybox-static .deb. A pipeline run again with nothing changed ends `unchanged`
 (nothing built, no version, the check recorded); a newer .deb, an edited definition or
 `--force` rebuilds; a .deb whose bytes changed but whose package did not is refused by the
-server's second guard. `icefloe trigger` runs as a user runs it."""
+server's second guard. `icefloe trigger` runs as a user runs it. A debootstrap image whose
+suite is a local Debian-format repository (harness/debian_repo.py) builds nothing while the
+suite is unchanged and starts building once one of its packages is rebuilt."""
 
 import asyncio
 import os
@@ -18,16 +20,21 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from activities.builders import inputs as resolver
+from activities.builders.base import HostDirs
+from activities.builders.inputs import ReleaseCache, arch_inputs
 from clients.catalog import CatalogClient, CatalogRejected
 from clients.lxd import connect_lxd
 from core.catalog import VersionState
 from core.config import REPO_DIR, Settings
 from core.images import load_image
+from core.inputs import VersionInputs, spec_digest
 from core.pipeline import PipelineInput, PipelineResult, pipeline_workflow_id
-from harness.debian_repo import repack
-from harness.publish import next_serial
+from core.spec import ImageSpec
+from harness.debian_repo import DebianRepo, repack
+from harness.publish import move, next_serial, pass_all, upload
 from harness.remote import namespace
 from harness.servers import DEBS, RunningServer
 from tests.support import assert_no_failed_attempts
@@ -62,6 +69,16 @@ class Stack:
         inp = PipelineInput(spec=load_image(self.definition), serial=next_serial(), force=force)
         handle = await start_pipeline(self.client, inp)
         return await asyncio.wait_for(handle.result(), 300), handle
+
+    def active_with_inputs(self, spec: ImageSpec, inputs: VersionInputs, tmp: Path) -> str:
+        """A version of `spec` (random files) made active, as if built from `inputs`."""
+        serial = next_serial()
+        request = upload(self.catalog, spec, serial, tmp=tmp)
+        self.catalog.publish(request.model_copy(update={"inputs": inputs}))
+        move(self.catalog, spec, serial, "testing")
+        pass_all(self.catalog, spec, serial)
+        move(self.catalog, spec, serial, "active")
+        return serial
 
     async def icefloe(self, *args: str) -> tuple[int, str]:
         """`icefloe trigger --wait` against this stack: exit code, stdout and stderr."""
@@ -212,3 +229,50 @@ async def test_the_server_refuses_a_rebuild_of_the_same_packages(stack: Stack) -
     check = stack.catalog.image_check(stack.image)
     assert check is not None and check.workflow_id == handle.id
     assert pipeline_workflow_id(stack.image, again.serial) == handle.id
+
+
+async def test_a_suite_unchanged_on_its_mirror_builds_nothing_until_a_package_is_rebuilt(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = DebianRepo(tmp_path / "mirror", "icefloe-suite", ["amd64", "i386"])
+    repo.add(the_deb(stack.debs))
+    repo.index()
+    with repo.serve():
+        spec = ImageSpec(
+            os="debian",
+            release=repo.suite,
+            variant=stack.definition.stem,
+            arches=["x86_64"],
+            builder="debootstrap",
+            mirror=repo.url,
+            checks=["boots"],
+        )
+        dirs = HostDirs(debs=stack.debs, cache=tmp_path)
+        built_from = arch_inputs(spec, "x86_64", dirs, ReleaseCache())
+        inputs = VersionInputs(spec_digest=spec_digest(spec), arches={"x86_64": built_from})
+        since = stack.active_with_inputs(spec, inputs, tmp_path / "files")
+        fetched = repo.requests[f"/dists/{repo.suite}/InRelease"]
+
+        inp = PipelineInput(spec=spec, serial=next_serial())
+        handle = await start_pipeline(stack.client, inp)
+        result = await asyncio.wait_for(handle.result(), 300)
+        assert (result.state, result.unchanged_since) == (None, since), result.message
+        assert await built(handle) == []
+        assert repo.requests[f"/dists/{repo.suite}/InRelease"] == fetched + 1
+        assert [p for p in repo.requests if "/pool/" in p or "Packages" in p] == []
+
+        deb = the_deb(stack.debs)
+        repo.remove(deb.name)
+        repo.add(repack(deb, tmp_path, deb.name.split("_")[1].replace("%3a", ":") + "+1"))
+        repo.index()
+        monkeypatch.setattr(resolver.RELEASES, "ttl_s", 0.0)  # the next refresh, later on
+        changed = await start_pipeline(
+            stack.client, inp.model_copy(update={"serial": next_serial()})
+        )
+        ended = asyncio.ensure_future(changed.result())
+        while "build_image" not in await built(changed):
+            assert not ended.done(), f"the changed suite was not built: {ended.result().message}"
+            await asyncio.sleep(0.2)
+        await changed.terminate("only the start of its build was wanted")
+        with pytest.raises(WorkflowFailureError):
+            await ended
