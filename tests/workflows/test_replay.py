@@ -5,9 +5,10 @@ non-determinism error) fails here, before it reaches a worker. The histories com
 the dev server (`pipeline-active-devserver.json`: the sample image through run-local;
 `prune-*-devserver.json`: PruneTesting runs of tests/workflows/test_prune.py, expiring
 orphans and leaving live pipelines' versions, clearing stuck results only of orphans,
-and a scheduled run with nothing to do) and the time-skipping server (the pipeline's
-expiry and retry paths). To add one: `(await handle.fetch_history()).to_json()` into
-tests/workflows/replay/.
+and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a pipeline whose
+inputs equal the active version's, of tests/pipeline/test_unchanged.py) and the time-skipping
+server (the pipeline's expiry and retry paths). To add one:
+`(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
 """
 
 from pathlib import Path
