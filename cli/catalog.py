@@ -5,7 +5,7 @@ import sys
 from contextlib import closing
 
 from cli.args import Commands, add_image, command, non_negative, serial
-from cli.tables import version_page, versions_table
+from cli.tables import check_line, version_page, versions_table
 from clients.catalog import CatalogClient, publisher_token
 from core.catalog import VersionState
 from core.config import Settings
@@ -23,7 +23,10 @@ def cmd_versions(args: argparse.Namespace) -> int:
     settings = Settings()
     with closing(reader(settings)) as catalog:
         found = catalog.versions(state=args.state, image=args.image)
+        check = catalog.image_check(args.image)
     print("\n".join(versions_table(args.image, found)))
+    if check is not None:
+        print(check_line(check))
     return 0
 
 

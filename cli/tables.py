@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from core.catalog import ArchPackages, AssessmentState, EventView, VersionView
+from core.catalog import ArchPackages, AssessmentState, EventView, ImageCheckView, VersionView
 
 RESULT_ORDER = (AssessmentState.passed, AssessmentState.failed, AssessmentState.running)
 # Narrower than this, the evidence column would say nothing.
@@ -55,6 +55,11 @@ def versions_table(image: str, versions: list[VersionView]) -> list[str]:
         f"{image}: {len(versions)} version{'s' if len(versions) != 1 else ''}",
         *table(["SERIAL", "STATE", "SINCE (UTC)", "ARCHES", "RESULTS"], rows),
     ]
+
+
+def check_line(check: ImageCheckView) -> str:
+    """The image's newest check that found nothing changed, so built nothing."""
+    return f"checked at {when(check.checked_at)} UTC, unchanged since {check.unchanged_since}"
 
 
 def packages_line(p: ArchPackages) -> str:

@@ -41,11 +41,16 @@ def record_check(session: Session, image: str, report: ImageCheckReport) -> Imag
     return image_check(session, image)
 
 
-def image_check(session: Session, image: str) -> ImageCheckView:
+def find_check(session: Session, image: str) -> ImageCheckView | None:
     row = session.get(ImageCheck, image, populate_existing=True)
-    if row is None:
+    return _view(row) if row else None
+
+
+def image_check(session: Session, image: str) -> ImageCheckView:
+    check = find_check(session, image)
+    if check is None:
         raise CatalogError(404, f"image {image} has no check recorded")
-    return _view(row)
+    return check
 
 
 def image_checks(session: Session) -> dict[str, ImageCheckView]:

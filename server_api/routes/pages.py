@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from core.catalog import AssessmentView, Channel, VersionState
 from server_api.catalog import CatalogError, get_version, missing_checks
+from server_api.checks import find_check, image_checks
 from server_api.deps import (
     TOKEN_COOKIE,
     LoginRequired,
@@ -85,7 +86,12 @@ def not_found(request: Request, message: str) -> Response:
 
 @router.get("/", dependencies=[PageReader])
 def images_page(request: Request, session: SessionDep) -> Response:
-    return render(request, "images.html", images=image_summaries(session, NEWEST))
+    return render(
+        request,
+        "images.html",
+        images=image_summaries(session, NEWEST),
+        checks=image_checks(session),
+    )
 
 
 @router.get("/images/{image}", dependencies=[PageReader])
@@ -111,6 +117,7 @@ def image_page(
         request,
         "image.html",
         image=row,
+        check=find_check(session, image),
         versions=zip(views(session, rows), [began[v.pk] for v in rows], strict=True),
         channel_of=channel_of,
         before=before,

@@ -4,10 +4,11 @@ real image server; and the lines `trigger --wait` and `status` print about what 
 import os
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 from cli.tables import version_page
-from core.catalog import AssessmentReport, TransitionRequest
+from core.catalog import AssessmentReport, ImageCheckReport, TransitionRequest
 from core.config import REPO_DIR
 from core.pipeline import ArchTestResult, CheckOutcome
 from harness.publish import move, new_image, next_serial, publish
@@ -95,6 +96,22 @@ def test_versions_and_show_print_states_results_evidence_and_events(
     assert events[2].split()[5:8] == ["tests", "-", "-"], "actor, not forced, no workflow"
     assert events[3].split()[5:7] == ["ops", "forced"]
     assert events[3].endswith("i686 host is known broken")
+
+
+def test_versions_says_when_the_image_was_checked_and_found_unchanged(
+    image_server: RunningServer, catalog, tmp_path: Path
+) -> None:
+    image = new_image(arches=["x86_64"])
+    serial = publish(catalog, image, tmp=tmp_path, to=("testing", "active")).serial
+    publisher = {"ICEFLOE_PUBLISHER_TOKEN": image_server.token}
+    unchecked = icefloe(image_server, "versions", image.name, **publisher)
+    assert unchecked.returncode == 0 and len(unchecked.stdout.splitlines()) == 3
+    check = catalog.record_check(image.name, ImageCheckReport(unchanged_since=serial))
+
+    listed = icefloe(image_server, "versions", image.name, **publisher)
+    assert listed.returncode == 0, listed.stderr
+    stamp = check.checked_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert listed.stdout.splitlines()[3] == f"checked at {stamp} UTC, unchanged since {serial}"
 
 
 def test_show_reads_with_a_token_when_public_feeds_are_off(tmp_path: Path) -> None:

@@ -108,3 +108,16 @@ def test_recording_a_check_needs_a_publisher_token(anonymous: httpx.Client, cata
     put = anonymous.put(check_path(image.name), json={"unchanged_since": serial})
     assert put.status_code == 401
     assert catalog.image_check(image.name) is None
+
+
+def test_the_pages_say_when_an_image_was_checked(catalog: CatalogClient, anonymous, tmp_path):
+    image = new_image(arches=["x86_64"])
+    serial = publish(catalog, image, tmp=tmp_path, to=("testing", "active")).serial
+    assert "unchanged since" not in anonymous.get(f"/images/{image.name}").text
+    check = catalog.record_check(image.name, ImageCheckReport(unchanged_since=serial))
+    stamp = f"{check.checked_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    link = f'<a href="/images/{image.name}/versions/{serial}">{serial}</a>'
+    for page in (f"/images/{image.name}", "/"):
+        html = " ".join(anonymous.get(page).text.split())
+        assert "Checked at <time datetime=" in html, page
+        assert f">{stamp}</time>, unchanged since {link}" in html, page
