@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from core.arch import LxdArch
 from core.slots import SLOT_WAIT_SIGNAL, SlotKind, SlotWait
@@ -141,6 +141,8 @@ class PipelineSignals:
             asyncio.run_coroutine_threadsafe(
                 handle.signal(SLOT_WAIT_SIGNAL, wait), self._loop
             ).result(SIGNAL_TIMEOUT_S)
+        except CancelledError:  # the SDK cancelling this activity, raised in its thread
+            raise
         except Exception as exc:  # the wait goes on; only the pipeline's display lags
             log.warning("could not tell %s about its %s: %s", workflow_id, wait.text, exc)
 
