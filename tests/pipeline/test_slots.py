@@ -5,22 +5,19 @@ fifth cancelled while it waits for its slot. What ran at once is measured from o
 pool too: build directories on disk and the LXD instances of these pipelines, sampled."""
 
 import asyncio
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.lxd_test.instances import listed
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
-from core.config import Settings
 from core.pipeline import Phase, PipelineInput, PipelineResult
+from harness.occupancy import Occupancy
 from harness.publish import busybox_spec, next_serial
 from harness.remote import namespace
 from harness.servers import RunningServer
@@ -34,46 +31,6 @@ from workflows.trigger import start_pipeline
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal, pytest.mark.debs]
 
 WAITING = Phase.waiting_for_slot.on(["x86_64"])
-
-
-class Most:
-    """The most builds (directories under the build dir) and test instances (LXD instances
-    of the given serials) seen at once, sampled from a thread."""
-
-    def __init__(self, settings: Settings, serials: set[str]) -> None:
-        # a cancelled build may leave its directory: only these serials' count
-        self.builds = settings.build_dir or settings.state_dir / "builds"
-        self.lxd = connect_lxd(settings)
-        self.serials = serials
-        self.most = {"build": 0, "test": 0}
-
-    def sample(self) -> None:
-        builds = len(
-            [p for p in self.builds.glob("*/*/*") if p.is_dir() and p.parent.name in self.serials]
-        )
-        tests = len(
-            [i for i in listed(self.lxd) if i.config.get("user.icefloe.serial") in self.serials]
-        )
-        self.most = {
-            "build": max(self.most["build"], builds),
-            "test": max(self.most["test"], tests),
-        }
-
-    @contextmanager
-    def sampling(self) -> Iterator["Most"]:
-        stop = threading.Event()
-
-        def run() -> None:
-            while not stop.wait(0.05):
-                self.sample()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            stop.set()
-            thread.join()
 
 
 async def watch(
@@ -112,7 +69,7 @@ async def test_one_build_and_one_test_instance_at_a_time(temporal: Client, tmp_p
             )
             slots = worker.slots.pools
             async with control_worker(client, catalog, executor), worker:
-                with Most(settings, set(serials)).sampling() as most:
+                with Occupancy(settings, set(serials)).sampling() as most:
                     handles = [
                         await start_pipeline(client, PipelineInput(spec=image, serial=serial))
                         for image, serial in zip(images[:4], serials[:4], strict=True)
