@@ -159,8 +159,11 @@ class WorkerSlots:
 
     @property
     def text(self) -> str:
-        build, test = self.pools["build"], self.pools["test"]
-        return f"at most {build.limit} builds and {test.limit} test instances at once"
+        build, test = self.pools["build"].limit, self.pools["test"].limit
+        return (
+            f"at most {build} build{'s' * (build != 1)} and {test} test "
+            f"instance{'s' * (test != 1)} at once (ICEFLOE_WORKER_MAX_BUILDS, _MAX_TESTS)"
+        )
 
     @contextmanager
     def held(self, kind: SlotKind, progress: Callable[[str], None]) -> Iterator[None]:
