@@ -7,6 +7,7 @@ remote image server or remote LXD hosts. `docs/configuration.md` is generated fr
 descriptions here (`python -m deploy.configdoc`).
 """
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -25,6 +26,21 @@ PACKAGED_IMAGES = Path(__file__).with_name("definitions")
 # What the systemd units' StateDirectory= makes: an installed package has no place of its own.
 DEFAULT_STATE_DIR = Path("/var/lib/icefloe")
 PREFIX = "ICEFLOE_"
+GIB = 1024**3
+
+
+def host_slots(cores: int, memory_bytes: int) -> tuple[int, int]:
+    """(builds, test instances) an arch worker runs at once by default. A build (debootstrap,
+    mksquashfs) keeps a core busy and may take about 2 GiB with its page cache: half the
+    cores, one per 2 GiB. A test instance mostly waits (boot, DHCP, checks' execs): two per
+    core, one per GiB (a Debian container uses a few hundred MB). At least one of each."""
+    gib = memory_bytes // GIB
+    return max(1, min(cores // 2, gib // 2)), max(1, min(cores * 2, gib))
+
+
+def this_host() -> tuple[int, int]:
+    """This host's cores and memory, for host_slots."""
+    return os.cpu_count() or 1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class ServerSettings(BaseModel):
@@ -230,6 +246,19 @@ class Settings(BaseSettings):
         description="host:port where a worker serves the Temporal runtime's Prometheus metrics; "
         "one port per worker process",
     )
+    worker_max_builds: int | None = Field(
+        None,
+        ge=1,
+        description="builds an arch worker runs at once, whatever the number of pipelines; "
+        "more wait their turn in arrival order; unset: half the host's cores, at most one "
+        "per 2 GiB of memory, at least 1",
+    )
+    worker_max_tests: int | None = Field(
+        None,
+        ge=1,
+        description="test instances an arch worker runs at once (each test activity runs one "
+        "at a time); unset: two per core, at most one per GiB of memory, at least 1",
+    )
     deb_dir: Path | None = Field(
         None, description="busybox-static .debs on arch hosts; unset: `<state dir>/debs`"
     )
@@ -253,6 +282,11 @@ class Settings(BaseSettings):
                 )
         self.server = self.server.model_copy(update=shared)
         return self
+
+    def worker_slots(self) -> tuple[int, int]:
+        """(builds, test instances) at once: the settings, else sized from this host."""
+        builds, tests = host_slots(*this_host())
+        return self.worker_max_builds or builds, self.worker_max_tests or tests
 
     def workflow_ui_link(self, workflow_id: str) -> str:
         return (

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from core.config import REPO_DIR, ServerSettings
+from harness.temporal import failed_attempts
 
 # Labels of this run's LXD instances: concurrent runs on one LXD must not judge each other's.
 SCOPE = f"tests@{uuid.uuid4().hex[:8]}"
@@ -50,22 +50,8 @@ def postgres_database(name: str) -> Iterator[str]:
 
 async def assert_no_failed_attempts(handle: WorkflowHandle) -> None:
     """A healthy pipeline passes on first attempts: a Temporal retry must never be what made
-    it pass. Retried attempts leave no event of their own in the history; the started event
-    of the attempt that ended carries its number and the failure before it."""
-    bad = []
-    async for e in handle.fetch_history_events():
-        if e.event_type in (
-            EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
-            EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
-        ):
-            bad.append(f"event {e.event_id}: {EventType.Name(e.event_type)}")
-        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started = e.activity_task_started_event_attributes
-            if started.attempt != 1:
-                bad.append(
-                    f"event {e.event_id}: attempt {started.attempt} after "
-                    f"{started.last_failure.message!r}"
-                )
+    it pass."""
+    bad = await failed_attempts(handle)
     assert not bad, f"{handle.id} had failed activity attempts: " + "; ".join(bad)
 
 

@@ -21,15 +21,19 @@ from activities.heartbeat import BEAT_EVERY_S
 from activities.lxd_test.activity import ImageTestActivities
 from activities.lxd_test.instances import ensure_project
 from activities.lxd_test.janitor import labelled, sweep
+from activities.slots import PipelineSignals, WorkerSlots
 from clients.catalog import CatalogClient
 from clients.lxd import checked_arch
 from clients.temporal import running as workflows_running
-from core.arch import task_queue
+from core.arch import task_queue, to_lxd
 from core.config import Settings
 
 log = logging.getLogger(__name__)
 # Older than any test attempt can be (start-to-close is 30 minutes): surely abandoned.
 MAX_INSTANCE_AGE_S = 2 * 3600.0
+# Activities beyond the slots that may wait in the worker (a thread and a heartbeat each):
+# more than this stay in Temporal's queue, where `worker_wait_s` counts them as unserved.
+WAITING_ROOM = 64
 
 
 def temporal_scope(client: Client) -> str:
@@ -53,7 +57,9 @@ async def janitor_pass(
 
 
 class ArchWorker:
-    """The Temporal worker plus its janitor; used like a Worker (`async with`)."""
+    """The Temporal worker plus its janitor and slots; used like a Worker (`async with`).
+    Its activities run in threads of its own, one per activity it may take; `executor` runs
+    the janitor."""
 
     def __init__(
         self,
@@ -62,8 +68,14 @@ class ArchWorker:
         lxd: Callable[[], pylxd.Client],
         executor: ThreadPoolExecutor,
         janitor_every_s: float,
+        slots: WorkerSlots,
+        signals: PipelineSignals,
+        threads: ThreadPoolExecutor,
     ) -> None:
         self.worker = worker
+        self.slots = slots
+        self._signals = signals
+        self._threads = threads
         self._janitor_every_s = janitor_every_s
         self.task_queue = worker.task_queue
         self._janitor_args = (client, lxd, executor)
@@ -78,7 +90,9 @@ class ArchWorker:
                 log.exception("janitor pass failed; next one in %.0fs", self._janitor_every_s)
 
     async def __aenter__(self) -> "ArchWorker":
+        self._signals.bind(asyncio.get_running_loop())
         await janitor_pass(*self._janitor_args)
+        log.info("%s worker: %s", self.slots.arch, self.slots.text)
         await self.worker.__aenter__()
         self._janitor = asyncio.create_task(self._janitor_loop())
         return self
@@ -93,7 +107,10 @@ class ArchWorker:
             self._janitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._janitor
-        await self.worker.__aexit__(exc_type, exc, tb)
+        try:
+            await self.worker.__aexit__(exc_type, exc, tb)
+        finally:
+            self._threads.shutdown(wait=False)
 
 
 def arch_worker(
@@ -108,14 +125,21 @@ def arch_worker(
     conn = lxd()
     arch = checked_arch(arch, conn)
     ensure_project(conn, settings.lxd_project)
-    build = BuildActivities(catalog, settings)
-    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client))
+    builds, tests = settings.worker_slots()
+    signals = PipelineSignals(client)
+    slots = WorkerSlots(to_lxd(arch), builds, tests, signals)
+    build = BuildActivities(catalog, settings, slots)
+    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client), slots)
+    # Waiting activities have started: the pipelines' schedule-to-start detection of a
+    # missing worker sees only what no worker took.
+    activities = builds + tests + WAITING_ROOM
+    threads = ThreadPoolExecutor(max_workers=activities, thread_name_prefix=f"{arch}-activity")
     worker = Worker(
         client,
         task_queue=task_queue(arch),
         activities=[build.resolve_inputs, build.build_image, test.test_image],
-        activity_executor=executor,
-        max_concurrent_activities=4,
+        activity_executor=threads,
+        max_concurrent_activities=activities,
         # Every beat reaches the server (the SDK would hold them for 0.8 x the heartbeat
         # timeout): the last one recorded is at most a beat old when a worker dies, and
         # cancellation, which a sync activity only learns from a heartbeat the server
@@ -123,4 +147,6 @@ def arch_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=BEAT_EVERY_S),
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
     )
-    return ArchWorker(worker, client, lxd, executor, settings.janitor_every_s)
+    return ArchWorker(
+        worker, client, lxd, executor, settings.janitor_every_s, slots, signals, threads
+    )

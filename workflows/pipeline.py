@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         VersionStatus,
     )
     from core.refresh import SETTLED_SIGNAL, PipelineSettled
+    from core.slots import SLOT_WAIT_SIGNAL, SlotWait
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
@@ -105,6 +106,7 @@ class ImagePipeline:
         self._phase = Phase.queued
         self._details = ""
         self._no_worker: set[str] = set()
+        self._slot_waits: dict[str, SlotWait] = {}  # per arch: its work waits for a slot
         self._tests: dict[str, ArchTestResult] = {}
         self._deadline: datetime | None = None
         self._retry: OperatorRequest | None = None
@@ -120,7 +122,7 @@ class ImagePipeline:
             waiting_for_worker=sorted(self._no_worker),
             tests=self._tests,
             testing_deadline=self._deadline,
-            details=self._details,
+            details=self._details + self._slot_lines(),
         )
 
     @workflow.update
@@ -144,14 +146,30 @@ class ImagePipeline:
         """Sent just before a cancellation, so the catalog learns who cancelled and why."""
         self._cancelled_by = req
 
+    @workflow.signal(name=SLOT_WAIT_SIGNAL)
+    def slot_wait(self, wait: SlotWait) -> None:
+        """An arch worker is full: this pipeline's work there waits its turn (or got it)."""
+        if wait.waiting:
+            self._slot_waits[wait.arch] = wait
+        elif self._slot_waits.pop(wait.arch, None) is None:
+            return
+        self._show()
+
     def _failed(self) -> list[str]:
         return sorted(a for a, r in self._tests.items() if not r.passed)
 
     def _shown_phase(self) -> str:
-        """The phase, unless some arch's work waits for a worker: that is what to fix first."""
+        """The phase, unless some arch's work waits for a worker (that is what to fix first)
+        or for a slot on its worker."""
         if self._no_worker:
             return Phase.waiting_for_worker.on(sorted(self._no_worker))
+        if self._slot_waits:
+            return Phase.waiting_for_slot.on(sorted(self._slot_waits))
         return self._phase.value
+
+    def _slot_lines(self) -> str:
+        """One line per arch whose work waits its turn ("x86_64: build slot: 3 ahead")."""
+        return "".join(f"\n{w.text}" for _, w in sorted(self._slot_waits.items()))
 
     def _show(self, details: str | None = None) -> None:
         """Keep the phase search attribute and the UI's current details in step."""
@@ -166,7 +184,7 @@ class ImagePipeline:
             else ""
         )
         workflow.upsert_search_attributes([sa.PHASE.value_set(self._shown_phase())])
-        workflow.set_current_details(text)
+        workflow.set_current_details(text + self._slot_lines())
 
     def _enter(self, phase: Phase, details: str) -> None:
         self._phase = phase
@@ -230,6 +248,10 @@ class ImagePipeline:
                 self._no_worker.add(arch)
                 self._show()
                 continue
+            finally:
+                # The worker says when a wait ends; this covers a signal that never came.
+                if self._slot_waits.pop(arch, None) is not None:
+                    self._show()
             if arch in self._no_worker:
                 self._no_worker.discard(arch)
                 self._show()

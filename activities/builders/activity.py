@@ -16,6 +16,7 @@ from activities.builders.inputs import arch_inputs
 from activities.builders.registry import BUILDERS
 from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
+from activities.slots import WorkerSlots
 from clients.catalog import CatalogClient
 from core.catalog import ArchFiles, BuiltFile
 from core.config import Settings
@@ -24,8 +25,9 @@ from core.pipeline import BuildInput
 
 
 class BuildActivities:
-    def __init__(self, catalog: CatalogClient, settings: Settings) -> None:
+    def __init__(self, catalog: CatalogClient, settings: Settings, slots: WorkerSlots) -> None:
         self.catalog = catalog
+        self.slots = slots
         self.dirs = HostDirs(
             debs=settings.deb_dir or settings.state_dir / "debs",
             cache=settings.state_dir / "cache",
@@ -40,7 +42,7 @@ class BuildActivities:
 
     @activity.defn
     def build_image(self, inp: BuildInput) -> ArchFiles:
-        with heartbeating() as progress:
+        with heartbeating() as progress, self.slots.held("build", progress):
             return self._build_and_upload(inp, progress)
 
     def _build_and_upload(self, inp: BuildInput, progress: Progress) -> ArchFiles:

@@ -19,6 +19,7 @@ from activities.lxd_test.execs import describe
 from activities.lxd_test.faults import MachineryFault, faults_are_retried
 from activities.lxd_test.instances import forget_image, halt, instance_name, launch_spec
 from activities.lxd_test.suite import run_suite
+from activities.slots import WorkerSlots
 from clients.catalog import CatalogClient, server_ca
 from clients.lxd import host_name
 from core.catalog import AssessmentReport, AssessmentState, Channel
@@ -34,8 +35,10 @@ class ImageTestActivities:
         lxd: Callable[[], pylxd.Client],
         settings: Settings,
         temporal: str,
+        slots: WorkerSlots,
     ) -> None:
         self.catalog = catalog
+        self.slots = slots  # one test instance at a time per activity, in one of its slots
         self.temporal = temporal  # labels instances for this worker's janitor
         self.lxd = lxd
         ca = server_ca(settings)
@@ -51,6 +54,7 @@ class ImageTestActivities:
             image_server_errors(),
             faults_are_retried(),
             heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat,
+            self.slots.held("test", beat),
         ):
             return self._test(inp, beat)
 

@@ -19,6 +19,7 @@ from activities.lxd_test import checks
 from activities.lxd_test.activity import ImageTestActivities
 from activities.lxd_test.execs import ExecFault, ExecResult, describe
 from activities.lxd_test.instances import forget_image, instance_name, remove
+from activities.slots import WorkerSlots
 from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core.catalog import AssessmentReport
@@ -56,7 +57,11 @@ class Tested:
         """One attempt of the test activity (what Temporal runs, and runs again on a retry)."""
         self.attempts += 1
         activities = ImageTestActivities(
-            self.catalog, lambda: connect_lxd(self.settings), self.settings, SCOPE
+            self.catalog,
+            lambda: connect_lxd(self.settings),
+            self.settings,
+            SCOPE,
+            WorkerSlots("x86_64", 1, 1),
         )
         inp = ArchTestInput(
             spec=self.image,

@@ -3,6 +3,8 @@
 A change that would make a running pipeline take another path on replay (a
 non-determinism error) fails here, before it reaches a worker. The histories come from
 the dev server (`pipeline-active-devserver.json`: the sample image through run-local;
+`pipeline-slot-wait-devserver.json`: a busybox pipeline of tests/pipeline/test_slots.py
+that waited for build and test slots, its worker's `slot_wait` signals in it;
 `prune-*-devserver.json`: PruneTesting runs of tests/workflows/test_prune.py, expiring
 orphans and leaving live pipelines' versions, clearing stuck results only of orphans,
 and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a pipeline whose
