@@ -36,6 +36,25 @@ def test_a_version_keeps_its_inputs_also_when_published_again(catalog: CatalogCl
     assert catalog.version(image.name, without.serial).inputs is None
 
 
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"spec_digest": "not-hex"},
+        {"arches": {}},
+        {"spec_digest": "0" * 64, "arches": {"x86_64": {"items": {"a": 1}}}},
+        {"spec_digest": "0" * 64, "arches": {"x86_64": {"known": "maybe"}}},
+        {"spec_digest": "0" * 64, "arches": {f"a{n}": {} for n in range(17)}},
+        "inputs",
+    ],
+)
+def test_bad_inputs_are_a_422(catalog: CatalogClient, tmp_path, inputs):
+    req = upload(catalog, new_image(), next_serial(), tmp=tmp_path)
+    body = req.model_dump(mode="json") | {"inputs": inputs}
+    answer = catalog._http.post("/api/v1/versions", json=body)
+    assert answer.status_code == 422, answer.text
+    assert catalog.versions(image=req.spec.name) == []
+
+
 def test_a_check_is_recorded_read_and_overwritten(catalog: CatalogClient, anonymous, tmp_path):
     image = new_image(arches=["x86_64"])
     assert catalog.image_check(image.name) is None
