@@ -137,7 +137,18 @@ def cleanup_steps(logs: list[Path], workflow_id: str, t0: float) -> list[Step]:
     return steps
 
 
-def baseline(arches: list[str]) -> float:
+def covered(spans: list[tuple[float, float]]) -> float:
+    """How long at least one of the (start, end) spans is going on."""
+    total, reach = 0.0, float("-inf")
+    for begin, end in sorted(spans):
+        if end > reach:
+            total += end - max(begin, reach)
+            reach = end
+    return total
+
+
+def baseline(arches: list[str]) -> tuple[float, list[str]]:
+    """The script's total and its lines per arch (wall, build)."""
     done = subprocess.run(
         ["bash", str(BASELINE)],
         env=os.environ | {"BASELINE_ARCHES": " ".join(arches)},
@@ -148,7 +159,7 @@ def baseline(arches: list[str]) -> float:
     total = re.search(r"^total: ([\d.]+)s", done.stdout, re.M)
     if done.returncode or not total:
         sys.exit(f"baseline.sh failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return float(total[1])
+    return float(total[1]), re.findall(r"^\S+: [\d.]+s \(build .*$", done.stdout, re.M)
 
 
 async def pipeline(client: Client, spec, i: int) -> tuple[float, WorkflowHandle]:
@@ -197,13 +208,15 @@ async def main(pairs: int) -> None:
                 wait_until(partial(polling, log), f"{log.stem} up", 120)
             await pipeline(env.client, spec, -1)  # warm-up: first imports, LXD's first pull
             runs: list[tuple[float, float, WorkflowHandle]] = []
+            said: dict[str, list[str]] = {}
             for i in range(pairs):
                 if i % 2:
                     wall, handle = await pipeline(env.client, spec, i)
-                    script = baseline(arches)
+                    script, said[handle.id] = baseline(arches)
                 else:
-                    script = baseline(arches)
+                    script, lines = baseline(arches)
                     wall, handle = await pipeline(env.client, spec, i)
+                    said[handle.id] = lines
                 runs.append((script, wall, handle))
                 print(
                     f"pair {i + 1}: script {script:.2f}s  pipeline {wall:.2f}s  "
@@ -232,6 +245,14 @@ async def main(pairs: int) -> None:
             )
             for s in sorted(steps + inside, key=lambda s: s.at):
                 print(f"  +{s.at - t0:5.2f}s  {s.took:5.2f}s  {s.what}")
+            busy = covered([(s.at, s.at + s.took) for s in steps if s.what.endswith(" runs")])
+            tasks = sum(s.took for s in steps if s.what == "workflow task")
+            print(
+                f"some activity runs {busy:.2f}s of {history_wall:.2f}s; between activities "
+                f"{history_wall - busy:.2f}s (workflow tasks {tasks:.2f}s, the rest queue waits "
+                "and the round trips between worker and server)"
+            )
+            print("the script of the same pair: " + "; ".join(said[median.id]))
         finally:
             for proc in procs:
                 stop(proc)

@@ -91,7 +91,6 @@ def run_suite(
         if judged and delete_later is not None:
             delete_later(spec.name)
         else:
-            beat(f"deleting {spec.name}")
             remove(client, spec.name)
 
 
