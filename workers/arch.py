@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.builders.activity import BuildActivities
 from activities.heartbeat import BEAT_EVERY_S
 from activities.lxd_test.activity import ImageTestActivities
+from activities.lxd_test.cleanup import Cleanups
 from activities.lxd_test.instances import ensure_project
 from activities.lxd_test.janitor import labelled, sweep
 from clients.catalog import CatalogClient
@@ -62,8 +63,10 @@ class ArchWorker:
         lxd: Callable[[], pylxd.Client],
         executor: ThreadPoolExecutor,
         janitor_every_s: float,
+        cleanups: Cleanups,
     ) -> None:
         self.worker = worker
+        self.cleanups = cleanups  # deletions after the verdicts, seen through at shutdown
         self._janitor_every_s = janitor_every_s
         self.task_queue = worker.task_queue
         self._janitor_args = (client, lxd, executor)
@@ -94,6 +97,7 @@ class ArchWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._janitor
         await self.worker.__aexit__(exc_type, exc, tb)
+        await asyncio.to_thread(self.cleanups.wait)  # the process exits with os._exit
 
 
 def arch_worker(
@@ -109,7 +113,8 @@ def arch_worker(
     arch = checked_arch(arch, conn)
     ensure_project(conn, settings.lxd_project)
     build = BuildActivities(catalog, settings)
-    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client))
+    cleanups = Cleanups()
+    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client), cleanups)
     worker = Worker(
         client,
         task_queue=task_queue(arch),
@@ -123,4 +128,4 @@ def arch_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=BEAT_EVERY_S),
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
     )
-    return ArchWorker(worker, client, lxd, executor, settings.janitor_every_s)
+    return ArchWorker(worker, client, lxd, executor, settings.janitor_every_s, cleanups)

@@ -4,9 +4,9 @@ LXD takes about a second to stop a container whatever the image (its stop operat
 the instance's stop hook after the container is gone; bench/hotpath.py shows it). Once a
 suite's verdicts are recorded nothing waits on the instance, so the test activity returns
 and its instance and cached image are deleted in a thread of the worker while the pipeline
-goes on to promote. The thread is not a daemon: a worker that stops waits for it. A worker
-that dies first leaves them to the janitor, which deletes the instances of workflows that
-no longer run, and their cached images, when a worker starts and then periodically.
+goes on to promote. A worker that stops waits for them (workers/arch.py). A worker that dies
+first leaves them to the janitor, which deletes the instances of workflows that no longer
+run, and their cached images, when a worker starts and then periodically.
 """
 
 import logging

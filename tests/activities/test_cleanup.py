@@ -4,10 +4,13 @@ suite hands its instance over only once every verdict is in (real LXD)."""
 
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pylxd
 import pytest
+from temporalio.client import Client
 
 from activities.lxd_test.checks import suite
 from activities.lxd_test.cleanup import Cleanups
@@ -16,11 +19,13 @@ from activities.lxd_test.faults import MachineryFault
 from activities.lxd_test.instances import Target, forget_image, remove
 from activities.lxd_test.suite import Check, run_suite
 from clients.catalog import CatalogClient
+from clients.lxd import connect_lxd
 from core.config import Settings
 from core.pipeline import CheckOutcome
 from harness.lxd import launch_in_testing
 from harness.publish import busybox_spec, publish
 from tests.support import SCOPE
+from workers.arch import arch_worker
 
 
 def test_a_deletion_runs_beside_the_caller_and_wait_sees_it_through() -> None:
@@ -31,7 +36,7 @@ def test_a_deletion_runs_beside_the_caller_and_wait_sees_it_through() -> None:
         ran.set()
 
     thread = cleanups.start("deleting icefloe-x8664-0", work)
-    assert not thread.daemon, "a worker that stops waits for its deletions"
+    assert not thread.daemon, "an interpreter that exits waits for its deletions"
     assert not cleanups.wait(timeout_s=0.01), "still running"
     assert not ran.is_set()
     release.set()
@@ -95,3 +100,24 @@ def test_a_judged_instance_is_left_to_delete_later_and_a_faulted_one_goes_at_onc
     finally:
         remove(lxd, spec.name)
         forget_image(lxd, fp)
+
+
+@pytest.mark.lxd
+@pytest.mark.temporal
+async def test_an_arch_worker_that_stops_sees_its_deletions_through(
+    temporal: Client, catalog: CatalogClient, settings: Settings
+) -> None:
+    """`icefloe worker` ends with os._exit, which would kill a deletion still running."""
+    done: list[str] = []
+
+    def work() -> None:
+        time.sleep(0.5)  # LXD's stop, about a second
+        done.append("deleted")
+
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        worker = arch_worker(
+            temporal, "x86_64", catalog, lambda: connect_lxd(settings), settings, executor
+        )
+        async with worker:
+            worker.cleanups.start("deleting icefloe-x8664-0", work)
+        assert done == ["deleted"], "the worker stopped only once its deletion had ended"
