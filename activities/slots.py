@@ -33,11 +33,15 @@ class SlotAbandoned(Exception):
     """The waiter gave up (its worker shuts down) before a slot was free."""
 
 
+Release = Callable[[], None]
+
+
 class _Ticket:
-    __slots__ = ("granted",)
+    __slots__ = ("granted", "kept")
 
     def __init__(self) -> None:
         self.granted = False
+        self.kept = False  # the holder took the slot past the block: it releases it itself
 
 
 class SlotPool:
@@ -64,16 +68,23 @@ class SlotPool:
         waits: Callable[[int | None], None] = lambda _: None,
         give_up: Callable[[], bool] = lambda: False,
         shield: Callable[[], AbstractContextManager[object]] = nullcontext,
-    ) -> Iterator[None]:
+    ) -> Iterator[Callable[[], Release]]:
         """Hold a slot for the block. While queued, `waits(ahead)` is called when the number
         ahead changes, then `waits(None)` once the wait ends; `give_up()` true ends the wait
-        with SlotAbandoned; `shield` defers a cancellation raised in this thread."""
+        with SlotAbandoned; `shield` defers a cancellation raised in this thread.
+        The block gets `keep`: calling it keeps the slot past the block and returns the
+        function that gives it back (for work the holder finishes in the background)."""
         ticket = _Ticket()
+
+        def keep() -> Release:
+            ticket.kept = True
+            return lambda: self._leave(ticket, kept=True)
+
         try:
             with shield():
                 self._arrive(ticket)
             self._wait(ticket, waits, give_up)
-            yield
+            yield keep
         finally:
             with shield():
                 self._leave(ticket)
@@ -112,8 +123,10 @@ class SlotPool:
             if told is not None:
                 waits(None)
 
-    def _leave(self, ticket: _Ticket) -> None:
+    def _leave(self, ticket: _Ticket, kept: bool = False) -> None:
         with self._cond:
+            if ticket.kept and not kept:
+                return
             if ticket.granted:
                 ticket.granted = False
                 self._in_use -= 1
@@ -166,7 +179,9 @@ class WorkerSlots:
         )
 
     @contextmanager
-    def held(self, kind: SlotKind, progress: Callable[[str], None]) -> Iterator[None]:
+    def held(
+        self, kind: SlotKind, progress: Callable[[str], None]
+    ) -> Iterator[Callable[[], Release]]:
         """In an activity: wait for a slot of `kind`, telling the heartbeat and the pipeline."""
         workflow_id = activity.info().workflow_id
 
@@ -179,8 +194,8 @@ class WorkerSlots:
         try:
             with self.pools[kind].held(
                 waits, activity.is_worker_shutdown, activity.shield_thread_cancel_exception
-            ):
-                yield
+            ) as keep:
+                yield keep
         except SlotAbandoned:
             raise ApplicationError(
                 f"the {self.arch} worker shut down before a {kind} slot was free",

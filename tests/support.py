@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from temporalio.client import WorkflowHandle
 
 from core.config import REPO_DIR, ServerSettings
 from harness.temporal import failed_attempts
+from harness.waiting import until
 
 # Labels of this run's LXD instances: concurrent runs on one LXD must not judge each other's.
 SCOPE = f"tests@{uuid.uuid4().hex[:8]}"
@@ -157,3 +158,10 @@ def icefloe_token(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
         cwd=REPO_DIR,
         timeout=60,
     )
+
+
+async def nothing_left(leftovers: Callable[[], list[str]], what: str) -> None:
+    """Until `leftovers` (test instances, cached images) finds none: an arch worker deletes
+    them just after its test activity returns (activities/lxd_test/cleanup.py), so the
+    pipeline's result may come first. A ceiling for a loaded machine, not a measure."""
+    await until(lambda: asyncio.to_thread(lambda: not leftovers()), f"no {what} left", 60, 0.1)

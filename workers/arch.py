@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.builders.activity import BuildActivities
 from activities.heartbeat import BEAT_EVERY_S
 from activities.lxd_test.activity import ImageTestActivities
+from activities.lxd_test.cleanup import Cleanups
 from activities.lxd_test.instances import ensure_project
 from activities.lxd_test.janitor import labelled, sweep
 from activities.slots import PipelineSignals, WorkerSlots
@@ -71,11 +72,13 @@ class ArchWorker:
         slots: WorkerSlots,
         signals: PipelineSignals,
         threads: ThreadPoolExecutor,
+        cleanups: Cleanups,
     ) -> None:
         self.worker = worker
         self.slots = slots
         self._signals = signals
         self._threads = threads
+        self.cleanups = cleanups  # deletions after the verdicts, seen through at shutdown
         self._janitor_every_s = janitor_every_s
         self.task_queue = worker.task_queue
         self._janitor_args = (client, lxd, executor)
@@ -109,6 +112,7 @@ class ArchWorker:
                 await self._janitor
         try:
             await self.worker.__aexit__(exc_type, exc, tb)
+            await asyncio.to_thread(self.cleanups.wait)  # the process exits with os._exit
         finally:
             self._threads.shutdown(wait=False)
 
@@ -129,7 +133,8 @@ def arch_worker(
     signals = PipelineSignals(client)
     slots = WorkerSlots(to_lxd(arch), builds, tests, signals)
     build = BuildActivities(catalog, settings, slots)
-    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client), slots)
+    cleanups = Cleanups()
+    test = ImageTestActivities(catalog, lxd, settings, temporal_scope(client), slots, cleanups)
     # Waiting activities have started: the pipelines' schedule-to-start detection of a
     # missing worker sees only what no worker took.
     activities = builds + tests + WAITING_ROOM
@@ -148,5 +153,5 @@ def arch_worker(
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
     )
     return ArchWorker(
-        worker, client, lxd, executor, settings.janitor_every_s, slots, signals, threads
+        worker, client, lxd, executor, settings.janitor_every_s, slots, signals, threads, cleanups
     )

@@ -15,11 +15,18 @@ from temporalio import activity
 from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
 from activities.lxd_test.checks import suite
+from activities.lxd_test.cleanup import Cleanups
 from activities.lxd_test.execs import describe
 from activities.lxd_test.faults import MachineryFault, faults_are_retried
-from activities.lxd_test.instances import forget_image, halt, instance_name, launch_spec
+from activities.lxd_test.instances import (
+    forget_image,
+    halt,
+    instance_name,
+    launch_spec,
+    remove,
+)
 from activities.lxd_test.suite import run_suite
-from activities.slots import WorkerSlots
+from activities.slots import Release, WorkerSlots
 from clients.catalog import CatalogClient, server_ca
 from clients.lxd import host_name
 from core.catalog import AssessmentReport, AssessmentState, Channel
@@ -36,9 +43,11 @@ class ImageTestActivities:
         settings: Settings,
         temporal: str,
         slots: WorkerSlots,
+        cleanups: Cleanups | None = None,
     ) -> None:
         self.catalog = catalog
         self.slots = slots  # one test instance at a time per activity, in one of its slots
+        self.cleanups = cleanups or Cleanups()
         self.temporal = temporal  # labels instances for this worker's janitor
         self.lxd = lxd
         ca = server_ca(settings)
@@ -54,11 +63,13 @@ class ImageTestActivities:
             image_server_errors(),
             faults_are_retried(),
             heartbeating(on_cancel=lambda: halt(self.lxd(), names)) as beat,
-            self.slots.held("test", beat),
+            self.slots.held("test", beat) as keep,
         ):
-            return self._test(inp, beat)
+            return self._test(inp, beat, keep)
 
-    def _test(self, inp: ArchTestInput, beat: Callable[[str], None]) -> ArchTestResult:
+    def _test(
+        self, inp: ArchTestInput, beat: Callable[[str], None], keep: Callable[[], Release]
+    ) -> ArchTestResult:
         client = self.lxd()
         host = host_name(client)
         missing = self.catalog.missing_checks(inp.spec.name, inp.serial).get(inp.arch, [])
@@ -91,12 +102,15 @@ class ImageTestActivities:
             beat(f"{inp.arch}: {outcome.check} {outcome.state}")
 
         url = self.catalog.channel_url(Channel.testing, fresh=inp.fingerprint[:16])
+        judged: list[str] = []  # instances whose suite has every verdict, still to delete
+        done = False
         try:
             for privilege in inp.spec.privileges:
                 checks = suite(inp.spec.checks)
                 todo = [c for c in checks if check_key(c.name, privilege) in missing]
                 if not todo:
                     continue
+                _remove(client, judged)  # one instance of this activity's at a time
                 instance = launch_spec(
                     inp.spec.name,
                     inp.serial,
@@ -111,8 +125,34 @@ class ImageTestActivities:
                 )
                 fingerprint = inp.fingerprint[:12]
                 beat(f"{inp.arch}: launching {instance.name} ({privilege}) from {fingerprint}")
-                run_suite(client, instance, todo, report, beat)
+                run_suite(client, instance, todo, report, beat, delete_later=judged.append)
+            done = True
         finally:
             with activity.shield_thread_cancel_exception():
-                forget_image(client, inp.fingerprint)
+                if done:
+                    self._delete_later(inp, judged, keep())
+                else:
+                    _remove(client, judged)
+                    forget_image(client, inp.fingerprint)
         return ArchTestResult(arch=inp.arch, host=host, checks=outcomes)
+
+    def _delete_later(self, inp: ArchTestInput, names: list[str], release: Release) -> None:
+        """Every verdict is recorded: the instances and the cached image go in the background.
+        The test slot stays taken until the instance is gone, so the limit counts it."""
+        fingerprint = inp.fingerprint
+
+        def work() -> None:
+            try:
+                client = self.lxd()
+                _remove(client, names)
+                forget_image(client, fingerprint)
+            finally:
+                release()
+
+        what = f"{inp.workflow_id} {inp.arch}: deleting {', '.join(names) or 'no instance'}"
+        self.cleanups.start(f"{what} and cached image {fingerprint[:12]}", work)
+
+
+def _remove(client: pylxd.Client, names: list[str]) -> None:
+    while names:
+        remove(client, names.pop())

@@ -196,6 +196,7 @@ def launch(client: pylxd.Client, spec: LaunchSpec, timeout_s: float, beat: Beat)
             json={"name": spec.name, "source": source, "config": config}
         )
         _wait_operation(client, response.json()["operation"], deadline, beat)
+        beat(f"starting {spec.name}")
         inst = client.instances.get(spec.name)
         inst.start(wait=True)
     except LXDAPIException as exc:

@@ -47,13 +47,16 @@ def run_suite(
     report: Callable[[CheckOutcome], None],
     beat: Beat,
     launch_timeout_s: float = 600,
+    delete_later: Callable[[str], None] | None = None,
 ) -> None:
     """Launch, run each check in order reporting running then its verdict, delete.
 
-    The instance is deleted whatever happens, cancellation included. A fault raises
-    MachineryFault; the check it interrupted is reported still running, the fault as its
-    evidence (a launch fault reports nothing: no check ran).
+    The instance is deleted whatever happens, cancellation included; once every verdict is
+    reported, its name goes to `delete_later` instead, if given (see cleanup.py). A fault
+    raises MachineryFault; the check it interrupted is reported still running, the fault as
+    its evidence (a launch fault reports nothing: no check ran).
     """
+    judged = False
     try:
         try:
             inst = launch(client, spec, launch_timeout_s, beat)
@@ -83,8 +86,12 @@ def run_suite(
                     duration_s=time.monotonic() - started,
                 )
             )
+        judged = True
     finally:
-        remove(client, spec.name)
+        if judged and delete_later is not None:
+            delete_later(spec.name)
+        else:
+            remove(client, spec.name)
 
 
 def _verdict(

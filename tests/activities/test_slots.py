@@ -167,3 +167,18 @@ def test_a_waiter_gives_up_when_its_worker_shuts_down() -> None:
     release.set()
     first.join(10)
     assert told == [0, None] and (pool.in_use, pool.waiting) == (0, 0)
+
+
+def test_a_kept_slot_stays_taken_until_given_back() -> None:
+    """A test instance deleted after the activity ended still counts against the limit."""
+    pool = SlotPool(1)
+    with pool.held() as keep:
+        release = keep()
+    assert pool.in_use == 1
+    second = holder(pool, lambda: None)
+    second.join(0.3)
+    assert second.is_alive() and pool.waiting == 1
+    release()
+    second.join(5)
+    assert not second.is_alive()
+    assert (pool.in_use, pool.waiting, pool.most) == (0, 0, 1)

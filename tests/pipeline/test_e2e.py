@@ -9,7 +9,7 @@ from clients.lxd import connect_lxd
 from core.config import REPO_DIR
 from core.images import load_image
 from core.pipeline import PipelineInput
-from tests.support import assert_no_failed_attempts
+from tests.support import assert_no_failed_attempts, nothing_left
 from workflows.trigger import new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -43,9 +43,8 @@ async def test_sample_image_reaches_active_on_every_local_arch(
         ("i686", ["busybox-static"]),
         ("x86_64", ["busybox-static"]),
     ]
-    leftovers = [
-        i.name
-        for i in listed(connect_lxd(settings))
-        if i.config.get("user.icefloe.serial") == serial
-    ]
-    assert leftovers == []
+    lxd = connect_lxd(settings)
+    await nothing_left(
+        lambda: [i.name for i in listed(lxd) if i.config.get("user.icefloe.serial") == serial],
+        f"test instance of {serial}",
+    )

@@ -30,7 +30,7 @@ from harness.workers import (
     check_state,
     own_namespace,
 )
-from tests.support import assert_no_failed_attempts
+from tests.support import assert_no_failed_attempts, nothing_left
 from workers.arch import arch_worker
 from workflows.trigger import new_serial, start_pipeline
 
@@ -74,7 +74,8 @@ async def test_debian_image_built_with_debootstrap_reaches_active(
     assert "\ninit: systemd: running after " in checks["reboot"][1]
     assert "\njournal: no failed units, no core dumps" in checks["reboot"][1]
     assert all(a.duration_s > 0 for a in version.assessments if a.check != "ipv6")
-    assert leftovers(connect_lxd(settings), version) == []
+    lxd = connect_lxd(settings)
+    await nothing_left(lambda: leftovers(lxd, version), f"test instance of {version.serial}")
     # The manifest is what dpkg installed in the rootfs: minbase and the image's packages.
     (manifest,) = catalog.manifest(image.name, serial).arches
     installed = {p.name: p.version for p in manifest.packages or []}
@@ -106,7 +107,8 @@ async def test_image_without_network_fails_the_network_check_and_never_goes_acti
     inside = evidence.split("ip addr show eth0:\n")[1]
     assert "eth0" in inside and "inet " not in inside.split("ip -4 route:")[0]
     assert catalog.missing_checks(image.name, serial) == {"x86_64": ["ipv4"]}
-    assert leftovers(connect_lxd(settings), version) == []
+    lxd = connect_lxd(settings)
+    await nothing_left(lambda: leftovers(lxd, version), f"test instance of {version.serial}")
 
 
 async def test_cancelled_pipeline_deletes_its_test_instance(
@@ -179,7 +181,7 @@ async def test_killed_test_worker_is_replaced_and_the_pipeline_completes_leaving
     with pytest.raises(AssertionError, match="attempt 2 after 'activity Heartbeat timeout'"):
         await assert_no_failed_attempts(handle)  # the one retry the kill made
     version = catalog.version(image.name, serial)
-    assert leftovers(lxd, version) == []
+    await nothing_left(lambda: leftovers(lxd, version), f"test instance of {serial}")
 
 
 async def test_sigterm_lets_the_running_test_finish_then_the_worker_exits(

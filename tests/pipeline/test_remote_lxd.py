@@ -16,7 +16,7 @@ from core.config import Settings
 from core.pipeline import PipelineInput
 from harness.publish import busybox_spec
 from harness.remote import LxdEndpoint, TestCA, lxd_over_https, namespace, self_signed_client
-from tests.support import assert_no_failed_attempts
+from tests.support import assert_no_failed_attempts, nothing_left
 from workers.arch import arch_worker
 from workers.control import control_worker
 from workflows.trigger import new_serial, start_pipeline
@@ -98,4 +98,7 @@ async def test_arch_worker_over_https_takes_a_version_to_active(
     )
     await assert_no_failed_attempts(handle)
     lxd = connect_lxd(settings)
-    assert [i.name for i in listed(lxd) if i.config.get(f"{LABEL}serial") == serial] == []
+    await nothing_left(
+        lambda: [i.name for i in listed(lxd) if i.config.get(f"{LABEL}serial") == serial],
+        f"test instance of {serial}",
+    )

@@ -1,0 +1,55 @@
+"""Deleting a tested instance off the pipeline's path.
+
+LXD takes about a second to stop a container whatever the image (its stop operation runs
+the instance's stop hook after the container is gone; bench/hotpath.py shows it). Once a
+suite's verdicts are recorded nothing waits on the instance, so the test activity returns
+and its instance and cached image are deleted in a thread of the worker while the pipeline
+goes on to promote. A worker that stops waits for them (workers/arch.py). A worker that dies
+first leaves them to the janitor, which deletes the instances of workflows that no longer
+run, and their cached images, when a worker starts and then periodically.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class Cleanups:
+    """The deletions this worker has in flight."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[threading.Thread] = set()
+
+    def start(self, what: str, work: Callable[[], object]) -> threading.Thread:
+        """Run `work` in a thread of its own; a failure is logged, the janitor's to mend."""
+
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                work()
+            except Exception:
+                log.exception("%s failed; the janitor will delete what is left", what)
+            else:
+                log.info("%s: done in %.2fs", what, time.monotonic() - started)
+            finally:
+                with self._lock:
+                    self._running.discard(thread)
+
+        thread = threading.Thread(target=run, name=f"cleanup {what}")
+        with self._lock:
+            self._running.add(thread)
+        thread.start()
+        return thread
+
+    def wait(self, timeout_s: float = 60) -> bool:
+        """Until every deletion started so far has ended; False if one is still running."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            running = list(self._running)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in running)
