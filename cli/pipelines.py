@@ -56,7 +56,7 @@ async def _trigger(args: argparse.Namespace) -> int:
         print(f"{result.details}\n  re-run this job, or `icefloe retry {spec.name} {inp.serial}`")
         return 1
     if result.unchanged_since:
-        print(f"{result.image} {result.serial}: {result.message}; nothing built")
+        print(f"{result.image} {result.serial}: {result.message}")
         return 0
     for test in result.tests:
         for check in test.checks:

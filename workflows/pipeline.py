@@ -291,10 +291,10 @@ class ImagePipeline:
             inputs = await self._inputs()
             check = None if self._inp.force else await self._compare(inputs)
             if check:
-                return self._unchanged(check, "its inputs equal")
+                return self._unchanged(check, "its inputs equal", "nothing built")
         version = await self._build_and_publish(status, inputs)
         if isinstance(version, ImageCheckView):  # the server's second guard
-            return self._unchanged(version, "its packages and definition equal")
+            return self._unchanged(version, "its packages and definition equal", "not published")
         self._deadline = version.state_changed_at + timedelta(seconds=self._inp.expire_after_s)
         fingerprints = {a.arch: a.fingerprint for a in version.arches}
         required = spec.required_checks
@@ -371,10 +371,11 @@ class ImagePipeline:
         )
         return await self._control(CatalogActivities.check_inputs, check, "compare inputs")
 
-    def _unchanged(self, check: ImageCheckView, equal: str) -> PipelineResult:
+    def _unchanged(self, check: ImageCheckView, equal: str, outcome: str) -> PipelineResult:
         since = check.unchanged_since
         message = f"unchanged since {since}: {equal} those of {since}, the newest active version"
-        self._enter(Phase.unchanged, f"{check.image} {self._inp.serial}: {message}; nothing built")
+        message += f"; {outcome}"
+        self._enter(Phase.unchanged, f"{check.image} {self._inp.serial}: {message}")
         return PipelineResult(
             image=check.image,
             serial=self._inp.serial,

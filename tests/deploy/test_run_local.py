@@ -124,7 +124,7 @@ def versions(state: Path) -> dict[str, str]:
     return found
 
 
-def test_once_takes_the_sample_to_active_and_a_second_run_reuses_the_state(
+def test_once_takes_the_sample_to_active_and_a_second_run_reuses_the_state_and_builds_nothing(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
@@ -139,9 +139,9 @@ def test_once_takes_the_sample_to_active_and_a_second_run_reuses_the_state(
     assert code == 0, out
     assert (state / "tls" / "server.crt").read_bytes() == cert
     assert (state / "publisher.token").read_text() == token
-    found = versions(state)
-    assert first in found and len(found) == 2, found
-    assert set(found.values()) == {"active"}, found
+    # Nothing changed since the first run's version: the second builds nothing.
+    assert f"unchanged since {first}" in out and f"version {first} of" in out, out
+    assert versions(state) == {first: "active"}
 
 
 def test_once_exits_non_zero_when_the_sample_does_not_reach_active(tmp_path: Path) -> None:

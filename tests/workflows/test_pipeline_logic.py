@@ -290,6 +290,7 @@ async def test_the_servers_second_guard_ends_unchanged(env: WorkflowEnvironment)
     async with pipeline(env, fake) as handle:
         result = await handle.result()
     assert (result.state, result.unchanged_since) == (None, "20261124-old")
-    assert "its packages and definition equal" in result.message
+    assert "its packages and definition equal those of 20261124-old" in result.message
+    assert result.message.endswith("; not published")
     assert fake.calls == {"compare": 1, "build x86_64": 1, "build i686": 1, "record check": 1}
     assert fake.version is None
