@@ -1,4 +1,5 @@
-"""Catalog activities (control worker): read a version, publish to testing, promote, retire.
+"""Catalog activities (control worker): read a version, tell whether a new one would be
+unchanged, publish to testing, promote, retire.
 
 The server decides; these only ask, and turn its refusals into non-retryable errors.
 """
@@ -7,9 +8,23 @@ from temporalio import activity
 
 from activities.errors import image_server_errors
 from activities.heartbeat import beating
-from clients.catalog import CatalogClient, CatalogRejected
-from core.catalog import TransitionRequest, VersionCreate, VersionState, VersionView
-from core.pipeline import PromoteInput, PublishInput, RetireInput, VersionRef, VersionStatus
+from clients.catalog import CatalogClient, CatalogRejected, VersionUnchanged
+from core.catalog import (
+    ImageCheckReport,
+    ImageCheckView,
+    TransitionRequest,
+    VersionCreate,
+    VersionState,
+    VersionView,
+)
+from core.pipeline import (
+    InputsCheck,
+    PromoteInput,
+    PublishInput,
+    RetireInput,
+    VersionRef,
+    VersionStatus,
+)
 
 
 class CatalogActivities:
@@ -32,17 +47,40 @@ class CatalogActivities:
 
     @activity.defn
     @beating
-    def publish_version(self, inp: PublishInput) -> VersionView:
-        """Register the uploaded files as a version and move it to testing (idempotent)."""
+    def check_inputs(self, inp: InputsCheck) -> ImageCheckView | None:
+        """If the image's newest active version has these inputs, record the check (the
+        version is unchanged since that one) and return it; None: build."""
         with image_server_errors():
-            version = self.catalog.publish(
-                VersionCreate(
-                    spec=inp.spec,
-                    serial=inp.serial,
-                    arches=inp.arches,
-                    workflow_id=inp.workflow_id,
+            newest = self.catalog.newest_active(inp.image)
+            if newest is None or not inp.inputs.same_as(newest.inputs):
+                return None
+            return self._unchanged(inp.image, newest.serial, inp.workflow_id)
+
+    def _unchanged(self, image: str, since: str, workflow_id: str) -> ImageCheckView:
+        report = ImageCheckReport(unchanged_since=since, workflow_id=workflow_id)
+        activity.logger.info("%s unchanged since %s", image, since)
+        return self.catalog.record_check(image, report)
+
+    @activity.defn
+    @beating
+    def publish_version(self, inp: PublishInput) -> VersionView | ImageCheckView:
+        """Register the uploaded files as a version and move it to testing (idempotent).
+        The server refuses one whose packages and definition equal its newest active
+        version's (unless forced): then the check is recorded and returned instead."""
+        with image_server_errors():
+            try:
+                version = self.catalog.publish(
+                    VersionCreate(
+                        spec=inp.spec,
+                        serial=inp.serial,
+                        arches=inp.arches,
+                        workflow_id=inp.workflow_id,
+                        inputs=inp.inputs,
+                        force=inp.force,
+                    )
                 )
-            )
+            except VersionUnchanged as exc:
+                return self._unchanged(inp.spec.name, exc.unchanged_since, inp.workflow_id)
             if version.state in (VersionState.created, VersionState.inactive):
                 version = self.catalog.transition(
                     inp.spec.name,

@@ -40,7 +40,7 @@ async def _trigger(args: argparse.Namespace) -> int:
     spec = load_image(image_path(args.image, settings.images_dir))
     if args.arch:
         spec = spec.model_copy(update={"arches": [to_lxd(a) for a in args.arch]})
-    inp = PipelineInput(spec=spec, serial=args.serial or new_serial())
+    inp = PipelineInput(spec=spec, serial=args.serial or new_serial(), force=args.force)
     if args.worker_wait:
         inp.worker_wait_s = args.worker_wait
     client = await connect(settings)
@@ -55,6 +55,9 @@ async def _trigger(args: argparse.Namespace) -> int:
     if isinstance(result, PipelineProgress):
         print(f"{result.details}\n  re-run this job, or `icefloe retry {spec.name} {inp.serial}`")
         return 1
+    if result.unchanged_since:
+        print(f"{result.image} {result.serial}: {result.message}; nothing built")
+        return 0
     for test in result.tests:
         for check in test.checks:
             note = " (passed earlier)" if check.skipped else f" in {check.duration_s:.2f}s"
@@ -162,6 +165,11 @@ def register(commands: Commands) -> None:
     tr.add_argument("--serial", type=serial, help="default: the current UTC time, YYYYMMDD-HHMMSS")
     tr.add_argument("--arch", action="append", help="override the definition's arches")
     tr.add_argument("--wait", action="store_true", help="follow until the outcome")
+    tr.add_argument(
+        "--force",
+        action="store_true",
+        help="build and publish even if nothing changed since the newest active version",
+    )
     tr.add_argument(
         "--worker-wait",
         type=positive_int,

@@ -43,6 +43,15 @@ class VersionUnchanged(CatalogRejected):
         self.unchanged_since = unchanged_since
 
 
+def _answer(response: httpx.Response) -> dict[str, object]:
+    """A refusal's JSON object (`detail` and any more fields); empty if it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def server_ca(settings: Settings) -> Path | None:
     """ICEFLOE_SERVER_CA, else the local stack's self-signed certificate if there is one,
     else none (the system CAs)."""
@@ -86,10 +95,7 @@ class CatalogClient:
 
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.is_client_error:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
+            detail = _answer(response).get("detail", response.text)
             raise CatalogRejected(response.status_code, str(detail))
         response.raise_for_status()
         return response
@@ -121,7 +127,10 @@ class CatalogClient:
         return True
 
     def publish(self, req: VersionCreate) -> VersionView:
+        """VersionUnchanged if the server's second guard finds it equal to the newest active."""
         r = self._http.post("/api/v1/versions", json=req.model_dump(mode="json"))
+        if r.status_code == 409 and (since := _answer(r).get("unchanged_since")):
+            raise VersionUnchanged(str(since), str(_answer(r).get("detail", r.text)))
         return VersionView.model_validate_json(self._check(r).content)
 
     def newest_active(self, image: str) -> VersionView | None:
@@ -136,6 +145,13 @@ class CatalogClient:
     def record_check(self, image: str, report: ImageCheckReport) -> ImageCheckView:
         """Say the image was checked now and found unchanged since `report.unchanged_since`."""
         r = self._http.put(f"/api/v1/images/{image}/check", json=report.model_dump(mode="json"))
+        return ImageCheckView.model_validate_json(self._check(r).content)
+
+    def image_check(self, image: str) -> ImageCheckView | None:
+        """The image's newest check that found it unchanged; None if it has none."""
+        r = self._http.get(f"/api/v1/images/{image}/check")
+        if r.status_code == 404:
+            return None
         return ImageCheckView.model_validate_json(self._check(r).content)
 
     def version(self, image: str, serial: str) -> VersionView:

@@ -90,6 +90,14 @@ class PublishInput(BaseModel):
     force: bool = False  # publish even if the server finds it unchanged
 
 
+class InputsCheck(BaseModel):
+    """A version's inputs, compared with the newest active version's before building."""
+
+    image: str
+    inputs: VersionInputs
+    workflow_id: str
+
+
 class ArchTestInput(BaseModel):
     spec: SpecField
     serial: Serial

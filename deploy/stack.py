@@ -245,6 +245,9 @@ async def _sample(settings: Settings, image: ImageSpec) -> str:
     )
     outcome = result.message if isinstance(result, PipelineResult) else result.details
     catalog = CatalogClient(settings)
+    # Unchanged since an active version: that one stands for this run.
+    since = result.unchanged_since if isinstance(result, PipelineResult) else None
+    serial = since or serial
     version = catalog.version(image.name, serial)
     print(
         f"outcome: {outcome}; version {serial} of {image.name} is {version.state} "

@@ -24,11 +24,13 @@ from core.catalog import (
     VersionCreate,
     VersionState,
 )
-from core.manifest import MANIFEST_MAX_BYTES, ManifestError
+from core.inputs import spec_digest
+from core.manifest import MANIFEST_MAX_BYTES, ManifestError, Packages
 from server_api.locks import locked
 from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
 from server_api.store import FileStore
+from server_api.unchanged import unchanged_since
 
 ALLOWED: dict[VersionState, set[VersionState]] = {
     VersionState.created: {VersionState.testing},
@@ -41,10 +43,11 @@ ALLOWED: dict[VersionState, set[VersionState]] = {
 class CatalogError(Exception):
     """A request the catalog refuses; carries the HTTP status and a message that says why."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, **fields: str) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.fields = fields  # more for the client, beside `detail` in the answer
 
 
 def get_version(session: Session, image: str, serial: str) -> Version:
@@ -92,16 +95,17 @@ def _check_stored(blobs: Sequence[Blob], store: FileStore, files: list[BuiltFile
             raise CatalogError(409, f"file {f.name} is {blob.size} bytes, not {f.size}")
 
 
-def _check_manifest(store: FileStore, arch: str, manifest: BuiltFile | None) -> None:
-    """A declared manifest must be one (core.manifest): a feed and the pages show it."""
+def _check_manifest(store: FileStore, arch: str, manifest: BuiltFile | None) -> Packages | None:
+    """A declared manifest must be one (core.manifest): a feed and the pages show it.
+    Its packages, or None if the arch has no manifest."""
     if manifest is None:
-        return
+        return None
     if manifest.size > MANIFEST_MAX_BYTES:
         raise CatalogError(
             422, f"arch {arch}: manifest {manifest.name} is over {MANIFEST_MAX_BYTES} bytes"
         )
     try:
-        read_manifest(store, manifest.sha256)
+        return read_manifest(store, manifest.sha256)
     except ManifestError as exc:
         raise CatalogError(422, f"arch {arch}: manifest {manifest.name}: {exc}") from None
     except FileNotFoundError:  # collected since it was checked
@@ -163,12 +167,19 @@ def _publish(
         return existing, False
 
     # Hashing gigabytes comes before any lock is taken.
-    for arch, declared in pairs.items():
-        _check_manifest(store, arch, declared.manifest)
+    packages = {arch: _check_manifest(store, arch, f.manifest) for arch, f in pairs.items()}
     fingerprints = {arch: _fingerprint(store, arch, f.meta, f.root) for arch, f in pairs.items()}
     # The files' rows are held until the commit: a gc that comes later sees this version
     # list them and keeps them; one that came first took them, and this publish is refused.
     _check_stored(locked(session, blobs.order_by(col(Blob.sha256))), store, files)
+    digest = spec_digest(spec)
+    if not req.force and (since := unchanged_since(session, store, spec.name, digest, packages)):
+        raise CatalogError(
+            409,
+            f"{spec.name} {req.serial} is not published: its definition and packages equal "
+            f"those of {since}, the newest active version (force publishes it anyway)",
+            unchanged_since=since,
+        )
     described = spec.model_dump(include={"os", "release", "variant", "release_title", "aliases"})
     described["requirements"] = spec.requirements
     image = session.get(Image, spec.name)
@@ -177,7 +188,13 @@ def _publish(
     else:
         image.sqlmodel_update(described)
     session.add(image)
-    version = Version(image=spec.name, serial=req.serial, required_checks=spec.required_checks)
+    version = Version(
+        image=spec.name,
+        serial=req.serial,
+        required_checks=spec.required_checks,
+        spec_digest=digest,
+        inputs=req.inputs.model_dump(mode="json") if req.inputs else None,
+    )
     session.add(version)
     session.flush()
     for arch, (meta, root, manifest) in pairs.items():

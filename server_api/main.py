@@ -19,7 +19,16 @@ from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
-from server_api.routes import access, feeds, files, pages, pipelines, refreshes, versions
+from server_api.routes import (
+    access,
+    checks,
+    feeds,
+    files,
+    pages,
+    pipelines,
+    refreshes,
+    versions,
+)
 from server_api.services import Services, TemporalLink, attach
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
@@ -85,7 +94,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(CatalogError)
     async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.message, **exc.fields}, status_code=exc.status_code)
 
     @app.exception_handler(AccessError)
     async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
@@ -101,6 +110,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(files.router)
     app.include_router(versions.router)
+    app.include_router(checks.router)
     app.include_router(pipelines.router)
     app.include_router(refreshes.router)
     app.include_router(access.router)

@@ -2,6 +2,7 @@
 one file pair per arch; feeds show one simplestreams product per (image, arch)."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
@@ -36,6 +37,11 @@ class Version(SQLModel, table=True):
     state_changed_at: datetime = Field(default_factory=utcnow)
     # Set by garbage collection: the version's own files are gone, it can never come back.
     files_deleted_at: datetime | None = None
+    # The definition's digest (core.inputs.spec_digest), computed by the server at publish:
+    # the second guard compares it. None for a version published before it was kept.
+    spec_digest: str | None = None
+    # What the publisher said it was built from (core.inputs.VersionInputs), if it said.
+    inputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
     @property
     def pk(self) -> int:
@@ -79,6 +85,16 @@ class VersionArch(SQLModel, table=True):
     # The packages in the rootfs (core.manifest); None for a version published without one.
     manifest_sha256: str | None = None
     manifest_size: int | None = None
+
+
+class ImageCheck(SQLModel, table=True):
+    """The newest check of an image that found its inputs unchanged, so nothing was built:
+    one row per image, each check overwrites it."""
+
+    image: str = Field(primary_key=True, foreign_key="image.name")
+    unchanged_since: str  # the serial of the active version whose inputs it found again
+    workflow_id: str | None = None
+    checked_at: datetime = Field(default_factory=utcnow)
 
 
 class Blob(SQLModel, table=True):

@@ -21,6 +21,7 @@ from core.catalog import (
     VersionState,
     VersionView,
 )
+from core.inputs import VersionInputs
 from server_api.models import Assessment, Event, Image, Version, VersionArch
 
 # Versions whose related rows one query fetches: bounded so an unpaged list of every
@@ -95,6 +96,7 @@ def views(session: Session, versions: Sequence[Version]) -> list[VersionView]:
             state_changed_at=v.state_changed_at,
             workflow_id=workflows.get(v.pk),
             files_deleted_at=v.files_deleted_at,
+            inputs=VersionInputs.model_validate(v.inputs) if v.inputs else None,
         )
         for v in versions
     ]

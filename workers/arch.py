@@ -113,7 +113,7 @@ def arch_worker(
     worker = Worker(
         client,
         task_queue=task_queue(arch),
-        activities=[build.build_image, test.test_image],
+        activities=[build.resolve_inputs, build.build_image, test.test_image],
         activity_executor=executor,
         max_concurrent_activities=4,
         # Every beat reaches the server (the SDK would hold them for 0.8 x the heartbeat

@@ -42,6 +42,7 @@ def control_worker(
         workflows=[ImagePipeline, PruneTesting, Refresh],
         activities=[
             acts.find_version,
+            acts.check_inputs,
             acts.publish_version,
             acts.promote_version,
             acts.retire_version,

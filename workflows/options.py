@@ -25,6 +25,13 @@ CONTROL = workflow.ActivityConfig(
     retry_policy=RETRY,
 )
 
+# Working out an arch's inputs (reading a .deb, one InRelease download): on the arch's queue.
+INPUTS = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=2),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+    retry_policy=RETRY,
+)
+
 # Arch work is cleaned up before the workflow goes on when it is cancelled.
 BUILD = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(hours=2),

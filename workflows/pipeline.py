@@ -1,6 +1,7 @@
 """One durable workflow per image version:
 build (per arch) -> publish to `testing` -> test (per arch) -> promote to `active`,
 or wait for a retry until the version has been in testing too long, then expire it.
+A version whose inputs equal the newest active version's is not built at all (`unchanged`).
 
 Builds and tests run on each arch's own task queue, so a host of that arch does them.
 A re-run asks the catalog first and skips every file already published and every
@@ -22,7 +23,7 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from workflows.options import BUILD, CONTROL, RETRY, TEST, options
+from workflows.options import BUILD, CONTROL, INPUTS, RETRY, TEST, options
 
 with workflow.unsafe.imports_passed_through():
     from activities.builders.activity import BuildActivities
@@ -30,7 +31,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.lxd_test.activity import ImageTestActivities
     from core import search_attributes as sa
     from core.arch import LxdArch, task_queue
-    from core.catalog import ArchFiles, AssessmentState, Channel, VersionState, VersionView
+    from core.catalog import (
+        ArchFiles,
+        AssessmentState,
+        Channel,
+        ImageCheckView,
+        VersionState,
+        VersionView,
+    )
+    from core.inputs import VersionInputs, spec_digest
     from core.pipeline import (
         AWAITING_RETRY,
         DAY_S,
@@ -38,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         ArchTestResult,
         BuildInput,
         CheckOutcome,
+        InputsCheck,
         OperatorRequest,
         Phase,
         PipelineInput,
@@ -58,6 +68,8 @@ ResultT = TypeVar("ResultT")
 MACHINERY_FAULTS = "machinery-faults-wait-for-retry"
 # Since this patch a pipeline started by a refresh tells it when it waits for a retry.
 TELL_REFRESH = "signal-refresh-when-awaiting-retry"
+# Since this patch a new version's inputs are worked out and compared before building.
+INPUTS_FIRST = "inputs-before-building"
 
 
 def _fault(err: ActivityError) -> str:
@@ -252,8 +264,15 @@ class ImagePipeline:
         status = await self._control(CatalogActivities.find_version, ref, "find version")
         if status.version and status.version.state == VersionState.active:
             return self._done(status.version, "already active; nothing to do")
-
-        version = await self._build_and_publish(status)
+        inputs = None
+        if status.version is None and workflow.patched(INPUTS_FIRST):
+            inputs = await self._inputs()
+            check = None if self._inp.force else await self._compare(inputs)
+            if check:
+                return self._unchanged(check, "its inputs equal")
+        version = await self._build_and_publish(status, inputs)
+        if isinstance(version, ImageCheckView):  # the server's second guard
+            return self._unchanged(version, "its packages and definition equal")
         self._deadline = version.state_changed_at + timedelta(seconds=self._inp.expire_after_s)
         fingerprints = {a.arch: a.fingerprint for a in version.arches}
         required = spec.required_checks
@@ -304,7 +323,48 @@ class ImagePipeline:
             self._retry = None
             to_test = sorted(a for a in spec.arches if a in failed)
 
-    async def _build_and_publish(self, status: VersionStatus) -> VersionView:
+    async def _inputs(self) -> VersionInputs:
+        """What each arch would be built from, asked of its host (which has its .debs)."""
+        spec, serial = self._inp.spec, self._inp.serial
+        self._show(f"working out what {spec.name} {serial} would be built from")
+        arches = await asyncio.gather(
+            *(
+                self._on_arch(
+                    arch,
+                    BuildActivities.resolve_inputs,
+                    BuildInput(spec=spec, serial=serial, arch=arch),
+                    INPUTS,
+                    f"inputs {arch}",
+                )
+                for arch in spec.arches
+            )
+        )
+        return VersionInputs(
+            spec_digest=spec_digest(spec), arches=dict(zip(spec.arches, arches, strict=True))
+        )
+
+    async def _compare(self, inputs: VersionInputs) -> ImageCheckView | None:
+        check = InputsCheck(
+            image=self._inp.spec.name, inputs=inputs, workflow_id=workflow.info().workflow_id
+        )
+        return await self._control(CatalogActivities.check_inputs, check, "compare inputs")
+
+    def _unchanged(self, check: ImageCheckView, equal: str) -> PipelineResult:
+        since = check.unchanged_since
+        message = f"unchanged since {since}: {equal} those of {since}, the newest active version"
+        self._enter(Phase.unchanged, f"{check.image} {self._inp.serial}: {message}; nothing built")
+        return PipelineResult(
+            image=check.image,
+            serial=self._inp.serial,
+            state=None,
+            tests=[],
+            message=message,
+            unchanged_since=since,
+        )
+
+    async def _build_and_publish(
+        self, status: VersionStatus, inputs: VersionInputs | None
+    ) -> VersionView | ImageCheckView:
         """Build only the arches the catalog has no files for; publish unless already testing."""
         spec, serial, wf_id = self._inp.spec, self._inp.serial, workflow.info().workflow_id
         have = status.arch_files()
@@ -338,10 +398,13 @@ class ImagePipeline:
                 serial=serial,
                 arches=[have.get(a) or next(b for b in built if b.arch == a) for a in spec.arches],
                 workflow_id=wf_id,
+                inputs=inputs,
+                force=self._inp.force,
             ),
             "publish to testing",
         )
-        self._set_channel(version.state)
+        if isinstance(version, VersionView):
+            self._set_channel(version.state)
         return version
 
     async def _test(self, arches: list[LxdArch], fingerprints: dict[LxdArch, str]) -> None:

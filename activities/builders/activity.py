@@ -4,19 +4,22 @@ Runs on the arch's task queue because the files are made on, and for, that host.
 """
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.builders.base import BuildJob, Built, HostDirs, Progress
 from activities.builders.errors import BuildError
+from activities.builders.inputs import arch_inputs
 from activities.builders.registry import BUILDERS
 from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
 from clients.catalog import CatalogClient
 from core.catalog import ArchFiles, BuiltFile
 from core.config import Settings
+from core.inputs import ArchInputs
 from core.pipeline import BuildInput
 
 
@@ -30,6 +33,12 @@ class BuildActivities:
         self.build_dir = settings.build_dir or settings.state_dir / "builds"
 
     @activity.defn
+    def resolve_inputs(self, inp: BuildInput) -> ArchInputs:
+        """What the arch's build would install: on the arch's host, which has its .debs."""
+        with heartbeating(), build_errors():
+            return arch_inputs(inp.spec, inp.arch, self.dirs)
+
+    @activity.defn
     def build_image(self, inp: BuildInput) -> ArchFiles:
         with heartbeating() as progress:
             return self._build_and_upload(inp, progress)
@@ -39,12 +48,8 @@ class BuildActivities:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         job = BuildJob(inp.spec, inp.arch, inp.serial, out_dir, progress)
-        try:
+        with build_errors():
             built: Built = BUILDERS[inp.spec.builder](job, self.dirs)
-        except BuildError as exc:
-            raise ApplicationError(
-                str(exc), type="BuildError", non_retryable=not exc.retryable
-            ) from None
         try:
             with image_server_errors():
                 for file, path in built:
@@ -53,6 +58,17 @@ class BuildActivities:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
         return ArchFiles(arch=inp.arch, files=[file for file, _ in built])
+
+
+@contextmanager
+def build_errors() -> Iterator[None]:
+    """A builder's one-line BuildError as a Temporal failure, retried only if it may pass."""
+    try:
+        yield
+    except BuildError as exc:
+        raise ApplicationError(
+            str(exc), type="BuildError", non_retryable=not exc.retryable
+        ) from None
 
 
 def _upload_beat(file: BuiltFile) -> Callable[[int], None]:

@@ -24,6 +24,8 @@ class PipelineRequest(BaseModel):
     image: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")] | ImageSpec
     serial: Serial | None = None  # default: now, YYYYMMDD-HHMMSS (UTC)
     arches: list[LxdArch] | None = None  # default: the definition's
+    # Build and publish even if nothing changed since the image's newest active version.
+    force: bool = False
 
 
 class PipelineStarted(Triggered):
@@ -48,7 +50,7 @@ async def start_pipeline(
             raise HTTPException(422, str(exc)) from None
     if req.arches:
         image = image.model_copy(update={"arches": req.arches})
-    inp = PipelineInput(spec=image, serial=req.serial or new_serial())
+    inp = PipelineInput(spec=image, serial=req.serial or new_serial(), force=req.force)
     try:
         _, triggered = await trigger(await services.temporal.client(), inp, actor)
     except (TemporalUnavailable, TemporalNotSetUp) as exc:

@@ -12,7 +12,15 @@ from tests.deploy.scripts import readable_deploy, run_script
 pytestmark = pytest.mark.root
 
 # What only the project's own tests use (and npm where there is none, Incus on a line of its own).
-DEV_PACKAGES = {"chromium", "libnginx-mod-stream", "postgresql", "systemd", "openssl"}
+DEV_PACKAGES = {
+    "chromium",
+    "libnginx-mod-stream",
+    "postgresql",
+    "systemd",
+    "openssl",
+    "dpkg-dev",
+    "apt-utils",
+}
 DEV_WORDS = ("chromium", "npm", "incus", "postgres", "[dev]", "libnginx-mod-stream")
 RUNS = {
     "control": {"python3", "ca-certificates"},

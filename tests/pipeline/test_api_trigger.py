@@ -1,6 +1,7 @@
 """POST /api/v1/pipelines over real HTTPS: CI starts (or attaches to) a real pipeline."""
 
 import ssl
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +59,28 @@ def test_ci_trigger_needs_a_token_and_a_known_definition(
     assert anonymous.status_code == 401
     missing = api.post("/api/v1/pipelines", json={"image": "no-such-image"})
     assert missing.status_code == 404 and "no image definition" in missing.json()["detail"]
+
+
+@pytest.mark.lxd
+async def test_ci_trigger_with_force_rebuilds_an_unchanged_image(
+    api: httpx.Client, temporal: Client, workers
+):
+    spec = {"os": "busybox", "release": f"api-force-{uuid.uuid4().hex[:6]}", "arches": ["x86_64"]}
+    spec["checks"] = ["boots"]
+
+    async def run(**extra: object) -> PipelineResult:
+        body = {"image": spec, "serial": new_serial() + f"-{uuid.uuid4().hex[:4]}", **extra}
+        answer = api.post("/api/v1/pipelines", json=body)
+        assert answer.status_code == 202, answer.text
+        handle = temporal.get_workflow_handle(
+            answer.json()["workflow_id"], result_type=PipelineResult
+        )
+        return await handle.result()
+
+    first = await run()
+    assert first.state == "active", first.message
+    assert (await run()).unchanged_since == first.serial
+    forced = await run(force=True)
+    assert forced.state == "active" and forced.unchanged_since is None, forced.message
+    bad = api.post("/api/v1/pipelines", json={"image": spec, "force": "please"})
+    assert bad.status_code == 422 and "force" in bad.text

@@ -115,7 +115,8 @@ async def failed_on_i686(
 
     A host that cannot reach the image server is the test machinery failing, not the image:
     after the attempts run out the pipeline says so (machinery-failed) and waits."""
-    inp = PipelineInput(spec=sample("x86_64", "i686"), serial=f"{new_serial()}-{tag}")
+    # Forced: each caller's sample would otherwise be unchanged since the previous one's.
+    inp = PipelineInput(spec=sample("x86_64", "i686"), serial=f"{new_serial()}-{tag}", force=True)
     broken = settings.model_copy(
         update={"server": settings.server.model_copy(update={"ca": wrong_ca})}
     )

@@ -23,7 +23,8 @@ async def test_sample_image_reaches_active_on_every_local_arch(
     image = image.model_copy(update={"arches": ["x86_64", "i686"]})
     serial = new_serial()
 
-    handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=serial))
+    # Forced: an earlier test of the session may have made the same sample active.
+    handle = await start_pipeline(temporal, PipelineInput(spec=image, serial=serial, force=True))
     result = await handle.result()
 
     assert result.state == "active", result.message

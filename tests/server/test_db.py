@@ -2,21 +2,29 @@
 catalogs made before migrations are adopted, and the server runs on Postgres."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
 
-from core.catalog import TransitionRequest, VersionState
+from core.catalog import ImageCheckReport, TransitionRequest, VersionState
 from harness.publish import move, new_image, next_serial, pass_all, publish
 from harness.servers import RunningServer, client, http, token
+from server_api.catalog import get_version
+from server_api.checks import record_check
 from server_api.db import ALEMBIC_INI, engine_for, make_engine
+from server_api.views import view
 from tests.support import postgres_database
+
+HEAD = "0006"
 
 
 def _drift(url: str) -> list:
@@ -50,10 +58,51 @@ def test_a_catalog_from_before_migrations_is_adopted_and_keeps_its_rows(tmp_path
         conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(text("INSERT INTO image VALUES ('a:b:c', 'a', 'b', 'c', '', '[]', '{}')"))
     with make_engine(url).connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
         assert conn.execute(text("SELECT name FROM image")).scalar() == "a:b:c"
         columns = {c["name"] for c in inspect(conn).get_columns("token")}
         assert "expires_at" in columns
+
+
+def _upgrade_from_0005_keeps_the_rows(url: str) -> None:
+    """A catalog with an active version made before versions kept their inputs: upgraded,
+    the version reads back without inputs and the image can be checked."""
+    cfg = Config(str(ALEMBIC_INI))
+    with engine_for(url).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        conn.execute(text("INSERT INTO image VALUES ('a:b:c', 'a', 'b', 'c', '', '[]', '{}')"))
+        at = sa.column("created_at", UTCDateTime()), sa.column("state_changed_at", UTCDateTime())
+        columns = ("image", "serial", "state", "required_checks")
+        version = sa.table("version", *(sa.column(c) for c in columns), *at)
+        now = datetime.now(UTC)
+        conn.execute(
+            sa.insert(version).values(
+                image="a:b:c",
+                serial="20261203-0001",
+                state="active",
+                required_checks="[]",
+                created_at=now,
+                state_changed_at=now,
+            )
+        )
+    with Session(make_engine(url)) as session:
+        old = get_version(session, "a:b:c", "20261203-0001")
+        assert (old.spec_digest, view(session, old).inputs) == (None, None)
+        check = record_check(session, "a:b:c", ImageCheckReport(unchanged_since=old.serial))
+        assert check.unchanged_since == old.serial
+        revision = session.execute(text("SELECT version_num FROM alembic_version"))
+        assert revision.scalar() == HEAD
+
+
+def test_sqlite_upgrade_from_the_previous_head_keeps_the_rows(tmp_path):
+    _upgrade_from_0005_keeps_the_rows(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+@pytest.mark.postgres
+def test_postgres_upgrade_from_the_previous_head_keeps_the_rows():
+    with postgres_database("icefloe_upgrade") as url:
+        _upgrade_from_0005_keeps_the_rows(url)
 
 
 @pytest.fixture(scope="module")

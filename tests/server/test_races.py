@@ -17,9 +17,17 @@ import httpx
 import pytest
 
 from clients.catalog import CatalogClient
-from core.catalog import VersionState
+from core.catalog import ImageCheckView, VersionState
 from core.spec import ImageSpec
-from harness.publish import move, new_image, next_serial, pass_all, publish, upload
+from harness.publish import (
+    OLD_MANIFEST,
+    move,
+    new_image,
+    next_serial,
+    pass_all,
+    publish,
+    upload,
+)
 from harness.servers import RunningServer, client, http, token
 from tests.support import postgres_database
 
@@ -189,6 +197,81 @@ def test_concurrent_publishes_of_one_serial_answer_like_sequential_ones(
             else:
                 assert answer.status_code == 409, answer.text
                 assert "exists with other files" in answer.json()["detail"]
+
+
+def test_racing_publishes_of_an_unchanged_version_are_all_refused(server, publisher, tmp_path):
+    """Four publishes at once, two serials, each with the definition and packages of the
+    active version: every one refused as unchanged since it, none created."""
+    image = new_image(arches=["x86_64"])
+    active = publish(
+        publisher, image, tmp=tmp_path / "active", manifest=OLD_MANIFEST, to=("testing", "active")
+    ).serial
+    for trial in range(TRIALS):
+        bodies = [
+            upload(
+                publisher,
+                image,
+                next_serial(),
+                tmp=tmp_path / f"{trial}-{n}",
+                manifest=OLD_MANIFEST,
+            ).model_dump(mode="json")
+            for n in range(2)
+        ] * 2
+        answers = race(server, [("POST", "/api/v1/versions", server.token, b) for b in bodies])
+        assert [r.status_code for r in answers] == [409] * 4, [r.text for r in answers]
+        assert {r.json()["unchanged_since"] for r in answers} == {active}
+    assert [v.serial for v in publisher.versions(image=image.name)] == [active]
+
+
+def test_a_publish_racing_the_promotion_of_its_equal_answers_like_a_sequence(
+    server, publisher, tmp_path
+):
+    """A version in testing is promoted while a new one with its packages is published:
+    published first, the new one is created; promoted first, it is refused as unchanged
+    since the promoted one. Never both, never an error."""
+    image = new_image(arches=["x86_64"])
+    promote = {"to": "active", "reason": "race"}
+    outcomes = set()
+    for trial in range(TRIALS):
+        manifest = f"pkg\t1.{trial}\n".encode()
+        tmp = tmp_path / str(trial)
+        serial = publish(publisher, image, tmp=tmp / "s", manifest=manifest, to=("testing",)).serial
+        pass_all(publisher, image, serial)
+        equal = upload(publisher, image, next_serial(), tmp=tmp / "e", manifest=manifest)
+        moved, published = race(
+            server,
+            [
+                ("POST", transitions_path(image, serial), server.token, promote),
+                ("POST", "/api/v1/versions", server.token, equal.model_dump(mode="json")),
+            ],
+        )
+        assert moved.status_code == 200, moved.text
+        assert published.status_code in (201, 409), published.text
+        created = equal.serial in {v.serial for v in publisher.versions(image=image.name)}
+        assert created == (published.status_code == 201)
+        if not created:
+            assert published.json()["unchanged_since"] == serial
+        outcomes.add(published.status_code)
+    print(f"publish answers seen over {TRIALS} trials: {sorted(outcomes)}")
+
+
+def test_fifty_checks_of_one_image_at_once_leave_the_newest(server, publisher, tmp_path):
+    """One row per image whatever the concurrency: every check answers, the last one stays."""
+    image = new_image(arches=["x86_64"])
+    serial = publish(publisher, image, tmp=tmp_path, to=("testing", "active")).serial
+    path = f"/api/v1/images/{image.name}/check"
+    for trial in range(2):
+        calls = [
+            ("PUT", path, server.token, {"unchanged_since": serial, "workflow_id": f"{trial}-{n}"})
+            for n in range(50)
+        ]
+        answers = race(server, calls)
+        assert [r.status_code for r in answers] == [200] * 50, {r.text for r in answers}
+        checks = [ImageCheckView.model_validate_json(r.content) for r in answers]
+        newest = max(c.checked_at for c in checks)
+        stored = publisher.image_check(image.name)
+        assert stored is not None and stored.checked_at == newest
+        assert stored in [c for c in checks if c.checked_at == newest]
 
 
 def test_gc_racing_a_publish_never_deletes_the_files_it_lists(

@@ -30,15 +30,18 @@ from core.catalog import (
     AssessmentState,
     BuiltFile,
     FileType,
+    ImageCheckView,
     VersionState,
     VersionView,
 )
+from core.inputs import ArchInputs
 from core.pipeline import (
     DAY_S,
     ArchTestInput,
     ArchTestResult,
     BuildInput,
     CheckOutcome,
+    InputsCheck,
     OperatorRequest,
     Phase,
     PipelineInput,
@@ -68,6 +71,25 @@ class FakeCatalog:
         self.reasons: list[str] = []
         # What a promotion leaves: inactive when newer versions hold every active slot.
         self.promoted_to = VersionState.active
+        # The newest active version whose inputs (or, at publish, packages) equal the new one's.
+        self.unchanged_since: str | None = None
+        self.guard_since: str | None = None
+        self.published: list[PublishInput] = []
+
+    def _check(self, since: str) -> ImageCheckView:
+        now = activity.info().current_attempt_scheduled_time
+        self.calls["record check"] += 1
+        return ImageCheckView(image="fake:1:default", unchanged_since=since, checked_at=now)
+
+    @activity.defn(name="resolve_inputs")
+    async def resolve_inputs(self, inp: BuildInput) -> ArchInputs:
+        return ArchInputs(items={"deb:fake": inp.arch})
+
+    @activity.defn(name="check_inputs")
+    async def check_inputs(self, inp: InputsCheck) -> ImageCheckView | None:
+        self.calls["compare"] += 1
+        assert set(inp.inputs.arches) == set(ARCHES)
+        return self._check(self.unchanged_since) if self.unchanged_since else None
 
     def _move(self, state: VersionState) -> VersionView:
         assert self.version is not None
@@ -89,7 +111,10 @@ class FakeCatalog:
         )
 
     @activity.defn(name="publish_version")
-    async def publish_version(self, inp: PublishInput) -> VersionView:
+    async def publish_version(self, inp: PublishInput) -> VersionView | ImageCheckView:
+        self.published.append(inp)
+        if self.guard_since and not inp.force:
+            return self._check(self.guard_since)
         now = activity.info().current_attempt_scheduled_time
         self.version = VersionView(
             image=inp.spec.name,
@@ -137,12 +162,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @asynccontextmanager
 async def pipeline(
-    env: WorkflowEnvironment, fake: FakeCatalog, **options: int
+    env: WorkflowEnvironment, fake: FakeCatalog, **options: Any
 ) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
     """A pipeline of a two-arch image, with fake activities on every queue it uses."""
     image = ImageSpec(os="fake", release="1", arches=ARCHES)
     control: list[Callable[..., Any]] = [
         fake.find_version,
+        fake.check_inputs,
         fake.publish_version,
         fake.promote_version,
         fake.retire_version,
@@ -153,7 +179,9 @@ async def pipeline(
         ),
         *(
             Worker(
-                env.client, task_queue=task_queue(a), activities=[fake.build_image, fake.test_image]
+                env.client,
+                task_queue=task_queue(a),
+                activities=[fake.resolve_inputs, fake.build_image, fake.test_image],
             )
             for a in ARCHES
         ),
@@ -178,7 +206,13 @@ async def test_failed_version_expires_after_three_days(env: WorkflowEnvironment)
     assert result.message == "expired: checks failing on i686 after 3 days in testing"
     assert fake.reasons == [result.message]
     assert await env.get_current_time() - started >= timedelta(days=3)
-    assert fake.calls == {"build x86_64": 1, "build i686": 1, "test x86_64": 1, "test i686": 1}
+    assert fake.calls == {
+        "compare": 1,
+        "build x86_64": 1,
+        "build i686": 1,
+        "test x86_64": 1,
+        "test i686": 1,
+    }
 
 
 async def waits_for_retry(handle: WorkflowHandle) -> bool:
@@ -219,3 +253,43 @@ async def test_a_version_retention_makes_inactive_at_once_says_so(
     assert "newer versions hold every active slot" in result.message
     assert result.message in progress.details
     assert fake.reasons == [], "nothing retired it: retention did, on the server"
+
+
+async def test_unchanged_inputs_build_nothing(env: WorkflowEnvironment) -> None:
+    fake = FakeCatalog(failing=set())
+    fake.unchanged_since = "20261124-old"
+    async with pipeline(env, fake) as handle:
+        result = await handle.result()
+        progress = await handle.query(ImagePipeline.progress)
+    assert (result.state, result.unchanged_since, result.tests) == (None, "20261124-old", [])
+    assert result.message.startswith("unchanged since 20261124-old: its inputs equal")
+    assert progress.phase == Phase.unchanged
+    assert fake.calls == {"compare": 1, "record check": 1}
+    assert fake.published == [] and fake.version is None
+
+
+async def test_force_builds_without_comparing_and_keeps_the_inputs(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeCatalog(failing=set())
+    fake.unchanged_since = fake.guard_since = "20261124-old"
+    async with pipeline(env, fake, force=True) as handle:
+        result = await handle.result()
+    assert result.state == VersionState.active, result.message
+    assert "compare" not in fake.calls and fake.calls["build i686"] == 1
+    (published,) = fake.published
+    assert published.force and published.inputs is not None
+    assert published.inputs.arches == {a: ArchInputs(items={"deb:fake": a}) for a in ARCHES}
+
+
+async def test_the_servers_second_guard_ends_unchanged(env: WorkflowEnvironment) -> None:
+    """Inputs differ (or cannot be known), yet the built packages and definition equal the
+    newest active version's: the server refuses to publish it, nothing is tested."""
+    fake = FakeCatalog(failing=set())
+    fake.guard_since = "20261124-old"
+    async with pipeline(env, fake) as handle:
+        result = await handle.result()
+    assert (result.state, result.unchanged_since) == (None, "20261124-old")
+    assert "its packages and definition equal" in result.message
+    assert fake.calls == {"compare": 1, "build x86_64": 1, "build i686": 1, "record check": 1}
+    assert fake.version is None

@@ -5,12 +5,12 @@ non-determinism error) fails here, before it reaches a worker. The histories com
 the dev server (`pipeline-active-devserver.json`: the sample image through run-local;
 `prune-*-devserver.json`: PruneTesting runs of tests/workflows/test_prune.py, expiring
 orphans and leaving live pipelines' versions, clearing stuck results only of orphans,
-and a scheduled run with nothing to do; `refresh-*-devserver.json`: a Refresh with an
-active image, an allowed failure, an unknown name and a bad file, and
+and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a pipeline whose
+inputs equal the active version's, of tests/pipeline/test_unchanged.py; `refresh-*-devserver.json`:
+a Refresh with an active image, an allowed failure, an unknown name and a bad file, and
 `pipeline-refresh-child-*`: that allowed failure's pipeline, which signalled its refresh and
-was cancelled) and the time-skipping server (the pipeline's
-expiry and retry paths). To add one: `(await handle.fetch_history()).to_json()` into
-tests/workflows/replay/.
+was cancelled) and the time-skipping server (the pipeline's expiry and retry paths). To add
+one: `(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
 """
 
 from pathlib import Path
