@@ -1,7 +1,10 @@
 """Refreshes on real parts, for tests and benchmarks: a Temporal namespace of the caller's own
 with a control worker reading the caller's catalogue directory and arch workers, so no other
-worker takes its tasks; and what a refresh's pipelines did, read from their histories."""
+worker takes its tasks; small busybox catalogues (one-arch definitions that build and boot in
+seconds, one whose check fails for real); and what a refresh's pipelines did, read from their
+histories."""
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -9,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -83,3 +87,30 @@ async def activities(ns: Client, workflow_ids: Sequence[str]) -> Activities:
 def most_at_once(spans: Sequence[Span]) -> int:
     """The most of these spans open at one moment."""
     return max((len([1 for s, c in spans if s <= start < c]) for start, _ in spans), default=0)
+
+
+# A check that fails inside the instance, for real: the image's verdict, not a fault.
+ALWAYS_FAILS = {"name": "always-fails", "command": "false"}
+
+
+def definition(release: str, checks: list | None = None, **extra: object) -> dict:
+    return {
+        "os": "busybox",
+        "release": release,
+        "arches": ["x86_64"],
+        "builder": "busybox",
+        "checks": checks or ["boots"],
+        **extra,
+    }
+
+
+def write(directory: Path, name: str, fields: dict) -> str:
+    """The definition file `name`.yaml; returns its image's name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.yaml").write_text(yaml.safe_dump(fields))
+    return f"{fields['os']}:{fields['release']}:{fields.get('variant', 'default')}"
+
+
+def unique(prefix: str) -> str:
+    """A release no other test (or earlier run on this server) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"

@@ -16,8 +16,7 @@ from temporalio.client import Client
 from clients.catalog import CatalogClient
 from core.config import REPO_DIR, Settings
 from core.refresh import ImageOutcome, Outcome, RefreshInput, RefreshReport
-from harness.refresh import refreshing
-from tests.refresh.catalogues import ALWAYS_FAILS, definition, unique, write
+from harness.refresh import ALWAYS_FAILS, definition, refreshing, unique, write
 from tests.support import assert_no_failed_attempts
 from workflows.on_demand import start_refresh
 

@@ -16,11 +16,10 @@ from core import search_attributes as sa
 from core.config import Settings
 from core.refresh import Outcome, RefreshInput
 from harness.processes import stop
-from harness.refresh import most_at_once, refreshing
+from harness.refresh import definition, most_at_once, refreshing, unique, write
 from harness.servers import RunningServer
 from harness.waiting import until
 from harness.workers import worker_process
-from tests.refresh.catalogues import definition, unique, write
 from workflows.on_demand import start_refresh
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
