@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     RetryState,
     TimeoutType,
     is_cancelled_exception,
@@ -204,7 +205,7 @@ class ImagePipeline:
         """A refresh that has ended (a retry failed again later) cannot be told: no matter."""
         try:
             await workflow.get_external_workflow_handle(refresh_id).signal(SETTLED_SIGNAL, settled)
-        except ApplicationError as err:
+        except FailureError as err:
             workflow.logger.info(f"refresh {refresh_id} not told: {err}")
 
     def _set_channel(self, state: VersionState) -> None:

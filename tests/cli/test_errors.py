@@ -132,6 +132,8 @@ def test_what_a_sub_command_needs_is_refused_by_argparse(
         (("gc", "--grace-days", "a week"), "argument --grace-days: invalid non_negative value"),
         (("export", "/tmp/x"), "the following arguments are required: --channel"),
         (("nosuch",), "argument command: invalid choice: 'nosuch'"),
+        (("refresh", "--image"), "argument --image: expected one argument"),
+        (("refresh", "--wait", "now"), "unrecognized arguments: now"),
     ],
 )
 def test_bad_arguments_are_refused_by_argparse(
@@ -202,6 +204,13 @@ def test_unknown_arch_for_a_worker() -> None:
 def test_a_bad_setting(env: dict[str, str], expected: str) -> None:
     line = one_line_error(icefloe("trigger", **env))
     assert expected in line, line
+
+
+def test_a_refresh_without_temporal_or_with_a_bad_limit_is_one_line() -> None:
+    down = one_line_error(icefloe("refresh", ICEFLOE_TEMPORAL_ADDRESS="127.0.0.1:1"))
+    assert "Temporal is not reachable at 127.0.0.1:1" in down, down
+    bad = one_line_error(icefloe("refresh", ICEFLOE_REFRESH_MAX_PARALLEL="0"))
+    assert "ICEFLOE_REFRESH_MAX_PARALLEL: Input should be greater than 0" in bad, bad
 
 
 @pytest.mark.lxd

@@ -11,17 +11,27 @@ import sys
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
 
 from clients.catalog import CatalogClient
 from core.config import REPO_DIR, Settings
+from core.pipeline import OperatorRequest, Phase
 from core.refresh import ImageOutcome, Outcome, RefreshInput, RefreshReport
-from harness.refresh import refreshing
-from tests.refresh.catalogues import ALWAYS_FAILS, definition, unique, write
+from harness.refresh import ALWAYS_FAILS, definition, refreshing, unique, write
+from harness.waiting import until
 from tests.support import assert_no_failed_attempts
 from workflows.on_demand import start_refresh
+from workflows.pipeline import ImagePipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
+
+
+async def signals_failed(handle: WorkflowHandle) -> bool:
+    async for e in handle.fetch_history_events():
+        if e.event_type == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
+            return True
+    return False
 
 
 def by_image(report: RefreshReport) -> dict[str, ImageOutcome]:
@@ -102,6 +112,14 @@ async def test_a_catalogue_refreshes_then_follows_its_changes(
             assert "bad.yaml: checks.0" in done.stdout, done.stdout
             ids = {s.id async for s in await ns.list_schedules()}
             assert "icefloe-refresh-every-6h" in ids and "icefloe-refresh-every-1d" not in ids
+
+            # c retried after its refresh ended fails again: the refresh it would tell is
+            # gone, and the pipeline waits for a retry as before.
+            waiting = ns.get_workflow_handle_for(ImagePipeline.run, got[c].workflow_id)
+            await waiting.execute_update(ImagePipeline.retry, OperatorRequest(actor="test"))
+            await until(lambda: signals_failed(waiting), "the signal to the gone refresh", 120)
+            now = await waiting.query(ImagePipeline.progress)
+            assert now.phase == Phase.waiting_for_retry, now
         finally:
             await cancel_waiting(ns)
 

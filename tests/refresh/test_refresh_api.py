@@ -12,10 +12,9 @@ from temporalio.client import Client
 
 from clients.catalog import CatalogClient
 from core.config import Settings
-from harness.refresh import refreshing
+from harness.refresh import definition, refreshing, write
 from harness.servers import RunningServer, client, http
 from harness.waiting import until
-from tests.refresh.catalogues import definition, write
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 

@@ -16,11 +16,10 @@ from core import search_attributes as sa
 from core.config import Settings
 from core.refresh import Outcome, RefreshInput
 from harness.processes import stop
-from harness.refresh import refreshing
+from harness.refresh import definition, most_at_once, refreshing, unique, write
 from harness.servers import RunningServer
 from harness.waiting import until
 from harness.workers import worker_process
-from tests.refresh.catalogues import definition, unique, write
 from workflows.on_demand import start_refresh
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -39,13 +38,6 @@ async def builds(ns: Client, workflow_id: str) -> int:
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             n += e.activity_task_scheduled_event_attributes.activity_type.name == "build_image"
     return n
-
-
-def most_at_once(runs: list[WorkflowExecution]) -> int:
-    """The most of these runs that were open at one moment (from Temporal's own times)."""
-    spans = [(r.start_time, r.close_time) for r in runs if r.close_time]
-    assert len(spans) == len(runs), "every run has closed"
-    return max(len([1 for s, c in spans if s <= start < c]) for start, _ in spans)
 
 
 async def test_a_refresh_outlives_a_killed_control_worker(
@@ -90,4 +82,5 @@ async def test_a_refresh_outlives_a_killed_control_worker(
             assert await builds(ns, runs[0].id) == 1  # one arch, built once
             assert [v.serial for v in catalog.versions(image=image)] == [outcomes[image].serial]
             children += runs
-        assert most_at_once(children) <= 2
+        spans = [(r.start_time, r.close_time) for r in children if r.close_time]
+        assert len(spans) == len(children) and most_at_once(spans) <= 2

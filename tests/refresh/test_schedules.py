@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
+from harness.refresh import definition, write
 from harness.remote import namespace
-from tests.refresh.catalogues import definition, write
 from tests.refresh.test_refresh import icefloe
 
 pytestmark = pytest.mark.temporal

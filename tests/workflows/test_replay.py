@@ -8,9 +8,11 @@ that waited for build and test slots, its worker's `slot_wait` signals in it;
 `prune-*-devserver.json`: PruneTesting runs of tests/workflows/test_prune.py, expiring
 orphans and leaving live pipelines' versions, clearing stuck results only of orphans,
 and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a pipeline whose
-inputs equal the active version's, of tests/pipeline/test_unchanged.py) and the time-skipping
-server (the pipeline's expiry and retry paths). To add one:
-`(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
+inputs equal the active version's, of tests/pipeline/test_unchanged.py; `refresh-*-devserver.json`:
+a Refresh with an active image, an allowed failure, an unknown name and a bad file, and
+`pipeline-refresh-child-*`: that allowed failure's pipeline, which signalled its refresh and
+was cancelled) and the time-skipping server (the pipeline's expiry and retry paths). To add
+one: `(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
 """
 
 from pathlib import Path
@@ -22,6 +24,7 @@ from temporalio.worker import Replayer
 
 from workflows.pipeline import ImagePipeline
 from workflows.prune import PruneTesting
+from workflows.refresh import Refresh
 
 HISTORIES = sorted((Path(__file__).parent / "replay").glob("*.json"))
 
@@ -30,6 +33,6 @@ HISTORIES = sorted((Path(__file__).parent / "replay").glob("*.json"))
 async def test_saved_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[ImagePipeline, PruneTesting], data_converter=pydantic_data_converter
+        workflows=[ImagePipeline, PruneTesting, Refresh], data_converter=pydantic_data_converter
     )
     await replayer.replay_workflow(history)
