@@ -7,7 +7,7 @@ attempts, and where a sequential pipeline's time goes. Prints figures; asserts n
 Starts its own Temporal dev server, image server and workers (a control worker and one arch
 worker per local arch, in this process):
     PYTHONPATH=. .venv/bin/python bench/parallel.py [--pipelines 20] [--checks boots ...]
-        [--max-builds N] [--max-tests N]
+        [--max-builds N] [--max-tests N] [--at-once-only]
 """
 
 import argparse
@@ -122,7 +122,7 @@ def where_time_goes(r: Run) -> None:
     )
 
 
-async def main(n: int, checks: list[str] | None, limits: dict[str, int]) -> None:
+async def main(n: int, checks: list[str] | None, limits: dict[str, int], sequential: bool) -> None:
     sample = load_image(REPO_DIR / "images" / "busybox.yaml")
     tag = uuid.uuid4().hex[:4]
     async with await start_dev_server() as env:
@@ -147,12 +147,15 @@ async def main(n: int, checks: list[str] | None, limits: dict[str, int]) -> None
                 f"{', '.join(images('x')[0].required_checks)}; limits per arch worker: "
                 f"{builds} builds, {tests} test instances"
             )
-            sequential = await run(env.client, settings, images("s"), at_once=False)
-            show("one after the other", sequential)
-            where_time_goes(sequential)
+            one_by_one = None
+            if sequential:
+                one_by_one = await run(env.client, settings, images("s"), at_once=False)
+                show("one after the other", one_by_one)
+                where_time_goes(one_by_one)
             parallel = await run(env.client, settings, images("p"), at_once=True)
             show("all at once", parallel)
-            print(f"ratio: {sequential.wall_s / parallel.wall_s:.2f}x faster at once")
+            if one_by_one:
+                print(f"ratio: {one_by_one.wall_s / parallel.wall_s:.2f}x faster at once")
 
 
 if __name__ == "__main__":
@@ -161,10 +164,11 @@ if __name__ == "__main__":
     parser.add_argument("--checks", nargs="*", help="checks instead of the sample's suite")
     parser.add_argument("--max-builds", type=int, help="ICEFLOE_WORKER_MAX_BUILDS")
     parser.add_argument("--max-tests", type=int, help="ICEFLOE_WORKER_MAX_TESTS")
+    parser.add_argument("--at-once-only", action="store_true", help="skip one after the other")
     args = parser.parse_args()
     limits = {
         f"worker_max_{k}": v
         for k, v in (("builds", args.max_builds), ("tests", args.max_tests))
         if v is not None
     }
-    asyncio.run(main(args.pipelines, args.checks, limits))
+    asyncio.run(main(args.pipelines, args.checks, limits, not args.at_once_only))

@@ -51,11 +51,11 @@ def test_the_environment_makes_the_same_settings(monkeypatch: pytest.MonkeyPatch
 
 
 def test_worker_slots_are_sized_from_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Builds: half the cores, one per 2 GiB; test instances: two per core, one per GiB."""
+    """Builds: half the cores, one per 2 GiB; test instances: four per core, one per GiB."""
     from core.config import GIB, host_slots
 
-    assert host_slots(2, 23 * GIB) == (1, 4)  # this machine
-    assert host_slots(16, 64 * GIB) == (8, 32)
+    assert host_slots(2, 23 * GIB) == (1, 8)  # this machine
+    assert host_slots(16, 128 * GIB) == (8, 64)
     assert host_slots(16, 8 * GIB) == (4, 8)  # memory bounds both
     assert host_slots(1, GIB // 2) == (1, 1)  # never none
     monkeypatch.setenv("ICEFLOE_WORKER_MAX_BUILDS", "3")
