@@ -3,16 +3,21 @@ whose inputs equal the newest active version's builds nothing. Plain functions, 
 
 busybox: the .deb it would unpack (version and sha256). debootstrap: the suite's package
 indexes for the arch, read from its InRelease: the mirror answers no conditional request,
-so one InRelease download per suite (shared for `TTL_S` by every pipeline of this worker
-process) is all an unchanged suite costs. Other builders cannot say: always built.
+so one InRelease download per suite (shared for `TTL_S` by every pipeline of this host's
+workers: in the process, and through a file in the host's cache for the workers of other
+arches) is all an unchanged suite costs. Other builders cannot say: always built.
 """
 
+import fcntl
 import hashlib
+import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -24,6 +29,7 @@ from core.arch import LxdArch, to_debian
 from core.inputs import ArchInputs
 from core.spec import ImageSpec
 
+log = logging.getLogger(__name__)
 # Long enough that a refresh's pipelines of one suite share a download, short enough that
 # the next refresh sees the mirror as it is.
 TTL_S = 120.0
@@ -76,7 +82,8 @@ class _Fetched:
 
 class ReleaseCache:
     """One download of a suite's InRelease per `ttl_s`, shared by the threads of a worker
-    process: concurrent pipelines of one suite wait for the first one's download."""
+    process (concurrent pipelines of one suite wait for the first one's download) and, given
+    a `shared` directory, by the host's other worker processes (one per arch)."""
 
     def __init__(self, ttl_s: float = TTL_S, get: Callable[[str], httpx.Response] | None = None):
         self.ttl_s = ttl_s
@@ -85,14 +92,41 @@ class ReleaseCache:
         self._suites: dict[tuple[str, str], _Fetched] = {}
         self.downloads = 0
 
-    def release(self, mirror: str, suite: str) -> str:
+    def release(self, mirror: str, suite: str, shared: Path | None = None) -> str:
         with self._lock:
             entry = self._suites.setdefault((mirror, suite), _Fetched(at=-self.ttl_s, text=""))
         with entry.lock:
             if time.monotonic() - entry.at >= self.ttl_s:
-                entry.text = release_text(self._download(mirror.rstrip("/"), suite))
+
+                def fetch() -> str:
+                    return release_text(self._download(mirror.rstrip("/"), suite))
+
+                entry.text = self._from_file(shared, mirror, suite, fetch) if shared else fetch()
                 entry.at = time.monotonic()
             return entry.text
+
+    def _from_file(self, shared: Path, mirror: str, suite: str, fetch: Callable[[], str]) -> str:
+        """The host's copy if younger than `ttl_s`, else a download kept there; a lock file
+        makes another process's concurrent resolve wait for this one's download."""
+        try:
+            shared.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # no host copy then: this process's own still counts
+            log.warning("cannot keep InRelease copies in %s: %s", shared, exc)
+            return fetch()
+        key = hashlib.sha256(f"{mirror.rstrip('/')} {suite}".encode()).hexdigest()[:32]
+        path = shared / f"{key}.release"
+        with (shared / f"{key}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if path.exists() and time.time() - path.stat().st_mtime < self.ttl_s:
+                    return path.read_text()
+                text = fetch()
+                part = path.with_suffix(f".{os.getpid()}.part")
+                part.write_text(text)
+                part.replace(path)
+                return text
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _download(self, mirror: str, suite: str) -> str:
         """InRelease, else Release (a mirror without the signed one)."""
@@ -115,11 +149,12 @@ RELEASES = ReleaseCache()
 
 
 def debootstrap_inputs(
-    spec: ImageSpec, arch: LxdArch, releases: ReleaseCache = RELEASES
+    spec: ImageSpec, arch: LxdArch, dirs: HostDirs, releases: ReleaseCache = RELEASES
 ) -> ArchInputs:
     """The digests of the suite's package indexes debootstrap would read for the arch."""
     default_mirror, components = DISTROS[spec.os]
-    release = releases.release(spec.mirror or default_mirror, spec.release)
+    mirror = spec.mirror or default_mirror
+    release = releases.release(mirror, spec.release, dirs.cache / "releases")
     items = index_digests(release, spec.release, components.split(","), to_debian(arch))
     if not items:
         raise BuildError(
@@ -136,5 +171,5 @@ def arch_inputs(
     if spec.builder == "busybox":
         return busybox_inputs(arch, dirs)
     if spec.builder == "debootstrap" and spec.os in DISTROS:
-        return debootstrap_inputs(spec, arch, releases)
+        return debootstrap_inputs(spec, arch, dirs, releases)
     return ArchInputs(known=False)

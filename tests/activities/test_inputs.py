@@ -3,6 +3,7 @@ busybox-static debs, and a local Debian-format repository made from them with De
 tools (dpkg-scanpackages, apt-ftparchive, gpg), served over loopback HTTP like a mirror."""
 
 import hashlib
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,10 +47,13 @@ def debootstrap_spec(mirror: str) -> ImageSpec:
     )
 
 
-def resolve(repo: DebianRepo, cache: ReleaseCache | None = None) -> VersionInputs:
-    """Both arches' inputs, each call with a cache of its own unless given one."""
+def resolve(
+    repo: DebianRepo, cache: ReleaseCache | None = None, host_cache: Path | None = None
+) -> VersionInputs:
+    """Both arches' inputs, each call with a cache of its own unless given one; without a
+    `host_cache` directory to share, as a process alone on its host."""
     spec = debootstrap_spec(repo.url)
-    dirs = HostDirs(debs=DEBS, cache=Path("/nonexistent"))
+    dirs = HostDirs(debs=DEBS, cache=host_cache or Path(tempfile.mkdtemp(prefix="host-")))
     arches: list[LxdArch] = ["x86_64", "i686"]
     cache = cache or ReleaseCache()
     return VersionInputs(
@@ -110,6 +114,25 @@ def test_concurrent_pipelines_share_one_download_until_it_is_stale(repo: DebianR
     assert repo.requests[INRELEASE] == 1 + 2 * 2, "stale at once: every arch downloads it"
 
 
+def test_the_workers_of_one_host_share_one_download(repo: DebianRepo, tmp_path: Path) -> None:
+    """One worker process per arch: their caches share the host's copy of the InRelease."""
+    processes = [ReleaseCache() for _ in range(4)]
+    results: list[VersionInputs] = []
+    threads = [
+        threading.Thread(target=lambda c=c: results.append(resolve(repo, c, tmp_path)))
+        for c in processes
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r.same_as(results[0]) for r in results)
+    assert repo.requests[INRELEASE] == 1, "one InRelease for every worker of the host"
+    later = ReleaseCache(ttl_s=0)
+    resolve(repo, later, tmp_path)
+    assert repo.requests[INRELEASE] == 1 + 2, "a stale host copy: each arch downloads again"
+
+
 def test_a_mirror_without_inrelease_is_read_from_its_release(repo: DebianRepo) -> None:
     signed = resolve(repo)
     (repo.root / "dists" / SUITE / "InRelease").unlink()
@@ -117,8 +140,8 @@ def test_a_mirror_without_inrelease_is_read_from_its_release(repo: DebianRepo) -
     assert repo.requests[f"/dists/{SUITE}/Release"] == 1
 
 
-def test_what_cannot_be_resolved_says_why_in_one_line(repo: DebianRepo) -> None:
-    dirs = HostDirs(debs=DEBS, cache=Path("/nonexistent"))
+def test_what_cannot_be_resolved_says_why_in_one_line(repo: DebianRepo, tmp_path: Path) -> None:
+    dirs = HostDirs(debs=DEBS, cache=tmp_path)
     gone = debootstrap_spec(repo.url).model_copy(update={"release": "nosuch"})
     with pytest.raises(BuildError, match=r"^no suite 'nosuch' on http://127\.0\.0\.1:\d+") as e:
         arch_inputs(gone, "x86_64", dirs, ReleaseCache())
