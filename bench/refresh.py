@@ -8,9 +8,9 @@ thread, workers for every local arch; nothing of a running stack is touched):
    refresh with max_parallel=1 (one pipeline after the other).
 
 Per refresh it prints the wall time, versions created, builds and test activities started,
-the most of each running at once and the activity attempts that were retries. Prints
-figures; asserts nothing. Bytes fetched from the mirror are not measured yet (a counting
-loopback proxy as the arch workers' http_proxy would do it).
+the most of each running at once, the activity attempts that were retries, and what was
+fetched from the mirror (requests, bytes, InRelease downloads per suite), counted by a
+loopback proxy set as the workers' http_proxy. Prints figures; asserts nothing.
     ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/refresh.py [--skip-catalogue]
 """
 
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,7 @@ from clients.lxd import connect_lxd, host_arches
 from core.arch import KNOWN_ARCHES
 from core.config import Settings
 from core.refresh import RefreshInput, RefreshReport
+from harness.mirror_proxy import Counts, counting_proxy
 from harness.refresh import activities, most_at_once, refreshing
 from harness.servers import RunningServer
 from harness.temporal import start_dev_server
@@ -38,10 +40,22 @@ def versions(catalog: CatalogClient) -> int:
     return len(catalog.versions())
 
 
+def fetched(mirror: Counts) -> str:
+    suites: Counter[str] = Counter()
+    with mirror.lock:
+        for path, n in mirror.requests.items():
+            if path.endswith("/InRelease"):
+                suites[path.split("/dists/")[1].split("/")[0]] += n
+        total, size = sum(mirror.requests.values()), mirror.bytes
+    per_suite = ", ".join(f"{s} {n}" for s, n in sorted(suites.items())) or "none"
+    return f"mirror: {total} requests, {size / 1e6:.2f} MB; InRelease downloads: {per_suite}"
+
+
 async def measured(
-    label: str, ns: Client, catalog: CatalogClient, inp: RefreshInput
+    label: str, ns: Client, catalog: CatalogClient, inp: RefreshInput, mirror: Counts
 ) -> tuple[float, RefreshReport]:
     before = versions(catalog)
+    mirror.reset()
     t0 = time.monotonic()
     report = await (await start_refresh(ns, inp)).result()
     wall = time.monotonic() - t0
@@ -51,7 +65,7 @@ async def measured(
         f"{label}: {wall:.1f}s, {versions(catalog) - before} versions created, "
         f"{len(builds)} builds (at most {most_at_once(builds)} at once), {len(tests)} test "
         f"activities (at most {most_at_once(tests)} at once), "
-        f"{len(acts.retried)} retried attempts; {report.counts()}",
+        f"{len(acts.retried)} retried attempts; {report.counts()}\n  {fetched(mirror)}",
         flush=True,
     )
     return wall, report
@@ -72,7 +86,7 @@ def busybox_catalogue(directory: Path, n: int, arches: list[str]) -> None:
 
 
 async def main(skip_catalogue: bool, n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, counting_proxy() as mirror:
         tmp = Path(tmp_name)
         with RunningServer(tmp / "server", channel_file_grace_s=0) as server:
             settings = server.client_settings()
@@ -90,22 +104,30 @@ async def main(skip_catalogue: bool, n: int) -> None:
                             ns,
                             catalog,
                             RefreshInput(force=True),
+                            mirror,
                         )
                         print(forced.text(), flush=True)
-                        await measured("the same, nothing changed", ns, catalog, RefreshInput())
+                        await measured(
+                            "the same, nothing changed", ns, catalog, RefreshInput(), mirror
+                        )
                 many = tmp / "many"
                 busybox_catalogue(many, n, arches)
                 async with refreshing(
                     env.client, "bench-twenty", catalog, settings, many, arches=arches
                 ) as ns:
                     together, _ = await measured(
-                        f"{n} busybox pipelines at once", ns, catalog, RefreshInput(max_parallel=n)
+                        f"{n} busybox pipelines at once",
+                        ns,
+                        catalog,
+                        RefreshInput(max_parallel=n),
+                        mirror,
                     )
                     alone, _ = await measured(
                         f"the same {n}, one after the other",
                         ns,
                         catalog,
                         RefreshInput(max_parallel=1, force=True),
+                        mirror,
                     )
                     print(f"at once vs one after the other: {alone / together:.1f}x faster")
             catalog.close()
