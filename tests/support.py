@@ -49,6 +49,16 @@ def postgres_database(name: str) -> Iterator[str]:
             subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=False, timeout=60)
 
 
+def borrow_debootstrap_cache(state_dir: Path) -> None:
+    """The packages `deploy/run-local` (or an earlier build) left in .state/cache, hard-linked
+    into the test workers' own cache (state_dir's): only the indexes are fetched again, and
+    nothing the tests download is written into the shared one."""
+    shared = REPO_DIR / ".state" / "cache" / "debootstrap"
+    if shared.is_dir():
+        ours = state_dir / "cache" / "debootstrap"
+        shutil.copytree(shared, ours, copy_function=os.link, dirs_exist_ok=True)
+
+
 async def assert_no_failed_attempts(handle: WorkflowHandle) -> None:
     """A healthy pipeline passes on first attempts: a Temporal retry must never be what made
     it pass."""

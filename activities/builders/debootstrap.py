@@ -6,9 +6,12 @@ in the metadata. Downloaded packages stay in a per-arch cache directory, so a re
 with unchanged inputs fetches only the archive indexes. A plain function, no Temporal.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from activities.builders.base import BuildJob, Built, HostDirs
@@ -17,13 +20,40 @@ from activities.builders.image_files import checked_inputs, dpkg_packages, packa
 from core.arch import LxdArch
 from core.spec import ImageSpec
 
-# What each distribution needs: its mirror, components, and the network packages.
+# What each distribution needs: its mirror and components (per release: RELEASES).
 DISTROS = {
     "debian": ("http://deb.debian.org/debian", "main"),
     "ubuntu": ("http://archive.ubuntu.com/ubuntu", "main,universe"),
 }
 BASE_PACKAGES = ["systemd-sysv", "iproute2", "iputils-ping"]
-DHCP_PACKAGES = ["ifupdown", "isc-dhcp-client"]
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one release needs beyond the rest: its DHCP client (ifupdown runs it), the units
+    that fail in an LXD container and are masked, and apt settings the image must carry."""
+
+    dhcp_client: str = "isc-dhcp-client"
+    masked: tuple[str, ...] = ()
+    apt_conf: str = ""
+
+
+# Every release not named here gets Release(). Units are masked only where they were seen
+# failing the `init` check in an LXD 5.0 container.
+RELEASES = {
+    # Loading kernel modules is the host's business; in a container the unit fails.
+    ("debian", "trixie"): Release(masked=("systemd-modules-load.service",)),
+    # sid no longer has isc-dhcp-client, nor (systemd 262 without kmod) that unit, but
+    # its agetty cannot open LXD's /dev/console and fails (use `lxc exec`, not `lxc
+    # console`). deb.debian.org's sid Release file may carry a Valid-Until already past
+    # (6 Nov 2026 on 3 Dec 2026): debootstrap ignores it, apt in the instance refuses every
+    # `apt-get update`, so the image tells apt not to check.
+    ("debian", "sid"): Release(
+        dhcp_client="dhcpcd-base",
+        masked=("console-getty.service",),
+        apt_conf='Acquire::Check-Valid-Until "false";\n',
+    ),
+}
 # Arches a host of a given machine type runs without emulation.
 NATIVE = {"x86_64": {"x86_64", "i686"}, "aarch64": {"aarch64", "armv7l"}}
 QEMU_NAMES = {"x86_64": "x86_64", "i686": "i386", "aarch64": "aarch64", "armv7l": "arm"}
@@ -47,6 +77,9 @@ network: {config: disabled}
 # minbase generates no locales; C.UTF-8 is built into the C library (en_US.UTF-8, the
 # default, fails the locale module and with it cloud-config.service).
 locale: C.UTF-8
+# No openssh-server, so no host keys to make: cloud-init 25.1 (trixie) and 26.2 (sid) report
+# each key it cannot generate as a recoverable error, and the cloud-init check fails.
+ssh_genkeytypes: []
 """
 
 
@@ -66,8 +99,13 @@ def foreign_arch_check(arch: LxdArch, machine: str | None = None) -> str | None:
     )
 
 
+def release_of(image: ImageSpec) -> Release:
+    return RELEASES.get((image.os, image.release), Release())
+
+
 def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> None:
     """Make the debootstrapped tree an image: no host leftovers, network, apt sources."""
+    release = release_of(image)
     etc = root / "etc"
     (etc / "hostname").write_text(f"{image.os}\n")  # LXD's template replaces it on create
     (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {image.os}\n")
@@ -83,7 +121,12 @@ def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> No
     (network / "interfaces").write_text(_INTERFACES + (_DHCP if image.network == "dhcp" else ""))
     # A container cannot register binfmt handlers (the host's kernel holds them): with a
     # package that ships one (python3 does) the unit would fail every boot.
-    (etc / "systemd/system/systemd-binfmt.service").symlink_to("/dev/null")
+    for unit in ("systemd-binfmt.service", *release.masked):
+        (etc / "systemd/system" / unit).symlink_to("/dev/null")
+    if release.apt_conf:
+        (etc / "apt/apt.conf.d/99icefloe").write_text(
+            "// Written by Icefloe's debootstrap builder.\n" + release.apt_conf
+        )
     if (etc / "cloud/cloud.cfg.d").is_dir():
         (etc / "cloud/cloud.cfg.d/99-icefloe.cfg").write_text(_CLOUD_CFG)
     (etc / "apt/sources.list").write_text(
@@ -93,6 +136,25 @@ def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> No
         for path in (root / junk).glob("*"):
             if path.is_file():
                 path.unlink()
+
+
+@contextlib.contextmanager
+def borrowed_cache(shared: Path) -> Iterator[Path]:
+    """A build's own cache directory, holding hard links to the shared one's .debs.
+
+    debootstrap writes a .deb it lacks in place, under its final name: builds sharing one
+    directory (two definitions of one os and arch at once) would read each other's
+    half-written files. What this build fetched is linked back once whole; a name another
+    build linked first stays (same name, same package version).
+    """
+    with tempfile.TemporaryDirectory(prefix=f".{shared.name}-", dir=shared.parent) as tmp:
+        own = Path(tmp)
+        for deb in shared.glob("*.deb"):
+            os.link(deb, own / deb.name)
+        yield own
+        for deb in own.glob("*.deb"):
+            with contextlib.suppress(FileExistsError):
+                os.link(deb, shared / deb.name)
 
 
 def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
@@ -105,14 +167,17 @@ def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
     qemu = foreign_arch_check(arch)
     default_mirror, components = DISTROS[image.os]
     mirror = image.mirror or default_mirror
-    packages = BASE_PACKAGES + (DHCP_PACKAGES if image.network == "dhcp" else []) + image.packages
-    # Per arch: two arches building at once must not write the same cached .deb.
+    dhcp = ["ifupdown", release_of(image).dhcp_client] if image.network == "dhcp" else []
+    packages = BASE_PACKAGES + dhcp + image.packages
     cache = dirs.cache.resolve() / "debootstrap" / f"{image.os}-{debian_arch}"
     cache.mkdir(parents=True, exist_ok=True)
     out_dir = job.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory(prefix=".build-debootstrap-", dir=out_dir) as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix=".build-debootstrap-", dir=out_dir) as tmp,
+        borrowed_cache(cache) as own_cache,
+    ):
         work = Path(tmp)
         root = work / "rootfs"
         progress(
@@ -125,7 +190,7 @@ def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
                 f"--arch={debian_arch}",
                 f"--components={components}",
                 f"--include={','.join(packages)}",
-                f"--cache-dir={cache}",
+                f"--cache-dir={own_cache}",
                 image.release,
                 str(root),
                 mirror,

@@ -33,6 +33,10 @@ def test_shipped_catalogue_has_no_problems() -> None:
     assert found.problems == []
     images = [d.image for d in found.definitions]
     assert "busybox:1.35:default" in images and len(set(images)) == len(images)
+    debian = {
+        f"debian:{r}:{v}" for r in ("bookworm", "trixie", "sid") for v in ("default", "cloud")
+    }
+    assert debian <= set(images)
     assert all(d.refresh.text == NIGHTLY for d in found.definitions)
 
 

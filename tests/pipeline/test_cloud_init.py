@@ -6,8 +6,6 @@ active, and the catalog holds the evidence. The two run at once, one per arch (e
 has its own debootstrap cache)."""
 
 import asyncio
-import os
-import shutil
 
 import pytest
 from temporalio.client import Client
@@ -16,7 +14,7 @@ from clients.catalog import CatalogClient
 from core.config import REPO_DIR, Settings
 from core.images import load_image
 from core.pipeline import PipelineInput
-from tests.support import assert_no_failed_attempts
+from tests.support import assert_no_failed_attempts, borrow_debootstrap_cache
 from workflows.trigger import new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
@@ -30,13 +28,7 @@ runcmd:
 
 @pytest.fixture(scope="module")
 def debootstrap_cache(settings: Settings) -> None:
-    """The packages `deploy/run-local` (or an earlier build) left in .state/cache, hard-linked
-    into the test workers' own cache: only the indexes are fetched again, and nothing the
-    tests download is written into the shared one."""
-    shared = REPO_DIR / ".state" / "cache" / "debootstrap"
-    if shared.is_dir():
-        ours = settings.state_dir / "cache" / "debootstrap"
-        shutil.copytree(shared, ours, copy_function=os.link, dirs_exist_ok=True)
+    borrow_debootstrap_cache(settings.state_dir)
 
 
 async def test_debian_cloud_variant_reaches_active_and_broken_user_data_never_does(
