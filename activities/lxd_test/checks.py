@@ -53,13 +53,20 @@ def pid1(t: Target) -> str:
     return run(t.inst, ["cat", "/proc/1/comm"], 10).stdout.strip()
 
 
+def bus_not_up(r: ExecResult) -> bool:
+    """systemctl could not reach systemd yet (right after a start): no state, only the
+    connect error, worded "Failed to connect to bus" before systemd 254 and "Failed to
+    connect to system scope bus via local transport" since."""
+    return not r.stdout.strip() and "Failed to connect to" in r.stderr
+
+
 def _settle(t: Target, timeout_s: float) -> ExecResult:
     """Wait for systemd to finish booting (`is-system-running --wait`) within the timeout.
     Right after start, systemd's bus may not be up yet: then it asks again."""
     deadline = time.monotonic() + timeout_s
     while True:
         r = run(t.inst, ["systemctl", "is-system-running", "--wait"], deadline - time.monotonic())
-        if "Failed to connect to bus" not in r.output or time.monotonic() >= deadline:
+        if not bus_not_up(r) or time.monotonic() >= deadline:
             return r
         time.sleep(POLL_INTERVAL)
 
