@@ -110,32 +110,33 @@ async def main(skip_catalogue: bool, n: int) -> None:
                         await measured(
                             "the same, nothing changed", ns, catalog, RefreshInput(), mirror
                         )
-                many = tmp / "many"
-                busybox_catalogue(many, n, arches)
-                async with refreshing(
-                    env.client, "bench-twenty", catalog, settings, many, arches=arches
-                ) as ns:
-                    together, _ = await measured(
-                        f"{n} busybox pipelines at once",
-                        ns,
-                        catalog,
-                        RefreshInput(max_parallel=n),
-                        mirror,
-                    )
-                    alone, _ = await measured(
-                        f"the same {n}, one after the other",
-                        ns,
-                        catalog,
-                        RefreshInput(max_parallel=1, force=True),
-                        mirror,
-                    )
-                    print(f"at once vs one after the other: {alone / together:.1f}x faster")
+                if n:
+                    many = tmp / "many"
+                    busybox_catalogue(many, n, arches)
+                    async with refreshing(
+                        env.client, "bench-twenty", catalog, settings, many, arches=arches
+                    ) as ns:
+                        together, _ = await measured(
+                            f"{n} busybox pipelines at once",
+                            ns,
+                            catalog,
+                            RefreshInput(max_parallel=n),
+                            mirror,
+                        )
+                        alone, _ = await measured(
+                            f"the same {n}, one after the other",
+                            ns,
+                            catalog,
+                            RefreshInput(max_parallel=1, force=True),
+                            mirror,
+                        )
+                        print(f"at once vs one after the other: {alone / together:.1f}x faster")
             catalog.close()
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--skip-catalogue", action="store_true", help="only the N pipelines")
-    p.add_argument("--pipelines", type=int, default=20, metavar="N")
+    p.add_argument("--pipelines", type=int, default=20, metavar="N", help="0: none")
     args = p.parse_args()
     asyncio.run(main(args.skip_catalogue, args.pipelines))
