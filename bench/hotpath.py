@@ -164,7 +164,9 @@ def baseline(arches: list[str]) -> tuple[float, list[str]]:
 
 async def pipeline(client: Client, spec, i: int) -> tuple[float, WorkflowHandle]:
     started = time.monotonic()
-    handle = await start_pipeline(client, PipelineInput(spec=spec, serial=new_serial() + f"-h{i}"))
+    # Forced: every pipeline builds the same inputs, which unforced would end `unchanged`.
+    inp = PipelineInput(spec=spec, serial=new_serial() + f"-h{i}", force=True)
+    handle = await start_pipeline(client, inp)
     result = await handle.result()
     wall = time.monotonic() - started
     if result.state != "active":

@@ -4,11 +4,12 @@ thread, workers for every local arch; nothing of a running stack is touched):
 1. the shipped catalogue (ICEFLOE_IMAGES_DIR, default images/) refreshed with --force, so
    every image is rebuilt;
 2. the same refresh again, with nothing changed;
-3. a catalogue of 20 busybox definitions refreshed with max_parallel=20, against the same
-   refresh with max_parallel=1 (one pipeline after the other).
+3. a catalogue of 20 busybox definitions (the sample's suite of checks) refreshed with
+   max_parallel=20, against the same refresh with max_parallel=1 (one after the other).
 
 Per refresh it prints the wall time, versions created, builds and test activities started,
-the most of each running at once, the activity attempts that were retries, and what was
+the most of each running at once (activities, waiting for a slot included; and build
+directories and test instances seen on the host from outside), the activity attempts that were retries, and what was
 fetched from the mirror (requests, bytes, InRelease downloads per suite), counted by a
 loopback proxy set as the workers' http_proxy. Prints figures; asserts nothing.
     ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/refresh.py [--skip-catalogue]
@@ -30,6 +31,7 @@ from core.arch import KNOWN_ARCHES
 from core.config import Settings
 from core.refresh import RefreshInput, RefreshReport
 from harness.mirror_proxy import Counts, counting_proxy
+from harness.occupancy import Occupancy
 from harness.refresh import activities, most_at_once, refreshing
 from harness.servers import RunningServer
 from harness.temporal import start_dev_server
@@ -52,19 +54,27 @@ def fetched(mirror: Counts) -> str:
 
 
 async def measured(
-    label: str, ns: Client, catalog: CatalogClient, inp: RefreshInput, mirror: Counts
+    label: str,
+    ns: Client,
+    catalog: CatalogClient,
+    settings: Settings,
+    inp: RefreshInput,
+    mirror: Counts,
 ) -> tuple[float, RefreshReport]:
     before = versions(catalog)
     mirror.reset()
     t0 = time.monotonic()
-    report = await (await start_refresh(ns, inp)).result()
+    with Occupancy(settings, None).sampling() as seen:
+        report = await (await start_refresh(ns, inp)).result()
     wall = time.monotonic() - t0
     acts = await activities(ns, [i.workflow_id for i in report.images if i.workflow_id])
     builds, tests = acts.spans.get("build_image", []), acts.spans.get("test_image", [])
     print(
         f"{label}: {wall:.1f}s, {versions(catalog) - before} versions created, "
         f"{len(builds)} builds (at most {most_at_once(builds)} at once), {len(tests)} test "
-        f"activities (at most {most_at_once(tests)} at once), "
+        f"activities (at most {most_at_once(tests)} at once, waiting for a slot included); "
+        f"seen on the host at once: {seen.most['build']} builds, {seen.most['test']} test "
+        "instances; "
         f"{len(acts.retried)} retried attempts; {report.counts()}\n  {fetched(mirror)}",
         flush=True,
     )
@@ -80,7 +90,7 @@ def busybox_catalogue(directory: Path, n: int, arches: list[str]) -> None:
             "release": f"bench-{stamp}-{i:02d}",
             "arches": arches,
             "builder": "busybox",
-            "checks": ["boots"],
+            "checks": ["default"],  # the sample's suite, as bench/parallel.py runs it
         }
         (directory / f"bb{i:02d}.yaml").write_text(yaml.safe_dump(fields))
 
@@ -103,12 +113,18 @@ async def main(skip_catalogue: bool, n: int) -> None:
                             f"shipped catalogue ({shipped}), every image changed (--force)",
                             ns,
                             catalog,
+                            settings,
                             RefreshInput(force=True),
                             mirror,
                         )
                         print(forced.text(), flush=True)
                         await measured(
-                            "the same, nothing changed", ns, catalog, RefreshInput(), mirror
+                            "the same, nothing changed",
+                            ns,
+                            catalog,
+                            settings,
+                            RefreshInput(),
+                            mirror,
                         )
                 if n:
                     many = tmp / "many"
@@ -120,6 +136,7 @@ async def main(skip_catalogue: bool, n: int) -> None:
                             f"{n} busybox pipelines at once",
                             ns,
                             catalog,
+                            settings,
                             RefreshInput(max_parallel=n),
                             mirror,
                         )
@@ -127,6 +144,7 @@ async def main(skip_catalogue: bool, n: int) -> None:
                             f"the same {n}, one after the other",
                             ns,
                             catalog,
+                            settings,
                             RefreshInput(max_parallel=1, force=True),
                             mirror,
                         )

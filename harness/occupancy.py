@@ -11,9 +11,10 @@ from core.config import Settings
 
 
 class Occupancy:
-    """The most builds and test instances of `serials` seen at once while sampling."""
+    """The most builds and test instances of `serials` (None: of any serial) seen at once
+    while sampling."""
 
-    def __init__(self, settings: Settings, serials: set[str], every_s: float = 0.05) -> None:
+    def __init__(self, settings: Settings, serials: set[str] | None, every_s: float = 0.05) -> None:
         self.builds = settings.build_dir or settings.state_dir / "builds"
         self.lxd = connect_lxd(settings)
         self.serials = serials
@@ -23,13 +24,14 @@ class Occupancy:
     def sample(self) -> None:
         # <build dir>/<image>/<serial>/<arch>; a cancelled build may leave its directory
         builds = sum(
-            1 for p in self.builds.glob("*/*/*") if p.is_dir() and p.parent.name in self.serials
+            1 for p in self.builds.glob("*/*/*") if p.is_dir() and self._ours(p.parent.name)
         )
-        tests = sum(
-            1 for i in listed(self.lxd) if i.config.get("user.icefloe.serial") in self.serials
-        )
+        tests = sum(1 for i in listed(self.lxd) if self._ours(i.config.get("user.icefloe.serial")))
         self.most["build"] = max(self.most["build"], builds)
         self.most["test"] = max(self.most["test"], tests)
+
+    def _ours(self, serial: str | None) -> bool:
+        return serial is not None and (self.serials is None or serial in self.serials)
 
     @contextmanager
     def sampling(self) -> Iterator["Occupancy"]:
