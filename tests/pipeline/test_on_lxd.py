@@ -214,3 +214,5 @@ async def test_sigterm_lets_the_running_test_finish_then_the_worker_exits(
         "slow": "passed",
     }
     await assert_no_failed_attempts(handle)
+    # The worker saw its deferred deletion through before exiting: nobody else would.
+    assert not leftovers(connect_lxd(settings), catalog.version(image.name, serial))
