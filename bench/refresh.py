@@ -9,9 +9,9 @@ thread, workers for every local arch; nothing of a running stack is touched):
 
 Per refresh it prints the wall time, versions created, builds and test activities started,
 the most of each running at once (activities, waiting for a slot included; and build
-directories and test instances seen on the host from outside), the activity attempts that were retries, and what was
-fetched from the mirror (requests, bytes, InRelease downloads per suite), counted by a
-loopback proxy set as the workers' http_proxy. Prints figures; asserts nothing.
+directories and test instances seen on the host from outside), the activity attempts that
+were retries, and what was fetched from the mirror (requests, bytes, InRelease downloads per
+suite), counted by a loopback proxy set as the workers' http_proxy. Prints figures; asserts nothing.
     ICEFLOE_STATE_DIR=.state PYTHONPATH=. .venv/bin/python bench/refresh.py [--skip-catalogue]
 """
 
