@@ -100,10 +100,10 @@ def test_signing_out_needs_the_token_too(private):
 def test_every_write_outside_the_api_is_refused_without_a_token(private):
     """Any route that takes a write outside /api/, today's and tomorrow's, and one that
     does not exist: 403, not a 404, 405 or 500."""
-    writes = [
+    writes: list[tuple[str, str]] = [
         (method, route.path)
         for route in iter_route_contexts(private.app.routes)
-        if route.methods and not route.path.startswith("/api/")
+        if route.methods and route.path and not route.path.startswith("/api/")
         for method in sorted(route.methods & WRITES)
     ]
     assert ("POST", "/login") in writes and ("POST", "/logout") in writes
