@@ -84,8 +84,9 @@ class ServerSettings(BaseModel):
     )
     public_feeds: bool = Field(
         True,
-        description="off: only private feeds (`/feeds/<secret>/`) serve images; pipelines test "
-        "from the public testing channel, so keep it on for them",
+        description="off: only private feeds (`/feeds/<secret>/`) serve images, the pages, read "
+        "APIs and API document need a token and `/metrics` a metrics or operator one; pipelines "
+        "test from the public testing channel, so keep it on for them",
     )
     channel_file_grace_s: int = Field(
         3600,
