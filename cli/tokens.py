@@ -118,7 +118,9 @@ def register(commands: Commands) -> None:
 
     made = action("create", create, "an API token, or with --feed a private feed URL")
     made.add_argument("--name", help="who or what it is for")
-    made.add_argument("--scope", choices=["reader", "publisher", "operator"], default="publisher")
+    made.add_argument(
+        "--scope", choices=["reader", "publisher", "operator", "metrics"], default="publisher"
+    )
     made.add_argument("--expires-in", type=int, metavar="SECONDS", help="default: never")
     made.add_argument("--feed", action="store_true", help="a private feed credential")
     made.add_argument(

@@ -27,6 +27,8 @@ PACKAGED_IMAGES = Path(__file__).with_name("definitions")
 DEFAULT_STATE_DIR = Path("/var/lib/icefloe")
 PREFIX = "ICEFLOE_"
 GIB = 1024**3
+# How long an arch host keeps a suite's InRelease (ICEFLOE_INPUTS_TTL_S).
+INPUTS_TTL_S = 120.0
 
 
 def host_slots(cores: int, memory_bytes: int) -> tuple[int, int]:
@@ -84,8 +86,9 @@ class ServerSettings(BaseModel):
     )
     public_feeds: bool = Field(
         True,
-        description="off: only private feeds (`/feeds/<secret>/`) serve images; pipelines test "
-        "from the public testing channel, so keep it on for them",
+        description="off: only private feeds (`/feeds/<secret>/`) serve images, the pages, read "
+        "APIs and API document need a token and `/metrics` a metrics or operator one; pipelines "
+        "test from the public testing channel, so keep it on for them",
     )
     channel_file_grace_s: int = Field(
         3600,
@@ -265,6 +268,13 @@ class Settings(BaseSettings):
     )
     build_dir: Path | None = Field(
         None, description="build scratch space on arch hosts; unset: `<state dir>/builds`"
+    )
+    inputs_ttl_s: float = Field(
+        INPUTS_TTL_S,
+        ge=0,
+        description="an arch host downloads a suite's InRelease at most once this long, for "
+        "every pipeline's check of what it would build from (long enough for one refresh's "
+        "pipelines to share it, short enough that the next sees the mirror as it is)",
     )
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from server_api.guard import TOKEN, UNAUTHORIZED
 from server_api.models import Token
-from server_api.schemas import TokenScope
+from server_api.schemas import CATALOG_READERS, SCRAPERS, WRITERS, TokenScope
 from server_api.services import Services, get_services
 from server_api.tokens import lookup
 
@@ -62,10 +62,10 @@ CallerDep = Annotated[Token, Depends(caller)]
 
 
 async def writer(token: CallerDep) -> Token:
-    """The caller's token unless it is a reader's: readers only look."""
-    if token.scope == TokenScope.reader:
+    """The caller's token unless it is a reader's or a scraper's: they only look."""
+    if token.scope not in WRITERS:
         raise HTTPException(
-            403, f"token {token.name!r} is a reader token; this needs publisher or operator"
+            403, f"token {token.name!r} is a {token.scope} token; this needs publisher or operator"
         )
     return token
 
@@ -102,9 +102,19 @@ async def api_reader(
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     """Read APIs are as public as the feeds: with public feeds off, the catalog's hashes,
-    actors and check output are not for everyone either, so any valid token is needed."""
-    if not services.settings.public_feeds and request.scope.get(TOKEN) is None:
+    actors and check output are not for everyone either, so a token that reads is needed."""
+    if not services.settings.public_feeds:
+        may_read(request.scope.get(TOKEN))
+
+
+def may_read(row: Token | None) -> None:
+    """401 without a valid token, 403 for one that only scrapes /metrics."""
+    if row is None:
         raise HTTPException(401, READ_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    if row.scope not in CATALOG_READERS:
+        raise HTTPException(
+            403, f"token {row.name!r} is a {row.scope} token: it reads /metrics, not the catalog"
+        )
 
 
 # Where a browser keeps its token: set by POST /login, sent only to pages (never to /api/).
@@ -127,18 +137,61 @@ async def page_reader(
     """Pages follow the read APIs' rule; a browser's token comes in the login cookie."""
     if services.settings.public_feeds:
         return
-    scheme, _, secret = (authorization or "").partition(" ")
-    secret = secret if scheme.lower() == "bearer" else ""
-    secret = secret or token or ""
-    if not secret or await anyio.to_thread.run_sync(find_token, services, secret) is None:
+    row = await find_token(services, bearer(authorization) or token or "")
+    if row is None or row.scope not in CATALOG_READERS:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
 
 
-def find_token(services: Services, secret: str) -> Token | None:
+async def document_reader(
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    token: Annotated[str | None, Cookie(alias=TOKEN_COOKIE)] = None,
+) -> None:
+    """/openapi.json describes the read APIs, so it is as public as they are; the cookie
+    counts too, as /docs (a page) fetches it from the browser."""
+    if not services.settings.public_feeds:
+        may_read(await find_token(services, bearer(authorization) or token or ""))
+
+
+SCRAPE_UNAUTHORIZED = (
+    "public feeds are off here, so /metrics needs a token: send 'Authorization: Bearer "
+    "<token>' with a metrics token (`icefloe token create --scope metrics`) or an operator's"
+)
+
+
+async def scraper(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """/metrics is as public as the feeds; with them off, a metrics or operator token in the
+    header, as Prometheus sends it (`authorization: credentials_file:`)."""
+    if services.settings.public_feeds:
+        return
+    row = await find_token(services, bearer(authorization))
+    if row is None:
+        raise HTTPException(401, SCRAPE_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    if row.scope not in SCRAPERS:
+        raise HTTPException(
+            403, f"token {row.name!r} is a {row.scope} token; /metrics needs metrics or operator"
+        )
+
+
+def bearer(authorization: str | None) -> str:
+    """The secret of an `Authorization: Bearer <secret>` header, else ''."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
+
+
+async def find_token(services: Services, secret: str) -> Token | None:
     """The usable token `secret` names, looked up in a session of its own."""
-    return briefly(services.engine, lambda session: lookup(session, secret))
+    if not secret:
+        return None
+    return await anyio.to_thread.run_sync(
+        briefly, services.engine, lambda session: lookup(session, secret)
+    )
 
 
 ApiReader = Depends(api_reader)
 PageReader = Depends(page_reader)
+DocumentReader = Depends(document_reader)
+Scraper = Depends(scraper)

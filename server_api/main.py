@@ -5,13 +5,13 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlmodel import Session
 
 from core.config import ServerSettings, Settings
 from server_api.catalog import CatalogError
+from server_api.csrf import FormGuard, FormTokens, load_key
 from server_api.db import make_engine
 from server_api.deltas import DeltaMaker
 from server_api.deps import LoginRequired
@@ -24,6 +24,7 @@ from server_api.routes import (
     checks,
     feeds,
     files,
+    ops,
     pages,
     pipelines,
     refreshes,
@@ -52,6 +53,7 @@ def _services(settings: ServerSettings) -> Services:
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
         temporal=TemporalLink(Settings()),
+        forms=FormTokens(load_key(settings.state_dir / "form.key")),
     )
 
 
@@ -87,8 +89,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         summary="Catalog, verified file store and simplestreams channel feeds for LXD and Incus.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by server_api.routes.ops, which keeps them private when the feeds are.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     attach(app, services)
+    app.add_middleware(FormGuard, tokens=services.forms, refuse=pages.form_refused)
     app.add_middleware(RequestGuard, settings=settings, engine=services.engine)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
 
@@ -104,16 +111,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"ok": True}
 
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
-        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     app.include_router(files.router)
     app.include_router(versions.router)
     app.include_router(checks.router)
     app.include_router(pipelines.router)
     app.include_router(refreshes.router)
     app.include_router(access.router)
+    app.include_router(ops.router)
     app.include_router(pages.router)
     app.add_exception_handler(LoginRequired, pages.login_required)
     app.mount("/assets", StaticFiles(directory=pages.ASSETS_DIR), name="assets")

@@ -12,11 +12,19 @@ from core.catalog import Channel, Flavour, Seconds
 class TokenScope(StrEnum):
     """reader: people who only look (the catalog pages and read APIs when public feeds are
     off); publisher: CI and workers (publish, test, promote); operator: that plus forced
-    actions, garbage collection and access management."""
+    actions, garbage collection and access management; metrics: Prometheus scrapers, which
+    read /metrics and nothing else (a scraper's token left in its config publishes nothing)."""
 
     reader = "reader"
     publisher = "publisher"
     operator = "operator"
+    metrics = "metrics"
+
+
+# Who may read the catalog (pages, read APIs, the API document), write to it, scrape it.
+CATALOG_READERS = frozenset({TokenScope.reader, TokenScope.publisher, TokenScope.operator})
+WRITERS = frozenset({TokenScope.publisher, TokenScope.operator})
+SCRAPERS = frozenset({TokenScope.metrics, TokenScope.operator})
 
 
 class TokenCreate(BaseModel):

@@ -1,10 +1,12 @@
 """What only the tests need besides fixtures: a Postgres database (skipped without root),
-the history check of a healthy pipeline, a raw HTTP request, the wheel built and installed.
+the history check of a healthy pipeline, a raw HTTP request, the wheel built and installed,
+a page's form token.
 The real parts tests and benchmarks share (servers, `publish`, `until`, processes) are in
 `harness/`."""
 
 import asyncio
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import WorkflowHandle
 
@@ -168,6 +171,22 @@ def icefloe_token(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
         cwd=REPO_DIR,
         timeout=60,
     )
+
+
+FORM_TOKEN = re.compile(r'name="form_token" value="([0-9a-f]{64})"')
+
+
+def form_token(page: str) -> str:
+    """The token a catalog page's forms carry for the browser that fetched it (server_api.csrf)."""
+    found = FORM_TOKEN.search(page)
+    assert found, "the page has no form token"
+    return found[1]
+
+
+def sign_in(browser: httpx.Client, secret: str, next_path: str = "/") -> httpx.Response:
+    """The sign-in form filled in and sent, as a browser does: the form first, then the post."""
+    shown = form_token(browser.get("/login").text)
+    return browser.post("/login", data={"token": secret, "next": next_path, "form_token": shown})
 
 
 async def nothing_left(leftovers: Callable[[], list[str]], what: str) -> None:

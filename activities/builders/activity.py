@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.builders.base import BuildJob, Built, HostDirs, Progress
 from activities.builders.errors import BuildError
-from activities.builders.inputs import arch_inputs
+from activities.builders.inputs import ReleaseCache, arch_inputs
 from activities.builders.registry import BUILDERS
 from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
@@ -33,12 +33,14 @@ class BuildActivities:
             cache=settings.state_dir / "cache",
         )
         self.build_dir = settings.build_dir or settings.state_dir / "builds"
+        # The host's other workers share its downloads through a file in `cache`.
+        self.releases = ReleaseCache(settings.inputs_ttl_s)
 
     @activity.defn
     def resolve_inputs(self, inp: BuildInput) -> ArchInputs:
         """What the arch's build would install: on the arch's host, which has its .debs."""
         with heartbeating(), build_errors():
-            return arch_inputs(inp.spec, inp.arch, self.dirs)
+            return arch_inputs(inp.spec, inp.arch, self.dirs, self.releases)
 
     @activity.defn
     def build_image(self, inp: BuildInput) -> ArchFiles:

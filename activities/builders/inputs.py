@@ -3,9 +3,9 @@ whose inputs equal the newest active version's builds nothing. Plain functions, 
 
 busybox: the .deb it would unpack (version and sha256). debootstrap: the suite's package
 indexes for the arch, read from its InRelease: the mirror answers no conditional request,
-so one InRelease download per suite (shared for `TTL_S` by every pipeline of this host's
-workers: in the process, and through a file in the host's cache for the workers of other
-arches) is all an unchanged suite costs. Other builders cannot say: always built.
+so one InRelease download per suite (shared for ICEFLOE_INPUTS_TTL_S by every pipeline of
+this host's workers: in the worker, and through a file in the host's cache for the workers
+of other arches) is all an unchanged suite costs. Other builders cannot say: always built.
 """
 
 import fcntl
@@ -26,13 +26,11 @@ from activities.builders.busybox import deb_version, find_deb
 from activities.builders.debootstrap import DISTROS
 from activities.builders.errors import BuildError
 from core.arch import LxdArch, to_debian
+from core.config import INPUTS_TTL_S
 from core.inputs import ArchInputs
 from core.spec import ImageSpec
 
 log = logging.getLogger(__name__)
-# Long enough that a refresh's pipelines of one suite share a download, short enough that
-# the next refresh sees the mirror as it is.
-TTL_S = 120.0
 _SIGNED = re.compile(
     r"-----BEGIN PGP SIGNED MESSAGE-----\n(?:[^\n]+\n)*\n(.*?)\n-----BEGIN PGP SIGNATURE",
     re.S,
@@ -85,7 +83,9 @@ class ReleaseCache:
     process (concurrent pipelines of one suite wait for the first one's download) and, given
     a `shared` directory, by the host's other worker processes (one per arch)."""
 
-    def __init__(self, ttl_s: float = TTL_S, get: Callable[[str], httpx.Response] | None = None):
+    def __init__(
+        self, ttl_s: float = INPUTS_TTL_S, get: Callable[[str], httpx.Response] | None = None
+    ):
         self.ttl_s = ttl_s
         self._get = get or (lambda url: httpx.get(url, timeout=30, follow_redirects=True))
         self._lock = threading.Lock()
@@ -144,12 +144,8 @@ class ReleaseCache:
         raise BuildError(f"no suite {suite!r} on {mirror}: neither InRelease nor Release found")
 
 
-# Every arch worker of a process shares it, so a suite is downloaded once for all of them.
-RELEASES = ReleaseCache()
-
-
 def debootstrap_inputs(
-    spec: ImageSpec, arch: LxdArch, dirs: HostDirs, releases: ReleaseCache = RELEASES
+    spec: ImageSpec, arch: LxdArch, dirs: HostDirs, releases: ReleaseCache
 ) -> ArchInputs:
     """The digests of the suite's package indexes debootstrap would read for the arch."""
     default_mirror, components = DISTROS[spec.os]
@@ -165,7 +161,7 @@ def debootstrap_inputs(
 
 
 def arch_inputs(
-    spec: ImageSpec, arch: LxdArch, dirs: HostDirs, releases: ReleaseCache = RELEASES
+    spec: ImageSpec, arch: LxdArch, dirs: HostDirs, releases: ReleaseCache
 ) -> ArchInputs:
     """What the arch's build would install, as far as its builder can say."""
     if spec.builder == "busybox":

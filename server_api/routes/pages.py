@@ -5,7 +5,7 @@ Rendered on the server from templates (no build step, no script: readable withou
 JavaScript), styled by one small stylesheet that works at phone width. The pages are as
 public as the read APIs: with public feeds off they need a token, which a browser gives
 once to the login form and then sends in an HttpOnly, Secure, SameSite=Strict cookie,
-never in a URL.
+never in a URL. Every form carries the browser's form token (server_api.csrf).
 """
 
 from datetime import datetime
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -21,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from core.catalog import AssessmentView, Channel, VersionState
 from server_api.catalog import CatalogError, get_version, missing_checks
 from server_api.checks import find_check, image_checks
+from server_api.csrf import FIELD, keep_nonce
 from server_api.deps import (
     TOKEN_COOKIE,
     LoginRequired,
@@ -32,6 +32,8 @@ from server_api.deps import (
 from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
+from server_api.schemas import CATALOG_READERS
+from server_api.services import services_of
 from server_api.views import (
     events,
     get_image,
@@ -76,8 +78,16 @@ def channel_of(state: VersionState) -> Channel | None:
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
-    context |= {"signed_in": TOKEN_COOKIE in request.cookies}
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+    form_token, fresh = services_of(request.app).forms.for_page(request)
+    context |= {
+        "signed_in": TOKEN_COOKIE in request.cookies,
+        "form_field": FIELD,
+        "form_token": form_token,
+    }
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    if fresh:
+        keep_nonce(response, fresh)
+    return response
 
 
 def not_found(request: Request, message: str) -> Response:
@@ -174,14 +184,14 @@ async def login(request: Request, services: ServicesDep) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     secret = form.get("token", [""])[0].strip()
     target = safe_next(form.get("next", [None])[0])
-    if not secret or await anyio.to_thread.run_sync(find_token, services, secret) is None:
-        return render(
-            request,
-            "login.html",
-            401,
-            next_path=target,
-            error="That token is unknown, expired or revoked.",
+    row = await find_token(services, secret)
+    if row is None or row.scope not in CATALOG_READERS:
+        error = (
+            "That token is unknown, expired or revoked."
+            if row is None
+            else "That is a metrics token: it reads /metrics, not the catalog."
         )
+        return render(request, "login.html", 401, next_path=target, error=error)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         TOKEN_COOKIE, secret, path="/", httponly=True, secure=True, samesite="strict"
@@ -202,3 +212,8 @@ async def login_required(request: Request, exc: Exception) -> Response:
     response = render(request, "login.html", 401, next_path=safe_next(exc.next_path))
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def form_refused(request: Request) -> Response:
+    """A form write without this browser's form token (server_api.csrf): nothing was done."""
+    return render(request, "refused.html", 403)

@@ -178,7 +178,7 @@ def test_a_builder_that_cannot_say_is_always_built(tmp_path: Path) -> None:
         builder="distrobuilder",
         distrobuilder={"image": {"distribution": "alpine"}},
     )
-    unknown = arch_inputs(spec, "x86_64", HostDirs(debs=DEBS, cache=tmp_path))
+    unknown = arch_inputs(spec, "x86_64", HostDirs(debs=DEBS, cache=tmp_path), ReleaseCache())
     assert not unknown.known
     inputs = VersionInputs(spec_digest="0" * 64, arches={"x86_64": unknown})
     assert not inputs.same_as(inputs)

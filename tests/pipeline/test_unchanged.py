@@ -22,7 +22,6 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from activities.builders import inputs as resolver
 from activities.builders.base import HostDirs
 from activities.builders.inputs import ReleaseCache, arch_inputs
 from clients.catalog import CatalogClient, CatalogRejected
@@ -117,7 +116,8 @@ async def stack(
     debs = tmp_path / "debs"
     debs.mkdir()
     shutil.copy(the_deb(DEBS), debs)
-    own = settings.model_copy(update={"deb_dir": debs})
+    # Every resolve reads the mirror afresh: a test's next pipeline is the next refresh, later on.
+    own = settings.model_copy(update={"deb_dir": debs, "inputs_ttl_s": 0.0})
     definition = tmp_path / f"unch{uuid.uuid4().hex[:6]}.yaml"
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with AsyncExitStack() as workers:
@@ -232,7 +232,7 @@ async def test_the_server_refuses_a_rebuild_of_the_same_packages(stack: Stack) -
 
 
 async def test_a_suite_unchanged_on_its_mirror_builds_nothing_until_a_package_is_rebuilt(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, tmp_path: Path
 ) -> None:
     repo = DebianRepo(tmp_path / "mirror", "icefloe-suite", ["amd64", "i386"])
     repo.add(the_deb(stack.debs))
@@ -265,7 +265,6 @@ async def test_a_suite_unchanged_on_its_mirror_builds_nothing_until_a_package_is
         repo.remove(deb.name)
         repo.add(repack(deb, tmp_path, deb.name.split("_")[1].replace("%3a", ":") + "+1"))
         repo.index()
-        monkeypatch.setattr(resolver.RELEASES, "ttl_s", 0.0)  # the next refresh, later on
         changed = await start_pipeline(
             stack.client, inp.model_copy(update={"serial": next_serial()})
         )

@@ -11,7 +11,7 @@ from clients.catalog import CatalogClient, CatalogRejected
 from core.catalog import ArchFiles, AssessmentReport, TransitionRequest, VersionCreate
 from harness.publish import fake_files, move, new_image, next_serial, publish
 from harness.servers import RunningServer, client, http, token
-from tests.support import icefloe_token
+from tests.support import form_token, icefloe_token, sign_in
 
 COOKIE = "icefloe_token"
 
@@ -75,12 +75,12 @@ def test_the_login_form_sets_a_strict_cookie_and_never_puts_the_token_in_a_url(p
     server, image, serial = private
     reader = token(server, "reader", "bob")
     with http(server) as browser:
-        wrong = browser.post("/login", data={"token": "ifl_rea_wrong", "next": "/"})
+        wrong = sign_in(browser, "ifl_rea_wrong")
         assert wrong.status_code == 401 and COOKIE not in wrong.headers.get("set-cookie", "")
         assert "ifl_rea_wrong" not in wrong.text
 
         path = f"/images/{image}/versions/{serial}"
-        r = browser.post("/login", data={"token": reader, "next": path})
+        r = sign_in(browser, reader, path)
         assert r.status_code == 303 and r.headers["location"] == path
         assert reader not in r.headers["location"]
         cookie = r.headers["set-cookie"]
@@ -95,10 +95,10 @@ def test_the_login_form_sets_a_strict_cookie_and_never_puts_the_token_in_a_url(p
         # The cookie is for pages only: API callers send the header.
         assert browser.get("/api/v1/versions").status_code == 401
 
-        away = browser.post("/login", data={"token": reader, "next": "https://evil.example/"})
+        away = sign_in(browser, reader, "https://evil.example/")
         assert away.status_code == 303 and away.headers["location"] == "/"
 
-        out = browser.post("/logout")
+        out = browser.post("/logout", data={"form_token": form_token(browser.get("/").text)})
         assert out.status_code == 303 and "max-age=0" in out.headers["set-cookie"].lower()
         assert COOKIE not in browser.cookies
         assert browser.get("/").status_code == 401

@@ -156,4 +156,30 @@ def test_login_page_passes_axe(browser, tmp_path):
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Images", level=1)).to_be_visible()
         assert "ifl_" not in page.url
+        # Both forms carried the page's form token, bound to Chromium's __Host- cookie.
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        page.context.close()
+
+
+def test_a_form_from_another_site_gets_the_refused_page(browser, tmp_path):
+    """A page of another origin posting to the server's sign-in form, as a cross-site attack
+    does: Chromium sends no SameSite=Strict cookie with it, and the server answers 403."""
+    with RunningServer(tmp_path, public_feeds=False) as private:
+        page = browser.new_context(ignore_https_errors=True).new_page()
+        assert page.goto(private.url + "/login").status == 200  # the browser has its cookie
+        secret = token(private, "reader", "eve")
+        other_site = private.url.replace("127.0.0.1", "localhost")
+        page.goto(other_site + "/assets/catalog.css")
+        page.set_content(
+            f'<form method="post" action="{private.url}/login">'
+            f'<input name="token" value="{secret}"><input name="form_token" value="x">'
+            '<button type="submit">Go</button></form>'
+        )
+        with page.expect_navigation() as sent:
+            page.get_by_role("button", name="Go").click()
+        assert sent.value is not None and sent.value.status == 403
+        expect(page.get_by_role("heading", name="Form refused")).to_be_visible()
+        assert serious_violations(page) == []
+        assert "icefloe_token" not in {c["name"] for c in page.context.cookies()}
         page.context.close()
