@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlmodel import Session
 
 from core.config import ServerSettings, Settings
+from server_api.badges import BadgeCache
 from server_api.catalog import CatalogError
 from server_api.db import make_engine
 from server_api.deltas import DeltaMaker
@@ -27,6 +28,7 @@ from server_api.routes import (
     pages,
     pipelines,
     refreshes,
+    status,
     versions,
 )
 from server_api.services import Services, TemporalLink, attach
@@ -52,6 +54,7 @@ def _services(settings: ServerSettings) -> Services:
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
         temporal=TemporalLink(Settings()),
+        badges=BadgeCache(),
     )
 
 
@@ -115,6 +118,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(refreshes.router)
     app.include_router(access.router)
     app.include_router(pages.router)
+    app.include_router(status.router)
     app.add_exception_handler(LoginRequired, pages.login_required)
     app.mount("/assets", StaticFiles(directory=pages.ASSETS_DIR), name="assets")
     for prefix, router in feeds.MOUNTS:

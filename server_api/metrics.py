@@ -1,6 +1,7 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
 uploads, feed renders, and the catalog's versions by state and arches by delta state
-(counted when scraped).
+(counted when scraped); per image: its versions by state, when it was last refreshed and
+its newest version's checks by cell (server_api.grid), which deploy/prometheus/ alerts on.
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.catalog import Channel, DeltaState, Flavour, VersionState
 from server_api.models import Version, VersionArch
+from server_api.status import catalogue_status
 
 UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 # Feeds answer in a millisecond, uploads of GiBs take minutes.
@@ -55,6 +57,40 @@ class _VersionsByState(Collector):
         for delta in DeltaState:
             arches.add_metric([delta.value], deltas.get(delta, 0))
         yield arches
+        yield from self._images()
+
+    def _images(self) -> Iterator[GaugeMetricFamily]:
+        versions = GaugeMetricFamily(
+            "icefloe_versions", "Versions, by image and state", labels=["image", "state"]
+        )
+        refreshed = GaugeMetricFamily(
+            "icefloe_image_last_refreshed_timestamp_seconds",
+            "When the image's newest version was made, or a later refresh found it unchanged",
+            labels=["image"],
+        )
+        checks = GaugeMetricFamily(
+            "icefloe_newest_version_checks",
+            "The image's newest version's checks on each arch, by cell "
+            "(passed, failed, known-failure, running, not-run, not-applicable)",
+            labels=["image", "arch", "cell"],
+        )
+        with Session(self.engine) as session:
+            counts = session.exec(
+                select(Version.image, Version.state, func.count()).group_by(
+                    col(Version.image), col(Version.state)
+                )
+            ).all()
+            found = catalogue_status(session)
+        for image, state, n in counts:
+            versions.add_metric([image, VersionState(state).value], n)
+        for status in found:
+            if status.refreshed_at is not None:
+                refreshed.add_metric([status.image], status.refreshed_at.timestamp())
+            grid = status.grid
+            for arch, counted in ((a, grid.count(a)) for a in grid.arches) if grid else ():
+                for cell, n in counted.items():
+                    checks.add_metric([status.image, arch, cell.value], n)
+        yield from (versions, refreshed, checks)
 
 
 class ServerMetrics:

@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from clients.temporal import connect
 from core.config import ServerSettings, Settings
+from server_api.badges import BadgeCache
 from server_api.deltas import DeltaMaker
 from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
@@ -46,6 +47,7 @@ class Services:
     edge: EdgeFiles
     deltas: DeltaMaker
     temporal: TemporalLink
+    badges: BadgeCache
 
 
 def attach(app: FastAPI, services: Services) -> None:

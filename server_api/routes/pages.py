@@ -17,9 +17,11 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import select_autoescape
 
 from core.catalog import AssessmentView, Channel, VersionState
 from server_api.catalog import CatalogError, get_version, missing_checks
+from server_api.chart import chart
 from server_api.checks import find_check, image_checks
 from server_api.deps import (
     TOKEN_COOKIE,
@@ -29,6 +31,7 @@ from server_api.deps import (
     SessionDep,
     find_token,
 )
+from server_api.grid import grid
 from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
@@ -45,6 +48,8 @@ from server_api.views import (
 HERE = Path(__file__).resolve().parents[1]
 ASSETS_DIR = HERE / "assets"
 templates = Jinja2Templates(directory=HERE / "templates")
+# Badges are SVG templates: escaped as HTML is, whatever an image name holds.
+templates.env.autoescape = select_autoescape(("html", "svg"))
 router = APIRouter(
     include_in_schema=False, default_response_class=HTMLResponse, route_class=ReleasingRoute
 )
@@ -113,12 +118,14 @@ def image_page(
         newest_first=True,
     )
     began = state_history(session, rows)
+    shown = views(session, rows)
     return render(
         request,
         "image.html",
         image=row,
         check=find_check(session, image),
-        versions=zip(views(session, rows), [began[v.pk] for v in rows], strict=True),
+        versions=zip(shown, [began[v.pk] for v in rows], strict=True),
+        trend=chart(shown),
         channel_of=channel_of,
         before=before,
         older=rows[-1].serial if more else None,
@@ -146,6 +153,7 @@ def version_page(
         "version.html",
         v=version,
         results=by_arch,
+        grid=grid(version, row.required_checks),
         missing=missing_checks(session, row),
         events=events(session, row),
         packages=version_packages(session, services.store, row).arches,
