@@ -15,7 +15,7 @@ class Rendered:
     body: bytes
     etag: str
     status_code: int
-    until: float  # time.monotonic() after which it is rendered anew
+    at: float  # time.monotonic() when it was rendered
 
 
 class BadgeCache:
@@ -25,12 +25,12 @@ class BadgeCache:
 
     def fresh(self, key: tuple[str, str | None]) -> Rendered | None:
         kept = self._kept.get(key)
-        return kept if kept and kept.until > time.monotonic() else None
+        return kept if kept and time.monotonic() - kept.at < self.ttl_s else None
 
     def keep(self, key: tuple[str, str | None], body: bytes, status_code: int) -> Rendered:
         if len(self._kept) >= MAX_KEPT:
             self._kept.clear()
         etag = f'"{hashlib.sha256(body).hexdigest()[:24]}"'
-        kept = Rendered(body, etag, status_code, time.monotonic() + self.ttl_s)
+        kept = Rendered(body, etag, status_code, time.monotonic())
         self._kept[key] = kept
         return kept

@@ -1,5 +1,6 @@
 """The FastAPI application."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,13 +36,16 @@ from server_api.services import Services, TemporalLink, attach
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
+from server_api.workers_seen import WorkerWatch
 
 
 def _services(settings: ServerSettings) -> Services:
     engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
     store = FileStore(settings.files_dir)
     store.clean_incoming(settings.body_idle_timeout_s)
-    metrics = ServerMetrics(engine)
+    temporal = TemporalLink(Settings())
+    workers = WorkerWatch(temporal.client, engine, settings.worker_watch_s)
+    metrics = ServerMetrics(engine, workers)
     return Services(
         settings=settings,
         engine=engine,
@@ -53,8 +57,9 @@ def _services(settings: ServerSettings) -> Services:
         ),
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
-        temporal=TemporalLink(Settings()),
+        temporal=temporal,
         badges=BadgeCache(),
+        workers=workers,
     )
 
 
@@ -79,7 +84,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         services.edge.watch(services.engine)
         await anyio.to_thread.run_sync(_resync_edge, services)
         services.deltas.start()
+        watch = settings.worker_watch_s > 0
+        watching = asyncio.create_task(services.workers.run()) if watch else None
         yield
+        if watching is not None:
+            watching.cancel()
         await anyio.to_thread.run_sync(services.deltas.stop)
         services.edge.unwatch()
         writer.stop()

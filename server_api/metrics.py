@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.catalog import Channel, DeltaState, Flavour, VersionState
 from server_api.models import Version, VersionArch
 from server_api.status import catalogue_status
+from server_api.workers_seen import WorkerWatch
 
 UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 # Feeds answer in a millisecond, uploads of GiBs take minutes.
@@ -28,8 +29,9 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 
 
 class _VersionsByState(Collector):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, workers: WorkerWatch) -> None:
         self.engine = engine
+        self.workers = workers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -91,12 +93,21 @@ class _VersionsByState(Collector):
                 for cell, n in counted.items():
                     checks.add_metric([status.image, arch, cell.value], n)
         yield from (versions, refreshed, checks)
+        up = GaugeMetricFamily(
+            "icefloe_worker_up",
+            "1 if a worker polled the arch's task queue lately, as Temporal saw it; no series "
+            "while Temporal is unreachable",
+            labels=["arch"],
+        )
+        for arch, seen in sorted(self.workers.up.items()):
+            up.add_metric([arch], int(seen))
+        yield up
 
 
 class ServerMetrics:
     """One registry per app, so several servers in one process (tests) keep theirs apart."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, workers: WorkerWatch) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "icefloe_http_requests",
@@ -126,7 +137,7 @@ class ServerMetrics:
             ["kind"],
             registry=self.registry,
         )
-        self.registry.register(_VersionsByState(engine))
+        self.registry.register(_VersionsByState(engine, workers))
 
     def rendered(self, channel: Channel, flavour: Flavour | None) -> None:
         self.feed_renders.labels(channel.value, flavour.value if flavour else "both").inc()

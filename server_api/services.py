@@ -16,6 +16,7 @@ from server_api.feeds import FeedCache
 from server_api.metrics import ServerMetrics
 from server_api.static import StaticTrees
 from server_api.store import FileStore
+from server_api.workers_seen import WorkerWatch
 
 
 class TemporalLink:
@@ -48,6 +49,7 @@ class Services:
     deltas: DeltaMaker
     temporal: TemporalLink
     badges: BadgeCache
+    workers: WorkerWatch
 
 
 def attach(app: FastAPI, services: Services) -> None:
