@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.catalog import AssessmentState, FileType, VersionView
+from server_api.units import size
 
 WIDTH, PANEL, LEFT, RIGHT, TOP, BOTTOM = 640, 150, 64, 16, 28, 24
 COLOURS = ("#0550ae", "#bc4c00", "#1a7f37", "#8250df")  # arches, in name order
@@ -62,15 +63,24 @@ def boot_s(version: VersionView, arch: str) -> float | None:
     )
 
 
-def size_mib(version: VersionView, arch: str) -> float | None:
+def squashfs_bytes(version: VersionView, arch: str) -> float | None:
     for a in version.arches:
         if a.arch == arch:
-            return next((f.size / (1 << 20) for f in a.files if f.ftype == FileType.squashfs), None)
+            return next((f.size for f in a.files if f.ftype == FileType.squashfs), None)
     return None
 
 
+def seconds(x: float) -> str:
+    return f"{x:.2f} s"
+
+
 def _panel(
-    versions: list[VersionView], arches: list[str], value: Value, title: str, unit: str, top: float
+    versions: list[VersionView],
+    arches: list[str],
+    value: Value,
+    title: str,
+    say: Callable[[float], str],
+    top: float,
 ) -> Panel:
     found = {(v.serial, a): value(v, a) for v in versions for a in arches}
     peak = max((x for x in found.values() if x is not None), default=0.0) or 1.0
@@ -85,13 +95,13 @@ def _panel(
             Point(
                 LEFT + (i * step if len(versions) > 1 else step / 2),
                 y(x),
-                f"{v.serial}: {x:.2f} {unit}",
+                f"{v.serial}: {say(x)}",
             )
             for i, v in enumerate(versions)
             if (x := found[v.serial, arch]) is not None
         ]
         lines.append(Line(arch, colour, points))
-    ticks = [(y(peak * f), f"{peak * f:.2f} {unit}") for f in (0, 0.5, 1)]
+    ticks = [(y(peak * f), say(peak * f)) for f in (0, 0.5, 1)]
     return Panel(title, top, lines, ticks)
 
 
@@ -101,15 +111,15 @@ def chart(newest_first: list[VersionView]) -> Chart | None:
     if not versions:
         return None
     arches: list[str] = sorted({a.arch for v in versions for a in v.arches})
-    boot = _panel(versions, arches, boot_s, "Time to boot", "s", TOP)
+    boot = _panel(versions, arches, boot_s, "Time to boot", seconds, TOP)
     below = TOP + PANEL + BOTTOM + TOP
-    size = _panel(versions, arches, size_mib, "Image size (squashfs)", "MiB", below)
+    sizes = _panel(versions, arches, squashfs_bytes, "Image size (squashfs)", size, below)
     return Chart(
         width=WIDTH,
         height=int(below + PANEL + BOTTOM),
         left=LEFT,
         right=RIGHT,
-        panels=[boot, size],
+        panels=[boot, sizes],
         first=versions[0].serial,
         last=versions[-1].serial,
     )

@@ -35,6 +35,7 @@ from server_api.grid import grid
 from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
+from server_api.units import size
 from server_api.views import (
     events,
     get_image,
@@ -57,14 +58,6 @@ router = APIRouter(
 PER_PAGE = 50  # versions on an image's page
 NEWEST = 5  # versions of each image on the front page
 SERIAL = r"^[0-9]{8}[0-9A-Za-z._-]{0,32}$"
-
-
-def size(n: int) -> str:
-    """Bytes as people read them."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def when(at: datetime | None) -> str:
