@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.catalog import VersionState, VersionView
-from server_api.checks import image_checks
+from server_api.checks import find_check, image_checks
 from server_api.grid import Cell, Grid, KnownFailures, grid, none_known, outcome
 from server_api.models import Image, Version
 from server_api.views import views
@@ -60,14 +60,17 @@ def catalogue_status(
         names = names.where(Image.name == image)
     rows = {v.image: v for v in newest_versions(session, image)}
     shown = dict(zip(rows, views(session, list(rows.values())), strict=True))
-    checks = image_checks(session)
-    found = []
+    if image is None:
+        checks = image_checks(session)
+    else:  # a badge: one image's check, not every image's
+        checks = {image: found} if (found := find_check(session, image)) else {}
+    statuses = []
     for name in session.exec(names):
         row, version, check = rows.get(name), shown.get(name), checks.get(name)
         made = utc(row.created_at) if row else None
         checked = utc(check.checked_at) if check else None
         later = checked is not None and (made is None or checked >= made)
-        found.append(
+        statuses.append(
             ImageStatus(
                 image=name,
                 version=version,
@@ -76,7 +79,7 @@ def catalogue_status(
                 unchanged_since=check.unchanged_since if check and later else None,
             )
         )
-    return found
+    return statuses
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def status_page(request: Request, session: SessionDep) -> Response:
     )
 
 
-def _badge_svg(session: Session, image: str, arch: str | None) -> tuple[bytes, int]:
+def badge_svg(session: Session, image: str, arch: str | None) -> tuple[bytes, int]:
     found = catalogue_status(session, image)
     if not found:
         shown, status_code, title = (
@@ -67,7 +67,7 @@ async def _answer(
     kept: Rendered | None = services.badges.fresh(key)
     if kept is None:
         body, status_code = await anyio.to_thread.run_sync(
-            briefly, services.engine, lambda s: _badge_svg(s, image, arch)
+            briefly, services.engine, lambda s: badge_svg(s, image, arch)
         )
         kept = services.badges.keep(key, body, status_code)
     scope = "public" if services.settings.public_feeds else "private"
