@@ -22,11 +22,12 @@ class Cell(StrEnum):
         return self.value.replace("-", " ")
 
 
-# Whether an active known failure excuses a check on an arch (known failures wire in here).
-KnownFailures = Callable[[str, str], bool]
+# Whether an active known failure excuses a check of an image on an arch
+# (server_api.status.known_failures reads them).
+KnownFailures = Callable[[str, str, str], bool]
 
 
-def none_known(arch: str, check: str) -> bool:
+def none_known(image: str, arch: str, check: str) -> bool:
     return False
 
 
@@ -91,7 +92,7 @@ def grid(version: VersionView, required: list[str], known: KnownFailures = none_
     for arch in arches:
         for check in checks:
             mine = results.get((arch, check), [])
-            decided = cell({r.state for r in mine}, known(arch, check))
+            decided = cell({r.state for r in mine}, known(version.image, arch, check))
             shown = next((r for r in mine if r.state == SHOWN.get(decided)), None)
             cells[arch, check] = Shown(decided, shown)
     return Grid(checks=checks, arches=arches, cells=cells)

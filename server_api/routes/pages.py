@@ -35,6 +35,7 @@ from server_api.grid import grid
 from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
+from server_api.status import known_failures
 from server_api.units import size
 from server_api.views import (
     events,
@@ -146,7 +147,7 @@ def version_page(
         "version.html",
         v=version,
         results=by_arch,
-        grid=grid(version, row.required_checks),
+        grid=grid(version, row.required_checks, known_failures(session)),
         missing=missing_checks(session, row),
         events=events(session, row),
         packages=version_packages(session, services.store, row).arches,

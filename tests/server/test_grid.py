@@ -1,10 +1,13 @@
 """One function decides every cell the status page, the version page, the badges and the
 metrics show: a pass anywhere wins, as in the gate; not applicable is never shown as passed."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from core.catalog import AssessmentState as S
-from server_api.grid import Cell, cell, outcome
+from core.catalog import AssessmentView, VersionView
+from server_api.grid import Cell, cell, grid, outcome
 
 
 @pytest.mark.parametrize(
@@ -39,3 +42,36 @@ def test_a_cell_from_its_results(states, known, shown) -> None:
 )
 def test_a_row_as_one(cells, whole) -> None:
     assert outcome(cells) == whole
+
+
+def test_a_grid_has_the_required_checks_in_order_then_others_and_asks_for_known_failures():
+    now = datetime.now(UTC)
+    results = [
+        AssessmentView(arch=a, check=c, host="h", state=s, updated_at=now)
+        for a, c, s in (
+            ("i686", "dns", S.failed),
+            ("x86_64", "dns", S.failed),
+            ("x86_64", "boots@privileged", S.passed),
+        )
+    ]
+    version = VersionView(
+        image="debian:sid:default",
+        serial="20261203-1",
+        state="testing",
+        arches=[],
+        assessments=results,
+        created_at=now,
+        state_changed_at=now,
+    )
+    asked = []
+
+    def known(image: str, arch: str, check: str) -> bool:
+        asked.append((image, arch, check))
+        return arch == "i686" and check == "dns"
+
+    shown = grid(version, ["dns", "boots"], known)
+    assert shown.checks == ["dns", "boots", "boots@privileged"]
+    assert [s.cell for s in shown.row("i686")] == [Cell.known_failure, Cell.not_run, Cell.not_run]
+    assert [s.cell for s in shown.row("x86_64")] == [Cell.failed, Cell.not_run, Cell.passed]
+    assert shown.cells["i686", "dns"].result == results[0]  # its evidence, a click away
+    assert ("debian:sid:default", "i686", "dns") in asked
