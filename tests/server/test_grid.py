@@ -7,6 +7,7 @@ import pytest
 
 from core.catalog import AssessmentState as S
 from core.catalog import AssessmentView, VersionView
+from server_api.badges import MAX_KEPT, BadgeCache
 from server_api.grid import Cell, cell, grid, outcome
 
 
@@ -75,3 +76,11 @@ def test_a_grid_has_the_required_checks_in_order_then_others_and_asks_for_known_
     assert [s.cell for s in shown.row("x86_64")] == [Cell.failed, Cell.not_run, Cell.passed]
     assert shown.cells["i686", "dns"].result == results[0]  # its evidence, a click away
     assert ("debian:sid:default", "i686", "dns") in asked
+
+
+def test_the_badge_cache_is_bounded_whatever_names_are_asked_for() -> None:
+    cache = BadgeCache()
+    for n in range(MAX_KEPT + 1):
+        cache.keep((f"no:such:{n}", None), b"<svg/>", 404)
+    assert len(cache._kept) <= MAX_KEPT
+    assert cache.fresh((f"no:such:{MAX_KEPT}", None)) is not None
