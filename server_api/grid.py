@@ -79,7 +79,7 @@ class Grid:
         return counts
 
 
-def grid(version: VersionView, required: list[str], known: KnownFailures = none_known) -> Grid:
+def grid(version: VersionView, required: list[str], known: KnownFailures) -> Grid:
     arches: list[str] = sorted(
         {a.arch for a in version.arches} | {r.arch for r in version.assessments}
     )
