@@ -228,10 +228,10 @@ http {{
         stop(proc, 10, signal.SIGQUIT)  # graceful stop of the master and its worker
 
 
-def wrk(url: str, seconds: int, connections: int) -> float:
-    """Requests per second."""
+def wrk(url: str, seconds: int, connections: int, *options: str) -> float:
+    """Requests per second; `options`: more of wrk's (a script)."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *options, url],
         capture_output=True,
         text=True,
         check=True,

@@ -136,6 +136,12 @@ class ServerSettings(BaseModel):
     delta_poll_s: float = Field(
         10, gt=0, description="how often a server looks for other servers' publishes to delta"
     )
+    worker_watch_s: float = Field(
+        30,
+        ge=0,
+        description="how often the server asks Temporal which arches' task queues a worker "
+        "polls (`icefloe_worker_up`, for the alert rules in deploy/prometheus/); 0: never",
+    )
 
     @property
     def db_url(self) -> str:

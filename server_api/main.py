@@ -1,5 +1,6 @@
 """The FastAPI application."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 
 from core.config import ServerSettings, Settings
+from server_api.badges import BadgeCache
 from server_api.catalog import CatalogError
 from server_api.csrf import FormGuard, FormTokens, load_key
 from server_api.db import make_engine
@@ -28,19 +30,23 @@ from server_api.routes import (
     pages,
     pipelines,
     refreshes,
+    status,
     versions,
 )
 from server_api.services import Services, TemporalLink, attach
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
+from server_api.workers_seen import WorkerWatch
 
 
 def _services(settings: ServerSettings) -> Services:
     engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
     store = FileStore(settings.files_dir)
     store.clean_incoming(settings.body_idle_timeout_s)
-    metrics = ServerMetrics(engine)
+    temporal = TemporalLink(Settings())
+    workers = WorkerWatch(temporal.client, engine, settings.worker_watch_s)
+    metrics = ServerMetrics(engine, workers)
     return Services(
         settings=settings,
         engine=engine,
@@ -52,7 +58,9 @@ def _services(settings: ServerSettings) -> Services:
         ),
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
-        temporal=TemporalLink(Settings()),
+        temporal=temporal,
+        badges=BadgeCache(),
+        workers=workers,
         forms=FormTokens(load_key(settings.state_dir / "form.key")),
     )
 
@@ -78,7 +86,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         services.edge.watch(services.engine)
         await anyio.to_thread.run_sync(_resync_edge, services)
         services.deltas.start()
+        watch = settings.worker_watch_s > 0
+        watching = asyncio.create_task(services.workers.run()) if watch else None
         yield
+        if watching is not None:
+            watching.cancel()
         await anyio.to_thread.run_sync(services.deltas.stop)
         services.edge.unwatch()
         writer.stop()
@@ -119,6 +131,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(access.router)
     app.include_router(ops.router)
     app.include_router(pages.router)
+    app.include_router(status.router)
     app.add_exception_handler(LoginRequired, pages.login_required)
     app.mount("/assets", StaticFiles(directory=pages.ASSETS_DIR), name="assets")
     for prefix, router in feeds.MOUNTS:

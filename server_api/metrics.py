@@ -1,6 +1,7 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
 uploads, feed renders, and the catalog's versions by state and arches by delta state
-(counted when scraped).
+(counted when scraped); per image: its versions by state, when it was last refreshed and
+its newest version's checks by cell (server_api.grid), which deploy/prometheus/ alerts on.
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
@@ -19,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.catalog import Channel, DeltaState, Flavour, VersionState
 from server_api.models import Version, VersionArch
+from server_api.status import catalogue_status
+from server_api.workers_seen import WorkerWatch
 
 UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 # Feeds answer in a millisecond, uploads of GiBs take minutes.
@@ -26,8 +29,9 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 
 
 class _VersionsByState(Collector):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, workers: WorkerWatch) -> None:
         self.engine = engine
+        self.workers = workers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -55,12 +59,55 @@ class _VersionsByState(Collector):
         for delta in DeltaState:
             arches.add_metric([delta.value], deltas.get(delta, 0))
         yield arches
+        yield from self._images()
+
+    def _images(self) -> Iterator[GaugeMetricFamily]:
+        versions = GaugeMetricFamily(
+            "icefloe_versions", "Versions, by image and state", labels=["image", "state"]
+        )
+        refreshed = GaugeMetricFamily(
+            "icefloe_image_last_refreshed_timestamp_seconds",
+            "When the image's newest version was made, or a later refresh found it unchanged",
+            labels=["image"],
+        )
+        checks = GaugeMetricFamily(
+            "icefloe_newest_version_checks",
+            "The image's newest version's checks on each arch, by cell "
+            "(passed, failed, known-failure, running, not-run, not-applicable)",
+            labels=["image", "arch", "cell"],
+        )
+        with Session(self.engine) as session:
+            counts = session.exec(
+                select(Version.image, Version.state, func.count()).group_by(
+                    col(Version.image), col(Version.state)
+                )
+            ).all()
+            found = catalogue_status(session)
+        for image, state, n in counts:
+            versions.add_metric([image, VersionState(state).value], n)
+        for status in found:
+            if status.refreshed_at is not None:
+                refreshed.add_metric([status.image], status.refreshed_at.timestamp())
+            grid = status.grid
+            for arch, counted in ((a, grid.count(a)) for a in grid.arches) if grid else ():
+                for cell, n in counted.items():
+                    checks.add_metric([status.image, arch, cell.value], n)
+        yield from (versions, refreshed, checks)
+        up = GaugeMetricFamily(
+            "icefloe_worker_up",
+            "1 if a worker polled the arch's task queue lately, as Temporal saw it; no series "
+            "while Temporal is unreachable",
+            labels=["arch"],
+        )
+        for arch, seen in sorted(self.workers.up.items()):
+            up.add_metric([arch], int(seen))
+        yield up
 
 
 class ServerMetrics:
     """One registry per app, so several servers in one process (tests) keep theirs apart."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, workers: WorkerWatch) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "icefloe_http_requests",
@@ -90,7 +137,7 @@ class ServerMetrics:
             ["kind"],
             registry=self.registry,
         )
-        self.registry.register(_VersionsByState(engine))
+        self.registry.register(_VersionsByState(engine, workers))
 
     def rendered(self, channel: Channel, flavour: Flavour | None) -> None:
         self.feed_renders.labels(channel.value, flavour.value if flavour else "both").inc()

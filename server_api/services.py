@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from clients.temporal import connect
 from core.config import ServerSettings, Settings
+from server_api.badges import BadgeCache
 from server_api.csrf import FormTokens
 from server_api.deltas import DeltaMaker
 from server_api.edge import EdgeFiles
@@ -16,6 +17,7 @@ from server_api.feeds import FeedCache
 from server_api.metrics import ServerMetrics
 from server_api.static import StaticTrees
 from server_api.store import FileStore
+from server_api.workers_seen import WorkerWatch
 
 
 class TemporalLink:
@@ -48,6 +50,8 @@ class Services:
     deltas: DeltaMaker
     temporal: TemporalLink
     forms: FormTokens
+    badges: BadgeCache
+    workers: WorkerWatch
 
 
 def attach(app: FastAPI, services: Services) -> None:

@@ -100,6 +100,33 @@ EOF
     say "Incus: pool $POOL (dir), bridge $INCUS_BRIDGE ($INCUS_CIDR; no NAT, no forwarding, no IPv6), default profile on them"
 }
 
+# promtool (tests/deploy/test_prometheus_rules.py checks and unit-tests deploy/prometheus/): only
+# Debian's `prometheus` package has it. Its daemon must not run here, and with no init system its
+# postinst would start it (and fail the install if it did not start): the one apt-get call runs
+# with a policy-rc.d that denies every start (the host's own, if any, put back after), and the
+# service is then disabled.
+prometheus_tools() {
+    dry "install prometheus (for promtool) with its daemon neither started nor enabled" && return
+    if installed prometheus; then
+        say "prometheus (promtool): already installed"
+        return
+    fi
+    local policy=/usr/sbin/policy-rc.d saved="$STATE/policy-rc.d.host" ok=0
+    [ ! -e "$policy" ] || cp -p "$policy" "$saved"
+    printf '#!/bin/sh\n# deploy/setup-host: no service starts while prometheus installs\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    apt_update
+    apt-get install -y -q --no-install-recommends prometheus >>"$LOG" 2>&1 && ok=1
+    if [ -e "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi
+    [ "$ok" -eq 1 ] || die "apt-get install prometheus failed: $(grep -E '^E:' "$LOG" | tail -n 1 | cut -c1-200) (full log: $LOG)"
+    if systemd_is_init; then
+        run "systemctl disable prometheus" systemctl disable prometheus
+    else
+        run "update-rc.d prometheus disable" update-rc.d prometheus disable
+    fi
+    say "prometheus (promtool): installed, its daemon not started and disabled"
+}
+
 dev_venv() {
     local venv="$REPO/.venv"
     dry "make $venv with requirements.lock and this checkout as -e .[dev]" && return

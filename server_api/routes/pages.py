@@ -16,9 +16,11 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import select_autoescape
 
 from core.catalog import AssessmentView, Channel, VersionState
 from server_api.catalog import CatalogError, get_version, missing_checks
+from server_api.chart import chart
 from server_api.checks import find_check, image_checks
 from server_api.csrf import FIELD, keep_nonce
 from server_api.deps import (
@@ -29,11 +31,14 @@ from server_api.deps import (
     SessionDep,
     find_token,
 )
+from server_api.grid import grid
 from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
 from server_api.schemas import CATALOG_READERS
 from server_api.services import services_of
+from server_api.status import known_failures
+from server_api.units import size
 from server_api.views import (
     events,
     get_image,
@@ -47,6 +52,8 @@ from server_api.views import (
 HERE = Path(__file__).resolve().parents[1]
 ASSETS_DIR = HERE / "assets"
 templates = Jinja2Templates(directory=HERE / "templates")
+# Badges are SVG templates: escaped as HTML is, whatever an image name holds.
+templates.env.autoescape = select_autoescape(("html", "svg"))
 router = APIRouter(
     include_in_schema=False, default_response_class=HTMLResponse, route_class=ReleasingRoute
 )
@@ -54,14 +61,6 @@ router = APIRouter(
 PER_PAGE = 50  # versions on an image's page
 NEWEST = 5  # versions of each image on the front page
 SERIAL = r"^[0-9]{8}[0-9A-Za-z._-]{0,32}$"
-
-
-def size(n: int) -> str:
-    """Bytes as people read them."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def when(at: datetime | None) -> str:
@@ -123,12 +122,14 @@ def image_page(
         newest_first=True,
     )
     began = state_history(session, rows)
+    shown = views(session, rows)
     return render(
         request,
         "image.html",
         image=row,
         check=find_check(session, image),
-        versions=zip(views(session, rows), [began[v.pk] for v in rows], strict=True),
+        versions=zip(shown, [began[v.pk] for v in rows], strict=True),
+        trend=chart(shown),
         channel_of=channel_of,
         before=before,
         older=rows[-1].serial if more else None,
@@ -156,6 +157,7 @@ def version_page(
         "version.html",
         v=version,
         results=by_arch,
+        grid=grid(version, row.required_checks, known_failures(session)),
         missing=missing_checks(session, row),
         events=events(session, row),
         packages=version_packages(session, services.store, row).arches,

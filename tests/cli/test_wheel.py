@@ -51,7 +51,7 @@ def test_every_module_and_data_file_ships(installed_wheel: Installed) -> None:
     expected |= {"deploy/nginx/icefloe.conf.template", "deploy/nginx/icefloe.js"}
     expected |= {
         str(p.relative_to(REPO_DIR))
-        for pattern in ("templates/*.html", "assets/*.css")
+        for pattern in ("templates/*.html", "templates/*.svg", "assets/*.css")
         for p in (REPO_DIR / "server_api").glob(pattern)
     }
     shipped = {
@@ -130,3 +130,5 @@ def test_server_runs_from_the_wheel_with_state_from_settings(
     page = httpx.get(f"{url}/", verify=verify, timeout=10)
     assert page.status_code == 200 and "<h1>Images</h1>" in page.text
     assert httpx.get(f"{url}/assets/catalog.css", verify=verify, timeout=10).status_code == 200
+    badge = httpx.get(f"{url}/badges/no:such:image.svg", verify=verify, timeout=10)
+    assert badge.status_code == 404 and "no such image" in badge.text

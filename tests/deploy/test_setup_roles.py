@@ -21,7 +21,7 @@ DEV_PACKAGES = {
     "dpkg-dev",
     "apt-utils",
 }
-DEV_WORDS = ("chromium", "npm", "incus", "postgres", "[dev]", "libnginx-mod-stream")
+DEV_WORDS = ("chromium", "npm", "incus", "postgres", "[dev]", "libnginx-mod-stream", "prometheus")
 RUNS = {
     "control": {"python3", "ca-certificates"},
     "server": {"python3", "ca-certificates", "nginx", "libnginx-mod-http-js", "xdelta3"},
@@ -57,6 +57,7 @@ def test_the_dev_role_gets_every_role_and_the_tests_tools() -> None:
     said = dry_run("setup-host", "--role", "dev")
     assert packages(said) - {"npm"} == set().union(*RUNS.values()) | DEV_PACKAGES
     assert "would install incus-base incus-client" in said
+    assert "would install prometheus (for promtool) with its daemon neither started nor" in said
     assert [w for w in DEV_WORDS if w not in said] == []
     assert "would start the LXD daemon" in said and "would start the Incus daemon" in said
 

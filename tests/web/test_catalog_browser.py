@@ -2,15 +2,28 @@
 by Playwright against the image server over HTTPS, with JavaScript off as a reader without
 it has, at phone width, and checked by axe-core (deploy/setup-host runs `npm ci` here)."""
 
+import os
+import re
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from clients.catalog import CatalogClient
-from core.catalog import AssessmentReport, TransitionRequest
-from harness.publish import NEW_MANIFEST, OLD_MANIFEST, new_image, next_serial, publish
+from core.catalog import AssessmentReport, FileType, ImageCheckReport, TransitionRequest
+from core.spec import ImageSpec
+from harness.publish import (
+    NEW_MANIFEST,
+    OLD_MANIFEST,
+    Built,
+    fake_files,
+    new_image,
+    next_serial,
+    publish,
+    stored,
+)
 from harness.servers import RunningServer, client, token
 
 pytestmark = pytest.mark.browser
@@ -138,7 +151,9 @@ def test_catalog_pages_in_chromium(browser, image_server, version, tmp_path):
     page.context.close()
 
 
-@pytest.mark.parametrize("path", ["/", "/images/{image}", "/images/{image}/versions/{serial}"])
+@pytest.mark.parametrize(
+    "path", ["/", "/status", "/images/{image}", "/images/{image}/versions/{serial}"]
+)
 def test_catalog_pages_pass_axe(browser, image_server, version, path):
     image, serial = version
     page = page_at(browser, image_server.url + path.format(image=image, serial=serial))
@@ -183,3 +198,108 @@ def test_a_form_from_another_site_gets_the_refused_page(browser, tmp_path):
         assert serious_violations(page) == []
         assert "icefloe_token" not in {c["name"] for c in page.context.cookies()}
         page.context.close()
+
+
+def squashfs_of(tmp: Path, kib: int) -> dict[str, Built]:
+    """Each arch's files, the squashfs `kib` KiB (i686's a tenth smaller): the chart's sizes."""
+    files = {}
+    for arch, scale in (("x86_64", 1.0), ("i686", 0.9)):
+        files[arch] = fake_files(tmp, arch)
+        (tmp / f"{arch}-rootfs.squashfs").write_bytes(os.urandom(int(kib * scale) * 1024))
+        files[arch][1] = stored(
+            tmp / f"{arch}-rootfs.squashfs", FileType.squashfs, "rootfs.squashfs"
+        )
+    return files
+
+
+def spec(os: str, release: str, variant: str = "default") -> ImageSpec:
+    return ImageSpec.model_validate(
+        {"os": os, "release": release, "variant": variant, "arches": ["x86_64", "i686"]}
+    )
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server of its own holding a small catalogue in every state the status page shows:
+    busybox active with the checks that do not apply to it, bookworm unchanged since its
+    active version, sid's newest version failing dns on i686, trixie still testing."""
+    tmp = tmp_path_factory.mktemp("catalogue")
+    with (
+        RunningServer(tmp / "server") as server,
+        closing(client(server, server.token)) as c,
+        closing(client(server, token(server, "operator", "ops"))) as ops,
+    ):
+        na = {"ipv6", "cloud-init", "journal"}
+        for image, failing, running in (
+            (spec("busybox", "1.35"), {}, set()),
+            (spec("debian", "bookworm"), {}, set()),
+            (spec("debian", "sid"), {("i686", "dns"): "no answer from 198.51.100.1"}, set()),
+            (spec("debian", "trixie"), {}, {"reboot", "stop"}),
+        ):
+            for n in range(3):
+                serial = next_serial()
+                publish(c, image, serial, files=squashfs_of(tmp / serial, 600 + 150 * n**2))
+                c.transition(image.name, serial, TransitionRequest(to="testing", reason="test"))
+                for arch in image.arches:
+                    for check in image.required_checks:
+                        if n == 2 and check in running:
+                            continue
+                        bad = failing.get((arch, check)) if n == 2 else None
+                        state = "failed" if bad else "passed"
+                        if image.os == "busybox" and check in na:
+                            state = "not_applicable"
+                        slower = 1.3 if arch == "i686" else 1.0
+                        seconds = (0.8 + 0.5 * n**2) * slower if check == "boots" else 0.05
+                        report = AssessmentReport(
+                            arch=arch,
+                            check=check,
+                            host="lxd-1",
+                            state=state,
+                            evidence=bad or "ok",
+                            duration_s=seconds,
+                        )
+                        c.record(image.name, serial, report)
+                if n < 2 or not (failing or running):
+                    # Forced for busybox until the gate counts not applicable as satisfied.
+                    promote = TransitionRequest(
+                        to="active", reason="test", force=image.os == "busybox"
+                    )
+                    ops.transition(image.name, serial, promote)
+            if image.release == "bookworm":
+                c.record_check(image.name, ImageCheckReport(unchanged_since=serial))
+        yield server
+
+
+def test_status_page_and_badge_in_chromium(browser, catalogue, tmp_path):
+    page = page_at(browser, catalogue.url + "/", javascript=False)
+    page.get_by_role("link", name="Status").click()
+    expect(page.get_by_role("heading", name="Status", level=1)).to_be_visible()
+    sid = page.locator("tbody.image", has=page.get_by_role("link", name="debian:sid:default"))
+    failed = sid.locator("td.cell-failed")
+    expect(failed).to_have_count(1)
+    expect(failed).to_contain_text("dns on i686: failed")
+    busybox = page.locator("tbody.image", has=page.get_by_role("link", name="busybox:1.35:default"))
+    expect(busybox.locator("td.cell-not-applicable")).to_have_count(6)  # 3 checks, 2 arches
+    expect(busybox.locator("td.cell-passed")).to_have_count(14)
+    bookworm = page.locator(
+        "tbody.image", has=page.get_by_role("link", name="debian:bookworm:default")
+    )
+    expect(bookworm).to_contain_text("unchanged since")
+    trixie = page.locator("tbody.image", has=page.get_by_role("link", name="debian:trixie:default"))
+    expect(trixie.locator("td.cell-not-run")).to_have_count(4)
+    page.screenshot(path=tmp_path / "status.png", full_page=True)
+    # The evidence is a click away.
+    failed.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(r"/versions/[^#]+#result-i686-dns$"))
+    evidence = page.locator("#result-i686-dns")
+    expect(evidence.locator("pre.evidence")).to_have_text("no answer from 198.51.100.1")
+    page.goto(catalogue.url + "/images/debian:sid:default")
+    chart = page.locator("figure.trend")
+    expect(chart.locator("polyline")).to_have_count(4)
+    chart.locator("svg.chart").screenshot(path=tmp_path / "chart.png")
+    badge = page.goto(catalogue.url + "/badges/debian:sid:default/i686.svg")
+    assert badge is not None and badge.status == 200
+    page.locator("svg").screenshot(path=tmp_path / "badge.png")
+    for shot, least in (("status.png", 20_000), ("chart.png", 5_000), ("badge.png", 500)):
+        assert (tmp_path / shot).stat().st_size > least, shot
+    page.context.close()
