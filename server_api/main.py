@@ -15,6 +15,7 @@ from server_api.catalog import CatalogError
 from server_api.db import make_engine
 from server_api.deltas import DeltaMaker
 from server_api.deps import LoginRequired
+from server_api.dispatch import Dispatcher
 from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
@@ -24,6 +25,7 @@ from server_api.routes import (
     checks,
     feeds,
     files,
+    hooks,
     pages,
     pipelines,
     refreshes,
@@ -40,6 +42,8 @@ def _services(settings: ServerSettings) -> Services:
     store = FileStore(settings.files_dir)
     store.clean_incoming(settings.body_idle_timeout_s)
     metrics = ServerMetrics(engine)
+    every = Settings()
+    temporal = TemporalLink(every)
     return Services(
         settings=settings,
         engine=engine,
@@ -51,7 +55,8 @@ def _services(settings: ServerSettings) -> Services:
         ),
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
-        temporal=TemporalLink(Settings()),
+        temporal=temporal,
+        dispatcher=Dispatcher(engine, temporal, every, settings.url),
     )
 
 
@@ -76,7 +81,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         services.edge.watch(services.engine)
         await anyio.to_thread.run_sync(_resync_edge, services)
         services.deltas.start()
+        services.dispatcher.start()
         yield
+        await services.dispatcher.stop()
         await anyio.to_thread.run_sync(services.deltas.stop)
         services.edge.unwatch()
         writer.stop()
@@ -114,6 +121,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(refreshes.router)
     app.include_router(access.router)
+    app.include_router(hooks.router)
     app.include_router(pages.router)
     app.add_exception_handler(LoginRequired, pages.login_required)
     app.mount("/assets", StaticFiles(directory=pages.ASSETS_DIR), name="assets")

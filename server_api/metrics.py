@@ -1,6 +1,6 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
-uploads, feed renders, and the catalog's versions by state and arches by delta state
-(counted when scraped).
+uploads, feed renders, and the catalog's versions by state, arches by delta state and webhook
+deliveries by state (counted when scraped).
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
@@ -18,7 +18,8 @@ from sqlmodel import Session, col, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.catalog import Channel, DeltaState, Flavour, VersionState
-from server_api.models import Version, VersionArch
+from core.notices import DeliveryState
+from server_api.models import Delivery, Version, VersionArch
 
 UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 # Feeds answer in a millisecond, uploads of GiBs take minutes.
@@ -55,6 +56,23 @@ class _VersionsByState(Collector):
         for delta in DeltaState:
             arches.add_metric([delta.value], deltas.get(delta, 0))
         yield arches
+        yield self._deliveries()
+
+    def _deliveries(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "icefloe_hook_deliveries",
+            "Webhook deliveries, by state: pending, failing (being retried), delivered, failed",
+            labels=["state"],
+        )
+        with Session(self.engine) as session:
+            counts = dict(
+                session.exec(
+                    select(Delivery.state, func.count()).group_by(col(Delivery.state))
+                ).all()
+            )
+        for state in DeliveryState:
+            family.add_metric([state.value], counts.get(state, 0))
+        return family
 
 
 class ServerMetrics:

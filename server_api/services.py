@@ -2,6 +2,7 @@
 nowhere else, and reached by routes through one dependency (`deps.ServicesDep`)."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from sqlalchemy.engine import Engine
@@ -15,6 +16,9 @@ from server_api.feeds import FeedCache
 from server_api.metrics import ServerMetrics
 from server_api.static import StaticTrees
 from server_api.store import FileStore
+
+if TYPE_CHECKING:
+    from server_api.dispatch import Dispatcher  # it starts workflows through TemporalLink
 
 
 class TemporalLink:
@@ -46,6 +50,7 @@ class Services:
     edge: EdgeFiles
     deltas: DeltaMaker
     temporal: TemporalLink
+    dispatcher: "Dispatcher"
 
 
 def attach(app: FastAPI, services: Services) -> None:
