@@ -31,7 +31,7 @@ def cloudevent(
         "id": event_id,
         "source": source,
         "type": TYPE_PREFIX + kind.value,
-        "subject": f"{image}/{serial}" if serial else image,
+        "subject": "/".join(p for p in (image, serial) if p) or str(data.get("refresh_id", "")),
         "time": at.isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
         "data": {"image": image, "serial": serial, **data},

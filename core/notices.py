@@ -58,7 +58,7 @@ class NoticeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: NoticeKind
-    image: str = Field(min_length=1, max_length=200)
+    image: str = Field(default="", max_length=200, description="empty: a refresh's")
     serial: str | None = Field(default=None, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict)
     key: Key
