@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import Session, select
 from temporalio.client import Client
 
@@ -15,6 +16,7 @@ from core.notices import SIGNATURE_HEADER, DeliveryState, HookCreate, NoticeCrea
 from harness.hookstack import HookStack, hook_stack
 from harness.publish import new_image, publish
 from harness.waiting import until
+from server_api import notices
 from server_api.models import Delivery
 
 pytestmark = pytest.mark.temporal
@@ -135,3 +137,43 @@ def _one_state(stack: HookStack, hook_id: int) -> DeliveryState:
         return DeliveryState(
             session.exec(select(Delivery.state).where(Delivery.hook_id == hook_id)).one()
         )
+
+
+async def test_a_delivery_a_dead_server_left_is_started_once_by_the_next(
+    temporal: Client, tmp_path: Path
+):
+    async with hook_stack(
+        temporal, tmp_path / "server", server_allows_local=True, worker_allows_local=True
+    ) as stack:
+        with stack.receiver() as receiver:
+            hook = stack.operator.add_hook(HookCreate(url=receiver.url))
+            stack.server.__exit__()  # the server is gone; its last transaction committed
+            engine = stack.server.services.engine
+            with Session(engine) as session:
+                notices.record_notice(session, NoticeKind.refresh_finished, "", None, {}, "left")
+                session.commit()
+            stack.server.restart()
+            await until(
+                lambda: asyncio.to_thread(
+                    lambda: states(stack, hook.id) == [DeliveryState.delivered]
+                ),
+                "the left delivery delivered after the restart",
+                60,
+            )
+            # Dispatched again (as if its mark was lost): the workflow id is the delivery's,
+            # so the start attaches to the one that ran.
+            with Session(engine) as session:
+                session.execute(update(Delivery).values(dispatched_at=None, state="pending"))
+                session.commit()
+            await until(lambda: asyncio.to_thread(_dispatched, stack), "dispatched again", 60)
+            (delivery,) = await asyncio.to_thread(stack.operator.deliveries, hook.id)
+            runs = stack.temporal.list_workflows(
+                f"WorkflowId = 'icefloe-delivery:{delivery.event_id}:{hook.id}'"
+            )
+            assert len([r async for r in runs]) == 1
+            assert len(receiver.received) == 1
+
+
+def _dispatched(stack: HookStack) -> bool:
+    with Session(stack.server.services.engine) as session:
+        return session.exec(select(Delivery.dispatched_at)).one() is not None
