@@ -33,11 +33,11 @@ def line(what: str, ms: list[float]) -> str:
     return f"{what}: n={len(ms)} median {statistics.median(ms):.0f} ms, p99 {p99(ms):.0f} ms"
 
 
-async def one_by_one(stack: HookStack, receiver: Receiver, n: int) -> list[float]:
+async def one_by_one(stack: HookStack, receiver: Receiver, n: int, run: str) -> list[float]:
     latencies = []
     for i in range(n):
         before = len(receiver.received)
-        notice = NoticeCreate(kind=NoticeKind.machinery_failed, image="bench:x", key=f"seq:{i}")
+        notice = NoticeCreate(kind=NoticeKind.machinery_failed, image="bench:x", key=f"{run}:{i}")
         await asyncio.to_thread(stack.publisher.record_notice, notice)
         recorded = time.time()
         await until(lambda: len(receiver.received) > before, f"event {i} delivered", 60, 0.005)
@@ -67,8 +67,8 @@ async def main(events: int) -> int:
                 hook = await asyncio.to_thread(
                     stack.operator.add_hook, HookCreate(url=receiver.url)
                 )
-                await one_by_one(stack, receiver, 3)  # warm: connections, worker caches
-                seq = await one_by_one(stack, receiver, events)
+                await one_by_one(stack, receiver, 3, "warm")  # warm: connections, worker caches
+                seq = await one_by_one(stack, receiver, events, "seq")
                 many = await burst(stack, receiver, events)
                 await asyncio.sleep(2)  # any duplicate would have arrived by now
                 ids = [json.loads(r.body)["id"] for r in receiver.received]
