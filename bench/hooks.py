@@ -40,7 +40,8 @@ async def one_by_one(stack: HookStack, receiver: Receiver, n: int, run: str) -> 
         notice = NoticeCreate(kind=NoticeKind.machinery_failed, image="bench:x", key=f"{run}:{i}")
         await asyncio.to_thread(stack.publisher.record_notice, notice)
         recorded = time.time()
-        await until(lambda: len(receiver.received) > before, f"event {i} delivered", 60, 0.005)
+        arrived = lambda n=before: len(receiver.received) > n  # noqa: E731
+        await until(arrived, f"event {i} delivered", 60, 0.005)
         latencies.append((receiver.received[before].at - recorded) * 1000)
     return latencies
 

@@ -2,10 +2,9 @@
 their own (no other test's control worker takes their tasks), with retries seconds apart:
 what the webhook tests and bench/hooks.py run."""
 
-import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, closing, contextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from temporalio.client import Client
 
 from clients.catalog import CatalogClient
 from clients.hooks import HooksClient
+from harness.processes import environ
 from harness.receiver import Receiver
 from harness.remote import namespace
 from harness.servers import RunningServer, token
@@ -25,21 +25,6 @@ QUICK_RETRIES = {
     "ICEFLOE_HOOKS_DISPATCH_POLL_S": "0.5",
     "ICEFLOE_HOOKS_TIMEOUT_S": "5",
 }
-
-
-@contextmanager
-def environ(values: Mapping[str, str]) -> Iterator[None]:
-    """These ICEFLOE_* variables while the block runs (settings are read when made)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ def states(stack: HookStack, hook_id: int) -> list[DeliveryState]:
     return [d.state for d in stack.operator.deliveries(hook_id)]
 
 
+async def settled(stack: HookStack, hook_id: int, want: list[DeliveryState], what: str) -> None:
+    """Until the hook's deliveries are in the states `want` (newest first)."""
+    await until(lambda: asyncio.to_thread(lambda: states(stack, hook_id) == want), what, 60)
+
+
 async def test_a_receiver_down_while_events_happen_gets_each_once_signed(
     temporal: Client, tmp_path: Path
 ):
@@ -65,12 +70,11 @@ async def test_a_receiver_down_while_events_happen_gets_each_once_signed(
         assert all("ConnectError" in d.last_error for d in stack.operator.deliveries(hook.id))
 
         with receiver:
-            await until(
-                lambda: asyncio.to_thread(
-                    lambda: states(stack, hook.id) == [DeliveryState.delivered] * expected
-                ),
+            await settled(
+                stack,
+                hook.id,
+                [DeliveryState.delivered] * expected,
                 "every delivery delivered once the receiver is up",
-                60,
             )
         events = [json.loads(r.body) for r in receiver.received]
         assert all(
@@ -96,10 +100,8 @@ async def test_redirects_and_loopback_targets_are_refused_by_default(
             # The worker refuses the loopback receiver the server let through: given up at once.
             hook = stack.operator.add_hook(HookCreate(url=target.url))
             report(stack, NoticeKind.machinery_failed, "test:loopback")
-            await until(
-                lambda: asyncio.to_thread(lambda: states(stack, hook.id) == [DeliveryState.failed]),
-                "the delivery to loopback given up",
-                60,
+            await settled(
+                stack, hook.id, [DeliveryState.failed], "the delivery to loopback given up"
             )
             (refused,) = stack.operator.deliveries(hook.id)
             assert "loopback" in refused.last_error and refused.attempts == 1
@@ -153,12 +155,11 @@ async def test_a_delivery_a_dead_server_left_is_started_once_by_the_next(
                 notices.record_notice(session, NoticeKind.refresh_finished, "", None, {}, "left")
                 session.commit()
             stack.server.restart()
-            await until(
-                lambda: asyncio.to_thread(
-                    lambda: states(stack, hook.id) == [DeliveryState.delivered]
-                ),
+            await settled(
+                stack,
+                hook.id,
+                [DeliveryState.delivered],
                 "the left delivery delivered after the restart",
-                60,
             )
             # Dispatched again (as if its mark was lost): the workflow id is the delivery's,
             # so the start attaches to the one that ran.

@@ -15,8 +15,7 @@ from clients.hooks import HooksClient
 from core.catalog import AssessmentReport
 from core.config import REPO_DIR
 from core.notices import DeliveryState, HookCreate, NoticeCreate, NoticeKind
-from harness.hookstack import environ
-from harness.processes import free_port
+from harness.processes import environ, free_port
 from harness.publish import new_image, publish
 from harness.servers import RunningServer, client, http, token
 
