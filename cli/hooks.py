@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from contextlib import closing
 
-from cli.args import Commands, command, positive_int
+from cli.args import Commands, actions, positive_int
 from clients.hooks import HooksClient
 from core.config import Settings
 from core.notices import HookCreate, HookFormat, NoticeKind
@@ -55,18 +55,14 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def register(commands: Commands) -> None:
-    hook = commands.add_parser(
+    action = actions(
+        commands,
         "hook",
+        cmd_hook,
         help="webhooks: signed notices of versions, checks and refreshes (operator token)",
         description="add URL [--event E ...] [--format F]: subscribe (secret printed once); "
         "list; remove ID; deliveries ID: each delivery's state, attempts and last error",
     )
-    actions = hook.add_subparsers(dest="action", required=True)
-
-    def action(name: str, run: Action, text: str) -> argparse.ArgumentParser:
-        p = command(actions, name, cmd_hook, help=text, description=text)
-        p.set_defaults(run=run)
-        return p
 
     made = action("add", add, "subscribe a URL to events; prints its secret once")
     made.add_argument("url", help="the receiver: https://... (http:// too)")
