@@ -237,8 +237,9 @@ class Settings(BaseSettings):
     )
     hooks_retry_for_s: float = Field(
         2 * 86400,
-        gt=0,
-        description="how long a delivery is retried before it is given up (failed)",
+        ge=86400,
+        description="how long a delivery is retried before it is given up (failed); at "
+        "least a day, so a receiver down for hours still gets every event",
     )
     hooks_dispatch_poll_s: float = Field(
         5,
