@@ -70,6 +70,8 @@ class Dispatcher:
                     pass
             except (TemporalUnavailable, TemporalNotSetUp, RPCError, SQLAlchemyError) as exc:
                 log.warning("deliveries not dispatched yet: %s", exc)
+            except Exception:  # a defect: its traceback logged; the next wake or poll tries again
+                log.exception("dispatching deliveries failed")
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.hooks_dispatch_poll_s)
 
