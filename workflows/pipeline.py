@@ -358,7 +358,7 @@ class ImagePipeline:
 
     async def _notify(self, kind: NoticeKind, data: dict[str, Any]) -> None:
         self._notices += 1
-        key = f"{workflow.info().workflow_id}:{self._notices}"
+        key = f"{workflow.info().run_id}:{self._notices}"  # a re-run of the id tells anew
         await tell_hooks(kind, self._inp.spec.name, self._inp.serial, data, key)
 
     async def _notify_machinery(self, faults: list[str]) -> None:

@@ -120,7 +120,7 @@ class Refresh:
         if workflow.patched(NOTIFY_FINISHED):
             report = self._report
             data = report.model_dump(mode="json") | {"summary": report.text()}
-            key = f"{report.refresh_id}:finished"
+            key = f"{workflow.info().run_id}:finished"
             await tell_hooks(NoticeKind.refresh_finished, "", None, data, key)
 
     async def _refresh(

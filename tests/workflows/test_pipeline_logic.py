@@ -323,7 +323,7 @@ async def test_the_hooks_hear_of_failing_machinery_once_per_failure(
     (notice,) = fake.notices
     assert notice.kind == NoticeKind.machinery_failed and notice.serial == "20261125-fake"
     assert "i686: instance on i686 did not start" in notice.data["reason"]
-    assert notice.key == f"{handle.id}:1"
+    assert notice.key == f"{handle.result_run_id}:1"
 
 
 async def test_the_hooks_hear_once_that_no_worker_polls_an_arch(env: WorkflowEnvironment) -> None:
