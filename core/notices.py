@@ -80,6 +80,7 @@ class HookCreate(BaseModel):
     events: list[str] = Field(
         default_factory=lambda: [k.value for k in NoticeKind],
         min_length=1,
+        max_length=50,
         description="the event names (NoticeKind values); default: every event",
     )
     format: HookFormat = HookFormat.cloudevents
