@@ -7,6 +7,7 @@ when the hook is made and again, as resolved then, on every attempt."""
 import ipaddress
 import socket
 import ssl
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,17 +69,18 @@ def check_target(url: str, allow_local: bool) -> None:
 
 
 def post(url: str, body: str, headers: dict[str, str], timeout_s: float, ca: Path | None) -> int:
-    """POST the delivery; the 2xx status, else DeliveryFailed (a redirect is not followed)."""
+    """POST the delivery; the 2xx status, else DeliveryFailed (a redirect is not followed).
+    `timeout_s` bounds each step, and the reading of the answer as a whole."""
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
     try:
         with (
             httpx.Client(verify=verify, timeout=timeout_s, follow_redirects=False) as http,
             http.stream("POST", url, content=body.encode(), headers=headers) as answer,
         ):
-            said = b""
+            said, deadline = b"", time.monotonic() + timeout_s  # a trickle is cut off too
             for chunk in answer.iter_bytes():
                 said += chunk
-                if len(said) >= READ_CAP:
+                if len(said) >= READ_CAP or time.monotonic() > deadline:
                     break
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
