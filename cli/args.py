@@ -25,6 +25,22 @@ def command(
     return p
 
 
+def actions(
+    commands: Commands, name: str, run: Run, help: str, description: str
+) -> Callable[[str, Callable[..., None], str], argparse.ArgumentParser]:
+    """A command of actions (`icefloe token create`): `run(args)` runs each, and the function
+    returned adds one, its own function kept as `args.run` for `run` to call."""
+    group = commands.add_parser(name, help=help, description=description)
+    subs = group.add_subparsers(dest="action", required=True)
+
+    def action(action_name: str, does: Callable[..., None], text: str) -> argparse.ArgumentParser:
+        p = command(subs, action_name, run, help=text, description=text)
+        p.set_defaults(run=does)
+        return p
+
+    return action
+
+
 def add_actor(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """Who asks, for the audit trail: the login name unless given."""
     p.add_argument("--actor", default=os.environ.get("USER", "cli"), help=help)

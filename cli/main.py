@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from cli import (
     catalog,
     catalogue,
+    hooks,
     pipelines,
     refresh,
     server,
@@ -36,6 +37,7 @@ COMMAND_GROUPS = (
     pipelines,
     catalog,
     catalogue,
+    hooks,
     refresh,
     temporal,
     stack,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from cli.args import Commands, command
+from cli.args import Commands, actions
 from core.config import Settings
 
 if TYPE_CHECKING:
@@ -103,18 +103,14 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def register(commands: Commands) -> None:
-    token = commands.add_parser(
+    action = actions(
+        commands,
         "token",
+        cmd_token,
         help="API tokens and private feeds on the server host (secrets printed once)",
         description="create: an API token, or with --feed a private feed URL; "
         "list: tokens and feeds, never secrets; revoke ID [--feed]; follow ID --channel C",
     )
-    actions = token.add_subparsers(dest="action", required=True)
-
-    def action(name: str, run: Action, text: str) -> argparse.ArgumentParser:
-        p = command(actions, name, cmd_token, help=text, description=text)
-        p.set_defaults(run=run)
-        return p
 
     made = action("create", create, "an API token, or with --feed a private feed URL")
     made.add_argument("--name", help="who or what it is for")

@@ -22,6 +22,7 @@ from core.catalog import (
     VersionView,
 )
 from core.config import Settings
+from core.notices import AttemptReport, NoticeCreate, NoticeView
 
 CHUNK = 1 << 20
 
@@ -204,3 +205,15 @@ class CatalogClient:
         """Delete files of versions inactive longer than `grace_s` (needs an operator token)."""
         r = self._http.post("/api/v1/gc", json=GcRequest(grace_s=grace_s).model_dump())
         return GcResult.model_validate_json(self._check(r).content)
+
+    def record_notice(self, req: NoticeCreate) -> NoticeView:
+        """A workflow's event; the same key again is recorded once."""
+        r = self._http.post("/api/v1/notices", json=req.model_dump(mode="json"))
+        return NoticeView.model_validate_json(self._check(r).content)
+
+    def report_delivery(self, delivery_id: int, report: AttemptReport) -> None:
+        """An attempt's outcome; CatalogRejected(410) once the delivery's hook is removed."""
+        r = self._http.post(
+            f"/api/v1/deliveries/{delivery_id}/attempts", json=report.model_dump(mode="json")
+        )
+        self._check(r)

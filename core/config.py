@@ -227,6 +227,36 @@ class Settings(BaseSettings):
         None, description="token for forced promotion and `icefloe gc`"
     )
 
+    hooks_allow_local_targets: bool = Field(
+        False,
+        description="let webhooks go to loopback and link-local addresses (the tests' "
+        "receivers); off, such a hook is refused with 422 and a delivery there fails",
+    )
+    hooks_ca: Path | None = Field(
+        None, description="PEM of a CA webhook receivers' certificates may have; unset: system CAs"
+    )
+    hooks_timeout_s: float = Field(
+        10, gt=0, description="a webhook receiver that takes longer to answer fails the attempt"
+    )
+    hooks_retry_initial_s: float = Field(
+        10, gt=0, description="the wait before a failed delivery's first retry; it doubles"
+    )
+    hooks_retry_max_s: float = Field(
+        3600, gt=0, description="the longest wait between two attempts of a delivery"
+    )
+    hooks_retry_for_s: float = Field(
+        2 * 86400,
+        ge=86400,
+        description="how long a delivery is retried before it is given up (failed); at "
+        "least a day, so a receiver down for hours still gets every event",
+    )
+    hooks_dispatch_poll_s: float = Field(
+        5,
+        gt=0,
+        description="how often a server looks for deliveries not yet started (another "
+        "server's, or one its own start left when it died); its own start them at once",
+    )
+
     lxd_endpoint: str | None = Field(
         None, description="a remote LXD's https://host:8443; unset: the local unix socket"
     )

@@ -4,13 +4,14 @@ through it, so what a refresh fetched from the mirror is counted, not guessed.""
 
 import http.client
 import io
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from harness.processes import environ
 
 
 class Counts:
@@ -72,16 +73,13 @@ def counting_proxy() -> Iterator[Counts]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(counts))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    saved = {k: os.environ.get(k) for k in ("http_proxy", "no_proxy")}
-    os.environ["http_proxy"] = f"http://127.0.0.1:{server.server_port}"
-    os.environ["no_proxy"] = "127.0.0.1,localhost"
+    proxy = {
+        "http_proxy": f"http://127.0.0.1:{server.server_port}",
+        "no_proxy": "127.0.0.1,localhost",
+    }
     try:
-        yield counts
+        with environ(proxy):
+            yield counts
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.shutdown()
         server.server_close()

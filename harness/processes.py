@@ -1,16 +1,32 @@
 """Processes a test or a benchmark starts: a free loopback port, a start with its output in a
-log, a wait until it listens, and a stop by its PID."""
+log, a wait until it listens, a stop by its PID, and variables set for a while."""
 
 import os
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.waiting import wait_until
 
 LOOPBACK = "127.0.0.1"
+
+
+@contextmanager
+def environ(values: Mapping[str, str]) -> Iterator[None]:
+    """These variables while the block runs (settings are read when made, children inherit them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def free_port() -> int:

@@ -26,9 +26,11 @@ from core.catalog import (
 )
 from core.inputs import spec_digest
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError, Packages
+from core.notices import NoticeKind
 from server_api.locks import locked
 from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
+from server_api.notices import move_notice, record_notice
 from server_api.store import FileStore
 from server_api.unchanged import unchanged_since
 
@@ -350,6 +352,9 @@ def _move(
             at=now,
         )
     )
+    if kind := move_notice(to, expected, reason, forced):
+        said = {"actor": actor, "reason": reason, "forced": forced, "from_state": expected}
+        record_notice(session, kind, version.image, version.serial, said | {"to_state": to})
     return True
 
 
@@ -396,15 +401,28 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
     ).first()
     if known is None:
         raise CatalogError(422, f"version {version.serial} has no arch {report.arch}")
+    newly_failed = report.state == AssessmentState.failed and (
+        row is None or row.state != AssessmentState.failed
+    )
     row = row or Assessment(
         version_id=version.pk,
         **report.model_dump(include={"arch", "check", "instance_type", "host"}),
     )
+    if newly_failed:
+        _check_failed(session, version, report)
     row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s"}))
     row.updated_at = utcnow()
     session.add(row)
     session.commit()
     return row
+
+
+def _check_failed(session: Session, version: Version, report: AssessmentReport) -> None:
+    """The event of a result that became failed (the same failure reported again is not)."""
+    said = report.model_dump(include={"arch", "check", "instance_type", "host", "duration_s"})
+    said["evidence"] = report.evidence[-2000:]
+    said["reason"] = f"{report.check} failed on {report.arch}"
+    record_notice(session, NoticeKind.check_failed, version.image, version.serial, said)
 
 
 def abandon_running(session: Session, version: Version, older_than_s: int) -> int:

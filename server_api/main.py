@@ -17,6 +17,7 @@ from server_api.csrf import FormGuard, FormTokens, load_key
 from server_api.db import make_engine
 from server_api.deltas import DeltaMaker
 from server_api.deps import LoginRequired
+from server_api.dispatch import Dispatcher
 from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
@@ -26,6 +27,7 @@ from server_api.routes import (
     checks,
     feeds,
     files,
+    hooks,
     ops,
     pages,
     pipelines,
@@ -44,7 +46,8 @@ def _services(settings: ServerSettings) -> Services:
     engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
     store = FileStore(settings.files_dir)
     store.clean_incoming(settings.body_idle_timeout_s)
-    temporal = TemporalLink(Settings())
+    every = Settings()
+    temporal = TemporalLink(every)
     workers = WorkerWatch(temporal.client, engine, settings.worker_watch_s)
     metrics = ServerMetrics(engine, workers)
     return Services(
@@ -62,6 +65,7 @@ def _services(settings: ServerSettings) -> Services:
         badges=BadgeCache(),
         workers=workers,
         forms=FormTokens(load_key(settings.state_dir / "form.key")),
+        dispatcher=Dispatcher(engine, temporal, every, settings.url),
     )
 
 
@@ -86,11 +90,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         services.edge.watch(services.engine)
         await anyio.to_thread.run_sync(_resync_edge, services)
         services.deltas.start()
+        services.dispatcher.start()
         watch = settings.worker_watch_s > 0
         watching = asyncio.create_task(services.workers.run()) if watch else None
         yield
         if watching is not None:
             watching.cancel()
+        await services.dispatcher.stop()
         await anyio.to_thread.run_sync(services.deltas.stop)
         services.edge.unwatch()
         writer.stop()
@@ -130,6 +136,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(refreshes.router)
     app.include_router(access.router)
     app.include_router(ops.router)
+    app.include_router(hooks.router)
     app.include_router(pages.router)
     app.include_router(status.router)
     app.add_exception_handler(LoginRequired, pages.login_required)

@@ -1,7 +1,8 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
-uploads, feed renders, and the catalog's versions by state and arches by delta state
-(counted when scraped); per image: its versions by state, when it was last refreshed and
-its newest version's checks by cell (server_api.grid), which deploy/prometheus/ alerts on.
+uploads, feed renders, the catalog's versions by state, arches by delta state and webhook
+deliveries by state (counted when scraped); per image: its versions by state, when it was
+last refreshed and its newest version's checks by cell (server_api.grid), which
+deploy/prometheus/ alerts on.
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
@@ -19,7 +20,8 @@ from sqlmodel import Session, col, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.catalog import Channel, DeltaState, Flavour, VersionState
-from server_api.models import Version, VersionArch
+from core.notices import DeliveryState
+from server_api.models import Delivery, Version, VersionArch
 from server_api.status import catalogue_status
 from server_api.workers_seen import WorkerWatch
 
@@ -60,6 +62,7 @@ class _VersionsByState(Collector):
             arches.add_metric([delta.value], deltas.get(delta, 0))
         yield arches
         yield from self._images()
+        yield self._deliveries()
 
     def _images(self) -> Iterator[GaugeMetricFamily]:
         versions = GaugeMetricFamily(
@@ -102,6 +105,22 @@ class _VersionsByState(Collector):
         for arch, seen in sorted(self.workers.up.items()):
             up.add_metric([arch], int(seen))
         yield up
+
+    def _deliveries(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "icefloe_hook_deliveries",
+            "Webhook deliveries, by state: pending, failing (being retried), delivered, failed",
+            labels=["state"],
+        )
+        with Session(self.engine) as session:
+            counts = dict(
+                session.exec(
+                    select(Delivery.state, func.count()).group_by(col(Delivery.state))
+                ).all()
+            )
+        for state in DeliveryState:
+            family.add_metric([state.value], counts.get(state, 0))
+        return family
 
 
 class ServerMetrics:

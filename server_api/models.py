@@ -8,6 +8,7 @@ from sqlalchemy import JSON, Column, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from core.catalog import AssessmentState, Channel, DeltaState, Flavour, VersionState
+from core.notices import DeliveryState, HookFormat
 from server_api.schemas import TokenScope
 
 
@@ -160,3 +161,48 @@ class FeedCredential(Secret, table=True):
     channel: Channel = Field(sa_type=String)
     flavour: Flavour = Field(sa_type=String)
     secret_sha256: str = Field(unique=True)
+
+
+class Hook(SQLModel, table=True):
+    """A webhook subscription. Its secret is kept as it is, not hashed: every delivery's
+    HMAC is computed with it. It is served once, in the answer that creates the hook."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    format: HookFormat = Field(sa_type=String)
+    secret: str
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+    # Removed hooks stay, so their deliveries can still be read; nothing new goes to them.
+    removed_at: datetime | None = None
+
+
+class Notice(SQLModel, table=True):
+    """The outbox: one event, written in the transaction of the change it tells of."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)  # the CloudEvents id receivers de-duplicate by
+    kind: str = Field(index=True)
+    image: str
+    serial: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # A workflow's idempotency key: the same report again records nothing new.
+    key: str | None = Field(default=None, unique=True)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """A notice to one hook. `dispatched_at` is set once its workflow is started; a row
+    without one (its server died first) is started by any server's dispatcher."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    hook_id: int = Field(foreign_key="hook.id", index=True)
+    notice_id: int = Field(foreign_key="notice.id", index=True)
+    state: DeliveryState = Field(default=DeliveryState.pending, sa_type=String, index=True)
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str = ""
+    dispatched_at: datetime | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

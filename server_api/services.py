@@ -2,6 +2,7 @@
 nowhere else, and reached by routes through one dependency (`deps.ServicesDep`)."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from sqlalchemy.engine import Engine
@@ -18,6 +19,9 @@ from server_api.metrics import ServerMetrics
 from server_api.static import StaticTrees
 from server_api.store import FileStore
 from server_api.workers_seen import WorkerWatch
+
+if TYPE_CHECKING:
+    from server_api.dispatch import Dispatcher  # it starts workflows through TemporalLink
 
 
 class TemporalLink:
@@ -52,6 +56,7 @@ class Services:
     forms: FormTokens
     badges: BadgeCache
     workers: WorkerWatch
+    dispatcher: "Dispatcher"
 
 
 def attach(app: FastAPI, services: Services) -> None:

@@ -9,11 +9,13 @@ from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
 from activities.heartbeat import BEAT_EVERY_S
+from activities.hooks import HookActivities
 from activities.pruning import PruneActivities
 from activities.refresh import RefreshActivities
 from clients.catalog import CatalogClient
 from core.arch import CONTROL_TASK_QUEUE
 from core.config import Settings
+from workflows.deliver import DeliverNotice
 from workflows.pipeline import ImagePipeline
 from workflows.prune import PruneTesting
 from workflows.refresh import Refresh
@@ -33,13 +35,14 @@ def control_worker(
     acts = CatalogActivities(catalog)
     prune = PruneActivities(catalog, client)
     settings = Settings()
+    hooks = HookActivities(catalog, settings)
     refresh = RefreshActivities(
         client, images_dir or settings.images_dir, settings.refresh_max_parallel
     )
     return Worker(
         client,
         task_queue=CONTROL_TASK_QUEUE,
-        workflows=[ImagePipeline, PruneTesting, Refresh],
+        workflows=[ImagePipeline, PruneTesting, Refresh, DeliverNotice],
         activities=[
             acts.find_version,
             acts.check_inputs,
@@ -52,6 +55,9 @@ def control_worker(
             refresh.load_catalogue,
             refresh.running_pipelines,
             refresh.sync_schedules,
+            hooks.deliver,
+            hooks.report_delivery,
+            hooks.record_notice,
         ],
         activity_executor=executor,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

@@ -24,6 +24,7 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
+from workflows.notify import tell_hooks
 from workflows.options import BUILD, CONTROL, INPUTS, RETRY, TEST, options
 
 with workflow.unsafe.imports_passed_through():
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         VersionView,
     )
     from core.inputs import VersionInputs, spec_digest
+    from core.notices import NoticeKind
     from core.pipeline import (
         AWAITING_RETRY,
         DAY_S,
@@ -72,6 +74,9 @@ MACHINERY_FAULTS = "machinery-faults-wait-for-retry"
 TELL_REFRESH = "signal-refresh-when-awaiting-retry"
 # Since this patch a new version's inputs are worked out and compared before building.
 INPUTS_FIRST = "inputs-before-building"
+# Since these patches the hooks hear of machinery failing and of an arch no worker polls.
+NOTIFY_MACHINERY = "notify-machinery-failed"
+NOTIFY_NO_WORKER = "notify-worker-missing"
 
 
 def _fault(err: ActivityError) -> str:
@@ -114,6 +119,7 @@ class ImagePipeline:
         self._promoted: OperatorRequest | None = None
         self._cancelled_by: OperatorRequest | None = None
         self._telling: list[asyncio.Task[None]] = []  # signals to the refresh, kept till sent
+        self._notices = 0  # events told to the hooks so far: each one's key is its number
 
     @workflow.query
     def progress(self) -> PipelineProgress:
@@ -246,8 +252,11 @@ class ImagePipeline:
                     and cause.type == TimeoutType.SCHEDULE_TO_START
                 ):
                     raise
+                newly = arch not in self._no_worker
                 self._no_worker.add(arch)
                 self._show()
+                if newly:
+                    await self._notify_no_worker(arch)
                 continue
             finally:
                 # The worker says when a wait ends; this covers a signal that never came.
@@ -323,6 +332,7 @@ class ImagePipeline:
                     + (f"checks failed on {', '.join(verdicts)}; " if verdicts else "")
                     + until,
                 )
+                await self._notify_machinery(faults)
             else:
                 self._enter(
                     Phase.waiting_for_retry, f"checks failed on {', '.join(failed)}; {until}"
@@ -345,6 +355,21 @@ class ImagePipeline:
             self._enter(Phase.retrying, self._retry.says(f"retry of {', '.join(failed)}"))
             self._retry = None
             to_test = sorted(a for a in spec.arches if a in failed)
+
+    async def _notify(self, kind: NoticeKind, data: dict[str, Any]) -> None:
+        self._notices += 1
+        key = f"{workflow.info().run_id}:{self._notices}"  # a re-run of the id tells anew
+        await tell_hooks(kind, self._inp.spec.name, self._inp.serial, data, key)
+
+    async def _notify_machinery(self, faults: list[str]) -> None:
+        if workflow.patched(NOTIFY_MACHINERY):
+            reason = f"test machinery failed on {'; '.join(faults)}"
+            await self._notify(NoticeKind.machinery_failed, {"reason": reason, "faults": faults})
+
+    async def _notify_no_worker(self, arch: str) -> None:
+        if workflow.patched(NOTIFY_NO_WORKER):
+            reason = f"no worker polls {arch} after {self._inp.worker_wait_s}s"
+            await self._notify(NoticeKind.worker_missing, {"reason": reason, "arch": arch})
 
     async def _inputs(self) -> VersionInputs:
         """What each arch would be built from, asked of its host (which has its .debs)."""

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
+from workflows.notify import tell_hooks
 from workflows.options import CONTROL, options
 from workflows.pipeline import ImagePipeline
 
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from core import search_attributes as sa
     from core.arch import CONTROL_TASK_QUEUE
     from core.catalogue import Definition
+    from core.notices import NoticeKind
     from core.pipeline import PipelineInput, pipeline_workflow_id
     from core.refresh import (
         REFRESH_WORKFLOW,
@@ -36,6 +38,9 @@ with workflow.unsafe.imports_passed_through():
         settled_outcome,
     )
     from core.spec import serial_at
+
+# Since this patch the hooks hear of each refresh's report when it ends.
+NOTIFY_FINISHED = "notify-refresh-finished"
 
 
 def asked_for(d: Definition, names: list[str]) -> bool:
@@ -108,7 +113,15 @@ class Refresh:
         )
         self._report.finished_at = workflow.now()
         workflow.set_current_details(self._report.text())
+        await self._notify_finished()
         return self._report
+
+    async def _notify_finished(self) -> None:
+        if workflow.patched(NOTIFY_FINISHED):
+            report = self._report
+            data = report.model_dump(mode="json") | {"summary": report.text()}
+            key = f"{workflow.info().run_id}:finished"
+            await tell_hooks(NoticeKind.refresh_finished, "", None, data, key)
 
     async def _refresh(
         self, d: Definition, serial: str, force: bool, slots: asyncio.Semaphore

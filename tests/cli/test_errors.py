@@ -64,10 +64,12 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
     top = commands(parser())
     assert set(top) == {
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
-        *("cancel", "versions", "show", "gc", "catalogue", "refresh", "setup-temporal", "up"),
+        *("cancel", "versions", "show", "gc", "catalogue", "hook", "refresh", "setup-temporal"),
+        "up",
     }
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
     assert set(commands(top["worker"])) == {"control", "arch"}
+    assert set(commands(top["hook"])) == {"add", "list", "remove", "deliveries"}
     for name, sub in top.items():
         assert sub.format_help().startswith(f"usage: icefloe {name}")
 

@@ -64,3 +64,11 @@ def test_worker_slots_are_sized_from_the_host(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ICEFLOE_WORKER_MAX_TESTS", "0")
     with pytest.raises(ValidationError, match="worker_max_tests"):
         Settings()
+
+
+def test_deliveries_are_retried_for_at_least_a_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ICEFLOE_HOOKS_RETRY_FOR_S", "3600")
+    with pytest.raises(ValidationError, match="greater than or equal to 86400"):
+        Settings()
+    monkeypatch.setenv("ICEFLOE_HOOKS_RETRY_FOR_S", "86400")
+    assert Settings().hooks_retry_for_s == 86400

@@ -19,6 +19,7 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -35,6 +36,7 @@ from core.catalog import (
     VersionView,
 )
 from core.inputs import ArchInputs
+from core.notices import NoticeCreate, NoticeKind, NoticeView
 from core.pipeline import (
     DAY_S,
     ArchTestInput,
@@ -75,6 +77,8 @@ class FakeCatalog:
         self.unchanged_since: str | None = None
         self.guard_since: str | None = None
         self.published: list[PublishInput] = []
+        self.broken: set[str] = set()  # arches whose test machinery fails on every attempt
+        self.notices: list[NoticeCreate] = []
 
     def _check(self, since: str) -> ImageCheckView:
         now = activity.info().current_attempt_scheduled_time
@@ -130,6 +134,8 @@ class FakeCatalog:
     @activity.defn(name="test_image")
     async def test_image(self, inp: ArchTestInput) -> ArchTestResult:
         self.calls[f"test {inp.arch}"] += 1
+        if inp.arch in self.broken:
+            raise ApplicationError(f"instance on {inp.arch} did not start")
         state = AssessmentState.failed if inp.arch in self.failing else AssessmentState.passed
         return ArchTestResult(
             arch=inp.arch, host="fake", checks=[CheckOutcome(check="boots", state=state)]
@@ -138,6 +144,14 @@ class FakeCatalog:
     @activity.defn(name="promote_version")
     async def promote_version(self, inp: PromoteInput) -> VersionView:
         return self._move(self.promoted_to)
+
+    @activity.defn(name="record_notice")
+    async def record_notice(self, inp: NoticeCreate) -> NoticeView:
+        self.notices.append(inp)
+        at = activity.info().current_attempt_scheduled_time
+        return NoticeView(
+            event_id=inp.key, kind=inp.kind, image=inp.image, at=at, serial=None, created=True
+        )
 
     @activity.defn(name="retire_version")
     async def retire_version(self, inp: RetireInput) -> VersionView:
@@ -162,9 +176,10 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @asynccontextmanager
 async def pipeline(
-    env: WorkflowEnvironment, fake: FakeCatalog, **options: Any
+    env: WorkflowEnvironment, fake: FakeCatalog, polled: list[str] = ARCHES, **options: Any
 ) -> AsyncIterator[WorkflowHandle[ImagePipeline, PipelineResult]]:
-    """A pipeline of a two-arch image, with fake activities on every queue it uses."""
+    """A pipeline of a two-arch image, with fake activities on every queue it uses (of the
+    arches, those `polled`)."""
     image = ImageSpec(os="fake", release="1", arches=ARCHES)
     control: list[Callable[..., Any]] = [
         fake.find_version,
@@ -172,6 +187,7 @@ async def pipeline(
         fake.publish_version,
         fake.promote_version,
         fake.retire_version,
+        fake.record_notice,
     ]
     workers = [
         Worker(
@@ -183,7 +199,7 @@ async def pipeline(
                 task_queue=task_queue(a),
                 activities=[fake.resolve_inputs, fake.build_image, fake.test_image],
             )
-            for a in ARCHES
+            for a in polled
         ),
     ]
     async with AsyncExitStack() as stack:
@@ -294,3 +310,35 @@ async def test_the_servers_second_guard_ends_unchanged(env: WorkflowEnvironment)
     assert result.message.endswith("; not published")
     assert fake.calls == {"compare": 1, "build x86_64": 1, "build i686": 1, "record check": 1}
     assert fake.version is None
+
+
+async def test_the_hooks_hear_of_failing_machinery_once_per_failure(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeCatalog(failing=set())
+    fake.broken = {"i686"}
+    async with pipeline(env, fake, expire_after_s=DAY_S) as handle:
+        result = await handle.result()
+    assert result.state == VersionState.inactive
+    (notice,) = fake.notices
+    assert notice.kind == NoticeKind.machinery_failed and notice.serial == "20261125-fake"
+    assert "i686: instance on i686 did not start" in notice.data["reason"]
+    assert notice.key == f"{handle.result_run_id}:1"
+
+
+async def test_the_hooks_hear_once_that_no_worker_polls_an_arch(env: WorkflowEnvironment) -> None:
+    fake = FakeCatalog(failing=set())
+    async with pipeline(env, fake, polled=["x86_64"], worker_wait_s=1) as handle:
+        await until(lambda: fake.notices, "the hooks told of i686", 30)
+        seen = await handle.describe()
+        await until(lambda: _later_timeouts(handle, seen.history_length), "more timeouts", 30)
+        await handle.cancel()
+    (notice,) = fake.notices
+    assert notice.kind == NoticeKind.worker_missing and notice.data["arch"] == "i686"
+    assert "no worker polls i686 after 1s" in notice.data["reason"]
+
+
+async def _later_timeouts(handle: WorkflowHandle, length: int) -> bool:
+    """Two more schedule-to-start timeouts of the unpolled arch since `length` events."""
+    events = [e async for e in handle.fetch_history_events()][length:]
+    return sum(e.HasField("activity_task_timed_out_event_attributes") for e in events) >= 2

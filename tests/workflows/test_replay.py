@@ -11,7 +11,9 @@ and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a p
 inputs equal the active version's, of tests/pipeline/test_unchanged.py; `refresh-*-devserver.json`:
 a Refresh with an active image, an allowed failure, an unknown name and a bad file, and
 `pipeline-refresh-child-*`: that allowed failure's pipeline, which signalled its refresh and
-was cancelled) and the time-skipping server (the pipeline's expiry and retry paths). To add
+was cancelled; `deliver-retried-devserver.json`: a webhook delivery of
+tests/server/test_hook_delivery.py's kind, refused twice while its receiver was down, then
+delivered) and the time-skipping server (the pipeline's expiry and retry paths). To add
 one: `(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
 """
 
@@ -22,6 +24,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows.deliver import DeliverNotice
 from workflows.pipeline import ImagePipeline
 from workflows.prune import PruneTesting
 from workflows.refresh import Refresh
@@ -33,6 +36,7 @@ HISTORIES = sorted((Path(__file__).parent / "replay").glob("*.json"))
 async def test_saved_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[ImagePipeline, PruneTesting, Refresh], data_converter=pydantic_data_converter
+        workflows=[ImagePipeline, PruneTesting, Refresh, DeliverNotice],
+        data_converter=pydantic_data_converter,
     )
     await replayer.replay_workflow(history)
