@@ -24,7 +24,7 @@ from server_api.db import ALEMBIC_INI, engine_for, make_engine
 from server_api.views import view
 from tests.support import postgres_database
 
-HEAD = "0006"
+HEAD = "0008"
 
 
 def _drift(url: str) -> list:
