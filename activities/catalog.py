@@ -82,7 +82,7 @@ class CatalogActivities:
                 )
             except VersionUnchanged as exc:
                 return self._unchanged(inp.spec.name, exc.unchanged_since, inp.workflow_id)
-            if version.state in (VersionState.created, VersionState.inactive):
+            if version.state in (VersionState.created, VersionState.inactive, VersionState.revoked):
                 version = self.catalog.transition(
                     inp.spec.name,
                     inp.serial,
