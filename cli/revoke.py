@@ -1,25 +1,14 @@
 """`icefloe revoke`, `hold` and `release`: take a bad version back, freeze an image."""
 
 import argparse
-import sys
 from contextlib import closing
 
 from cli.args import Commands, add_image, command, serial
-from clients.catalog import CatalogClient
-from core.config import Settings
-
-
-def _operator(what: str) -> CatalogClient | None:
-    """A client with the operator token; None (said on stderr) if there is none."""
-    settings = Settings()
-    if not settings.operator_token:
-        print(f"icefloe: {what} needs an operator token in ICEFLOE_OPERATOR_TOKEN", file=sys.stderr)
-        return None
-    return CatalogClient(settings, token=settings.operator_token.get_secret_value())
+from cli.catalog import operator
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    if (ops := _operator("revoke")) is None:
+    if (ops := operator("revoke")) is None:
         return 2
     with closing(ops):
         done = ops.revoke(args.image, args.serial, args.reason)
@@ -32,7 +21,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
-    if (ops := _operator("hold")) is None:
+    if (ops := operator("hold")) is None:
         return 2
     with closing(ops):
         held = ops.hold(args.image, args.reason)
@@ -41,7 +30,7 @@ def cmd_hold(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    if (ops := _operator("release")) is None:
+    if (ops := operator("release")) is None:
         return 2
     with closing(ops):
         held = ops.release(args.image)

@@ -1,45 +1,32 @@
 """`icefloe revoke`, `hold` and `release` against a real server, as an operator runs them:
 what they say, and one line (never a traceback) when the server refuses."""
 
-import os
 import subprocess
-import sys
 
 import pytest
 
-from core.config import REPO_DIR
 from harness.publish import new_image, publish
 from harness.servers import RunningServer, token
+from tests.support import icefloe_cli
 
 pytestmark = pytest.mark.slow  # a CLI process per step
 
 
 def test_revoke_hold_and_release_from_the_command_line(tmp_path):
     with RunningServer(tmp_path / "server", keep_active=1) as server:
-        env = {
-            "ICEFLOE_SERVER_URL": server.url,
-            "ICEFLOE_SERVER_CA": str(server.server_settings.cert_path),
-            "ICEFLOE_LOG_LEVEL": "ERROR",
-        }
+        ops: dict[str, str] = {}
 
-        def icefloe(*args: str, **extra: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-m", "cli.main", *args],
-                capture_output=True,
-                text=True,
-                cwd=REPO_DIR,
-                timeout=60,
-                env=os.environ | env | extra,
-            )
+        def icefloe(*args: str) -> subprocess.CompletedProcess:
+            return icefloe_cli(server, *args, **ops)
 
         image = new_image(arches=["x86_64"])
         old, bad = (
             publish(server, image, tmp=tmp_path / n, to=("testing", "active")).serial
             for n in ("old", "bad")
         )
-        nobody = icefloe("revoke", image.name, bad, "--reason", "x", ICEFLOE_OPERATOR_TOKEN="")
+        nobody = icefloe("revoke", image.name, bad, "--reason", "x")
         assert nobody.returncode == 2 and "revoke needs an operator token" in nobody.stderr
-        env["ICEFLOE_OPERATOR_TOKEN"] = token(server, "operator", "ops-carol")
+        ops["ICEFLOE_OPERATOR_TOKEN"] = token(server, "operator", "ops-carol")
 
         done = icefloe("revoke", image.name, bad, "--reason", "kernel panic")
         assert done.returncode == 0, done.stderr
