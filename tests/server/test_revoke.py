@@ -212,6 +212,7 @@ def test_a_held_image_promotes_nothing_until_released(publisher, operator, anony
     assert publisher.version(image.name, serial).state == VersionState.testing
     page = anonymous.get(f"/images/{image.name}").text
     assert "held</span> by ops-alice" in page and "incident 42" in page
+    assert "held</span> by ops-alice" in anonymous.get("/").text
 
     assert operator.release(image.name).reason == held.reason
     assert publisher.hold_of(image.name) is None
