@@ -2,6 +2,8 @@
 files are not served (no cached-index grace), the version before comes back, and a held
 image's promotions are refused until it is released."""
 
+import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -15,6 +17,7 @@ from core.catalog import TransitionRequest, VersionState
 from core.spec import ImageSpec
 from harness.publish import move, new_image, pass_all, publish
 from harness.servers import RunningServer, client
+from harness.waiting import wait_until
 
 KEEP = 2
 
@@ -231,3 +234,30 @@ def test_pages_show_a_revoked_version(publisher, operator, anonymous, tmp_path):
     operator.revoke(image.name, serial, "broke DNS")
     page = anonymous.get(f"/images/{image.name}/versions/{serial}").text
     assert 'class="state state-revoked">revoked' in page and "broke DNS" in page
+
+
+def test_revoke_answers_only_once_the_static_trees_show_it(
+    image_server, publisher, operator, tmp_path
+):
+    """The trees' writer held up (its lock taken here) while the revoke commits: the answer
+    waits for the trees, so nginx, which sends them without asking the server, never lists
+    the version once the revoke answered."""
+    image = new_image(arches=["x86_64"])
+    serial = publish(publisher, image, tmp=tmp_path, to=("testing", "active")).serial
+    trees = image_server.services.static
+    shown_at_answer: list[int] = []
+
+    def revoke() -> None:
+        operator.revoke(image.name, serial, "bad")
+        shown_at_answer.append(trees.shown())
+
+    with (trees.root / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        thread = threading.Thread(target=revoke)
+        thread.start()
+        wait_until(lambda: publisher.version(image.name, serial).state == "revoked", "revoked", 30)
+        thread.join(0.5)  # time for an answer that did not wait (a broken server) to come
+    thread.join(30)
+    revoked = operator.events(image.name, serial)[-1]
+    assert revoked.to_state == "revoked"
+    assert len(shown_at_answer) == 1 and shown_at_answer[0] >= revoked.id
