@@ -2,7 +2,7 @@
 
 Revoke moves an active (or inactive, still in its channel's file grace) version to
 `revoked`: no feed lists it and no channel serves its files, grace or not (feeds,
-static). If the image is then left with fewer than `keep_active` active versions, the
+static). If revoking an active version leaves fewer than `keep_active` active, the
 newest earlier version that passed every check, is not revoked and still has its files
 is restored to active, in the same transaction. Revokes, promotions and restores of one
 image queue on the image's row, so each sees the others' outcome.
@@ -37,10 +37,14 @@ def revoke(
         raise CatalogError(
             409, f"{name} is {current.state}; only an active or inactive version can be revoked"
         )
-    if not _move(session, current, current.state, VersionState.revoked, actor, reason, None):
+    was = current.state
+    if not _move(session, current, was, VersionState.revoked, actor, reason, None):
         session.rollback()  # moved by a transition that does not queue on the image
         raise CatalogError(409, f"{name} changed state meanwhile; read it and try again")
-    restored = _restore(session, store, current, actor, keep_active)
+    # Only an active version leaves a slot to fill: an inactive one restores nothing.
+    restored = None
+    if was == VersionState.active:
+        restored = _restore(session, store, current, actor, keep_active)
     session.commit()
     return restored
 

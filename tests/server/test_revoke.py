@@ -127,6 +127,17 @@ def test_restore_takes_the_newest_earlier_version_that_passed_every_check_and_ha
     assert active_serials(publisher, image) == [a, c]
 
 
+def test_revoking_an_inactive_version_restores_nothing(publisher, operator, tmp_path):
+    """Taken out of active by hand, then revoked: it held no active slot, so the version
+    before it stays inactive although fewer than the retention count are active."""
+    image = new_image(arches=["x86_64"])
+    older, kept, dropped = promoted(publisher, image, tmp_path, KEEP + 1)
+    move(publisher, image, dropped, "inactive")
+    assert operator.revoke(image.name, dropped, "bad").restored is None
+    assert active_serials(publisher, image) == [kept]
+    assert publisher.version(image.name, older).state == VersionState.inactive
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
