@@ -10,6 +10,7 @@ from activities.errors import image_server_errors
 from activities.heartbeat import beating
 from clients.catalog import CatalogClient, CatalogRejected, VersionUnchanged
 from core.catalog import (
+    HoldView,
     ImageCheckReport,
     ImageCheckView,
     TransitionRequest,
@@ -81,7 +82,7 @@ class CatalogActivities:
                 )
             except VersionUnchanged as exc:
                 return self._unchanged(inp.spec.name, exc.unchanged_since, inp.workflow_id)
-            if version.state in (VersionState.created, VersionState.inactive):
+            if version.state in (VersionState.created, VersionState.inactive, VersionState.revoked):
                 version = self.catalog.transition(
                     inp.spec.name,
                     inp.serial,
@@ -111,6 +112,13 @@ class CatalogActivities:
                     workflow_id=inp.workflow_id,
                 ),
             )
+
+    @activity.defn
+    @beating
+    def find_hold(self, image: str) -> HoldView | None:
+        """The image's hold, if an operator holds it: the pipeline waits before promoting."""
+        with image_server_errors():
+            return self.catalog.hold_of(image)
 
     @activity.defn
     @beating

@@ -6,7 +6,10 @@ from contextlib import contextmanager
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from clients.catalog import CatalogRejected
+from clients.catalog import CatalogRejected, ImageHeld
+
+# The failure type of a promotion the server refused because the image is held.
+IMAGE_HELD = "ImageHeld"
 
 
 @contextmanager
@@ -16,6 +19,8 @@ def image_server_errors() -> Iterator[None]:
     Temporal failure ("Failure exceeds size limit." is all an operator would see)."""
     try:
         yield
+    except ImageHeld as exc:
+        raise ApplicationError(str(exc), type=IMAGE_HELD, non_retryable=True) from None
     except CatalogRejected as exc:
         raise ApplicationError(str(exc), type="CatalogRejected", non_retryable=True) from None
     except httpx.HTTPError as exc:

@@ -41,17 +41,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gc(args: argparse.Namespace) -> int:
-    """Delete the files of versions inactive for longer than the grace period."""
+def operator(what: str) -> CatalogClient | None:
+    """A client with the operator token; None (said on stderr) if there is none."""
     settings = Settings()
     if not settings.operator_token:
-        print("icefloe: gc needs an operator token in ICEFLOE_OPERATOR_TOKEN", file=sys.stderr)
+        print(f"icefloe: {what} needs an operator token in ICEFLOE_OPERATOR_TOKEN", file=sys.stderr)
+        return None
+    return CatalogClient(settings, token=settings.operator_token.get_secret_value())
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Delete the files of versions inactive for longer than the grace period."""
+    if (ops := operator("gc")) is None:
         return 2
-    ops = CatalogClient(settings, token=settings.operator_token.get_secret_value())
-    try:
+    with closing(ops):
         done = ops.gc(grace_s=int(args.grace_days * DAY_S))
-    finally:
-        ops.close()
     print(f"deleted {len(done.files)} files ({done.bytes} bytes) of {len(done.versions)} versions")
     for version in done.versions:
         print(f"  {version}")

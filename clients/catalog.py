@@ -13,8 +13,12 @@ from core.catalog import (
     EventView,
     GcRequest,
     GcResult,
+    HoldRequest,
+    HoldView,
     ImageCheckReport,
     ImageCheckView,
+    RevokeRequest,
+    RevokeResult,
     TransitionRequest,
     VersionCreate,
     VersionPackages,
@@ -42,6 +46,10 @@ class VersionUnchanged(CatalogRejected):
     def __init__(self, unchanged_since: str, message: str) -> None:
         super().__init__(409, message)
         self.unchanged_since = unchanged_since
+
+
+class ImageHeld(CatalogRejected):
+    """A promotion refused (409): an operator holds the image (`icefloe hold`)."""
 
 
 def _answer(response: httpx.Response) -> dict[str, object]:
@@ -96,8 +104,11 @@ class CatalogClient:
 
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.is_client_error:
-            detail = _answer(response).get("detail", response.text)
-            raise CatalogRejected(response.status_code, str(detail))
+            answer = _answer(response)
+            detail = str(answer.get("detail", response.text))
+            if response.status_code == 409 and answer.get("held_by"):
+                raise ImageHeld(409, detail)
+            raise CatalogRejected(response.status_code, detail)
         response.raise_for_status()
         return response
 
@@ -170,6 +181,32 @@ class CatalogClient:
             json=req.model_dump(mode="json"),
         )
         return VersionView.model_validate_json(self._check(r).content)
+
+    def revoke(self, image: str, serial: str, reason: str) -> RevokeResult:
+        """Take the version out of every feed (operator); and what was restored instead."""
+        r = self._http.post(
+            f"/api/v1/images/{image}/versions/{serial}/revoke",
+            json=RevokeRequest(reason=reason).model_dump(),
+        )
+        return RevokeResult.model_validate_json(self._check(r).content)
+
+    def hold(self, image: str, reason: str) -> HoldView:
+        r = self._http.put(
+            f"/api/v1/images/{image}/hold", json=HoldRequest(reason=reason).model_dump()
+        )
+        return HoldView.model_validate_json(self._check(r).content)
+
+    def release(self, image: str) -> HoldView:
+        """Release the image's hold; the hold released."""
+        r = self._http.delete(f"/api/v1/images/{image}/hold")
+        return HoldView.model_validate_json(self._check(r).content)
+
+    def hold_of(self, image: str) -> HoldView | None:
+        """The image's hold; None if it is not held (or not known yet)."""
+        r = self._http.get(f"/api/v1/images/{image}/hold")
+        if r.status_code == 404:
+            return None
+        return HoldView.model_validate_json(self._check(r).content)
 
     def record(self, image: str, serial: str, report: AssessmentReport) -> None:
         r = self._http.put(

@@ -18,6 +18,9 @@ class VersionState(StrEnum):
     testing = "testing"
     active = "active"
     inactive = "inactive"
+    # Taken back by an operator (server_api.revoke): in no channel, its files not served;
+    # active again only through a new test run or a forced promotion.
+    revoked = "revoked"
 
 
 class Channel(StrEnum):
@@ -96,9 +99,12 @@ class VersionCreate(BaseModel):
     force: bool = False
 
 
+Reason = Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S", description="why")]
+
+
 class TransitionRequest(BaseModel):
     to: VersionState
-    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why")
+    reason: Reason
     from_state: VersionState | None = Field(
         None,
         description="move only if the version is in this state when the server moves it "
@@ -114,6 +120,23 @@ class TransitionRequest(BaseModel):
         if self.force and self.to != VersionState.active:
             raise ValueError("force only applies to a promotion (to: active)")
         return self
+
+
+class RevokeRequest(BaseModel):
+    reason: Reason
+
+
+class HoldRequest(BaseModel):
+    reason: Reason
+
+
+class HoldView(BaseModel):
+    """An image's hold (an incident freeze): no version of it is promoted until released."""
+
+    image: str
+    held_by: str
+    reason: str
+    held_at: datetime
 
 
 class AssessmentReport(BaseModel):
@@ -164,6 +187,13 @@ class VersionView(BaseModel):
     # Set once garbage collection deleted the version's files.
     files_deleted_at: datetime | None = None
     inputs: VersionInputs | None = None
+
+
+class RevokeResult(BaseModel):
+    """The revoked version, and the earlier one restored to active in its place, if any."""
+
+    revoked: VersionView
+    restored: VersionView | None = None
 
 
 class ArchPackages(BaseModel):

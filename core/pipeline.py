@@ -33,6 +33,8 @@ class Phase(StrEnum):
     unchanged = "unchanged"
     # An arch worker is at its ICEFLOE_WORKER_MAX_BUILDS / _MAX_TESTS: the work waits its turn.
     waiting_for_slot = "waiting-for-slot"
+    # Every check passed, but an operator holds the image: promotion waits for the release.
+    held = "held"
 
     def on(self, arches: list[str]) -> str:
         """The phase with the arches it concerns, as `waiting-for-worker:i686,x86_64`."""
@@ -52,6 +54,8 @@ class PipelineInput(BaseModel):
     worker_wait_s: int = Field(default=300, gt=0)
     # Build and publish even when the inputs equal those of the newest active version.
     force: bool = False
+    # While the image is held, how often the pipeline asks whether it was released.
+    hold_poll_s: int = Field(default=30, gt=0)
 
 
 def pipeline_workflow_id(image: str, serial: str) -> str:

@@ -6,10 +6,10 @@ so the server (not the client) is the one that decides.
 """
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -37,8 +37,11 @@ from server_api.unchanged import unchanged_since
 ALLOWED: dict[VersionState, set[VersionState]] = {
     VersionState.created: {VersionState.testing},
     VersionState.testing: {VersionState.testing, VersionState.active, VersionState.inactive},
-    VersionState.active: {VersionState.inactive},
-    VersionState.inactive: {VersionState.testing},
+    VersionState.active: {VersionState.inactive, VersionState.revoked},
+    VersionState.inactive: {VersionState.testing, VersionState.revoked},
+    # Back only through a new test run (results recorded after the revocation) or an
+    # operator's forced promotion.
+    VersionState.revoked: {VersionState.testing, VersionState.active},
 }
 
 
@@ -235,17 +238,25 @@ def _publish(
     return version, True
 
 
-def missing_checks(session: Session, version: Version) -> dict[str, list[str]]:
-    """Per arch, the required checks that have no passed assessment yet."""
-    arches = session.exec(select(VersionArch.arch).where(VersionArch.version_id == version.id))
-    passed = {
-        (a.arch, a.check)
-        for a in session.exec(
-            select(Assessment).where(
-                Assessment.version_id == version.id, Assessment.state == AssessmentState.passed
-            )
+def revoked_at(session: Session, version: Version) -> datetime | None:
+    """When the version was last revoked: results from before then no longer count."""
+    return session.exec(
+        select(func.max(Event.at)).where(
+            Event.version_id == version.id, Event.to_state == VersionState.revoked
         )
-    }
+    ).one()
+
+
+def missing_checks(session: Session, version: Version) -> dict[str, list[str]]:
+    """Per arch, the required checks that have no passed assessment yet (since the
+    version's revocation, if it was revoked)."""
+    arches = session.exec(select(VersionArch.arch).where(VersionArch.version_id == version.id))
+    passed_query = select(Assessment).where(
+        Assessment.version_id == version.id, Assessment.state == AssessmentState.passed
+    )
+    if (since := revoked_at(session, version)) is not None:
+        passed_query = passed_query.where(Assessment.updated_at > since)
+    passed = {(a.arch, a.check) for a in session.exec(passed_query)}
     return {
         arch: [c for c in version.required_checks if (arch, c) not in passed] for arch in arches
     }
@@ -266,7 +277,17 @@ def transition(
     gets 409 with the state it found, never two answers that contradict each other."""
     if req.force and not operator:
         raise CatalogError(403, "a forced promotion needs an operator token")
+    if req.to == VersionState.revoked:
+        raise CatalogError(
+            422, "revoke through POST .../revoke (operator): it also restores the version before"
+        )
     expected = req.from_state or version.state
+    if expected == VersionState.revoked and req.to == VersionState.active and not req.force:
+        raise CatalogError(
+            409,
+            f"{version.image} {version.serial} is revoked: only a new test run (to: testing) "
+            "or an operator's forced promotion makes it active again",
+        )
     if _refused(version, req.to, expected):
         raise _refusal(version, req.to, expected)
     if req.to == VersionState.active and not req.force:
@@ -278,7 +299,10 @@ def transition(
             )
     if req.to == VersionState.active:
         # Promotions of one image queue here, so each one's retention sees the others'.
-        locked(session, select(Image).where(Image.name == version.image))
+        image = locked(session, select(Image).where(Image.name == version.image))[0]
+        if image.held_at is not None:
+            session.rollback()
+            raise held(image)
     if not _move(session, version, expected, req.to, actor, req.reason, req.workflow_id, req.force):
         session.rollback()
         session.refresh(version)
@@ -287,6 +311,16 @@ def transition(
         _retire_older(session, version, actor, keep_active)
     session.commit()
     return version
+
+
+def held(image: Image) -> CatalogError:
+    """The 409 a promotion of a held image gets: who holds it, since when, why."""
+    return CatalogError(
+        409,
+        f"{image.name} is held by {image.held_by} since {image.held_at:%Y-%m-%d %H:%M} UTC "
+        f"({image.hold_reason}): no promotion until `icefloe release {image.name}`",
+        held_by=image.held_by or "",
+    )
 
 
 def _refused(version: Version, to: VersionState, expected: VersionState) -> bool:
@@ -380,7 +414,8 @@ def _retire_older(session: Session, version: Version, actor: str, keep_active: i
 
 
 def record_assessment(session: Session, version: Version, report: AssessmentReport) -> Assessment:
-    """Upsert one result; a passed result is final and never overwritten."""
+    """Upsert one result; a passed result is final and never overwritten, unless the
+    version was revoked since (a new test run records its own)."""
     row = session.exec(
         select(Assessment).where(
             Assessment.version_id == version.id,
@@ -390,7 +425,8 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
             Assessment.host == report.host,
         )
     ).first()
-    if row is not None and row.state == AssessmentState.passed:
+    since = revoked_at(session, version)
+    if row is not None and row.state == AssessmentState.passed and not _before(row, since):
         if report.state == AssessmentState.passed:
             return row
         raise CatalogError(409, f"check {report.check} on {report.arch} already passed")
@@ -423,6 +459,11 @@ def _check_failed(session: Session, version: Version, report: AssessmentReport) 
     said["evidence"] = report.evidence[-2000:]
     said["reason"] = f"{report.check} failed on {report.arch}"
     record_notice(session, NoticeKind.check_failed, version.image, version.serial, said)
+
+
+def _before(row: Assessment, since: datetime | None) -> bool:
+    at = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+    return since is not None and at <= (since if since.tzinfo else since.replace(tzinfo=UTC))
 
 
 def abandon_running(session: Session, version: Version, older_than_s: int) -> int:

@@ -239,6 +239,21 @@ def render(session: Session, channel: Channel, flavour: Flavour | None, generati
     return join(channel, flavour, generation, parts)
 
 
+def revoked_files(session: Session) -> set[str]:
+    """The sha256 of every file a revoked version lists: no channel serves them."""
+    rows = session.execute(
+        sa.select(
+            col(VersionArch.metadata_sha256),
+            col(VersionArch.rootfs_sha256),
+            col(VersionArch.delta_sha256),
+            col(VersionArch.manifest_sha256),
+        )
+        .join(Version, col(Version.id) == col(VersionArch.version_id))
+        .where(col(Version.state) == VersionState.revoked)
+    )
+    return {sha for row in rows for sha in row if sha}
+
+
 def generation(session: Session) -> int:
     """The catalog's generation: its newest event id (every change writes an event)."""
     return session.exec(select(func.max(Event.id))).one() or 0
@@ -289,13 +304,16 @@ class FeedCache:
 
 def left_within(session: Session, channel: Channel, sha256: str, seconds: int) -> bool:
     """Whether a version that lists the file left `channel` in the last `seconds` (its
-    events say when): a host that read the channel's index before still lists the file."""
+    events say when): a host that read the channel's index before still lists the file.
+    A revoked version has no such grace: it was taken back, not merely superseded."""
     listed = VersionState(channel.value)
     return (
         session.exec(
             select(Event.id)
             .join(VersionArch, col(VersionArch.version_id) == col(Event.version_id))
+            .join(Version, col(Version.id) == col(Event.version_id))
             .where(
+                col(Version.state) != VersionState.revoked,
                 col(Event.from_state) == listed,
                 col(Event.to_state) != listed,
                 col(Event.at) >= utcnow() - timedelta(seconds=seconds),

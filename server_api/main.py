@@ -32,6 +32,7 @@ from server_api.routes import (
     pages,
     pipelines,
     refreshes,
+    revoke,
     status,
     versions,
 )
@@ -132,6 +133,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(versions.router)
     app.include_router(checks.router)
+    app.include_router(revoke.router)
     app.include_router(pipelines.router)
     app.include_router(refreshes.router)
     app.include_router(access.router)

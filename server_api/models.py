@@ -24,6 +24,10 @@ class Image(SQLModel, table=True):
     release_title: str = ""
     aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     requirements: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
+    # A hold (server_api.revoke): while set, no version of the image is promoted.
+    held_by: str | None = None
+    hold_reason: str | None = None
+    held_at: datetime | None = None
 
 
 class Version(SQLModel, table=True):

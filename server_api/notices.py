@@ -41,6 +41,10 @@ def record_notice(
     return notice
 
 
+# How server_api.revoke words the move that puts the version before a revoked one back.
+RESTORED = "restored: "
+
+
 def move_notice(
     to: VersionState, expected: VersionState, reason: str, forced: bool
 ) -> NoticeKind | None:
@@ -49,10 +53,11 @@ def move_notice(
     if to == VersionState.testing:
         return NoticeKind.version_testing
     if to == VersionState.active:
-        return NoticeKind.version_promoted
+        restored = expected == VersionState.inactive and reason.startswith(RESTORED)
+        return NoticeKind.version_restored if restored else NoticeKind.version_promoted
     if to == VersionState.inactive and expected == VersionState.testing:
         return NoticeKind.version_expired if reason.startswith("expired") else None
-    if to.value == "revoked":  # VersionState.revoked (the revoke branch adds it)
+    if to == VersionState.revoked:
         return NoticeKind.version_revoked
     return None
 

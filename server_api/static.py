@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from core.catalog import Channel, Flavour
-from server_api.feeds import Feed, FeedCache, generation
+from server_api.feeds import Feed, FeedCache, generation, revoked_files
 from server_api.store import FileStore
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ class StaticTrees:
             if (now := generation(session)) == self.shown():
                 return now
             self._remove_leftovers()
+            taken_back: dict[Channel, set[str]] = {}
+            revoked = revoked_files(session)
             for channel in Channel:
                 feeds_of = {
                     f: feeds.get(session, channel, f) for c, f in self.trees() if c == channel
@@ -152,7 +154,8 @@ class StaticTrees:
                     log.warning("the store lacks %d files the %s feed lists", len(missing), channel)
                 for flavour, feed in feeds_of.items():
                     self._publish(tree_name(channel, flavour), channel, now, feed)
-            self._prune()
+                taken_back[channel] = revoked - listed
+            self._prune(taken_back)
             atomic_write(self.root / "generation", str(now).encode())
         return now
 
@@ -202,9 +205,10 @@ class StaticTrees:
             for channel in Channel:
                 shutil.rmtree(self.root / channel.value, ignore_errors=True)
 
-    def _prune(self) -> None:
+    def _prune(self, taken_back: dict[Channel, set[str]]) -> None:
         """Superseded generations go `grace_s` after their successor was written; a file
-        goes when no generation left of its channel's trees lists it."""
+        goes when no generation left of its channel's trees lists it, or at once when a
+        revoked version lists it (`taken_back`: what no current tree lists)."""
         for channel in Channel:
             kept: set[str] = set()
             for c, flavour in self.trees():
@@ -227,7 +231,7 @@ class StaticTrees:
                     kept |= self._manifest(tree, gen)[1]
             files = self.files_dir(channel)
             if files.is_dir():
-                for sha in set(os.listdir(files)) - kept:
+                for sha in set(os.listdir(files)) - (kept - taken_back[channel]):
                     (files / sha).unlink()
 
 

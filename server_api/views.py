@@ -174,6 +174,7 @@ class ImageSummary(BaseModel):
     versions: int
     states: dict[VersionState, int]
     newest: list[VersionBrief]
+    held_by: str | None = None  # an operator holds its promotions (server_api.revoke)
 
 
 def image_summaries(session: Session, newest: int) -> list[ImageSummary]:
@@ -213,6 +214,7 @@ def image_summaries(session: Session, newest: int) -> list[ImageSummary]:
             versions=sum(counts[i.name].values()),
             states=counts[i.name],
             newest=latest[i.name],
+            held_by=i.held_by,
         )
         for i in session.exec(select(Image).order_by(col(Image.name)))
     ]

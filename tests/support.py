@@ -23,6 +23,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from core.config import REPO_DIR, ServerSettings
+from harness.servers import RunningServer
 from harness.temporal import failed_attempts
 from harness.waiting import until
 
@@ -194,3 +195,26 @@ async def nothing_left(leftovers: Callable[[], list[str]], what: str) -> None:
     them just after its test activity returns (activities/lxd_test/cleanup.py), so the
     pipeline's result may come first. A ceiling for a loaded machine, not a measure."""
     await until(lambda: asyncio.to_thread(lambda: not leftovers()), f"no {what} left", 60, 0.1)
+
+
+def icefloe_cli(server: RunningServer, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, pointed at the server, with only the tokens given."""
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE_") or k == "ICEFLOE_HOME"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        timeout=60,
+        env=base
+        | {
+            "ICEFLOE_SERVER_URL": server.url,
+            "ICEFLOE_SERVER_CA": str(server.server_settings.cert_path),
+            "ICEFLOE_STATE_DIR": str(server.server_settings.state_dir / "cli"),
+            "ICEFLOE_LOG_LEVEL": "ERROR",
+            "COLUMNS": "160",
+        }
+        | env,
+    )

@@ -48,6 +48,7 @@ def control_worker(
             acts.check_inputs,
             acts.publish_version,
             acts.promote_version,
+            acts.find_hold,
             acts.retire_version,
             prune.find_prune_candidates,
             prune.pipeline_running,

@@ -30,6 +30,7 @@ from workflows.options import BUILD, CONTROL, INPUTS, RETRY, TEST, options
 with workflow.unsafe.imports_passed_through():
     from activities.builders.activity import BuildActivities
     from activities.catalog import CatalogActivities
+    from activities.errors import IMAGE_HELD
     from activities.lxd_test.activity import ImageTestActivities
     from core import search_attributes as sa
     from core.arch import LxdArch, task_queue
@@ -77,6 +78,8 @@ INPUTS_FIRST = "inputs-before-building"
 # Since these patches the hooks hear of machinery failing and of an arch no worker polls.
 NOTIFY_MACHINERY = "notify-machinery-failed"
 NOTIFY_NO_WORKER = "notify-worker-missing"
+# Since this patch a pipeline whose image is held waits in phase `held` before promoting.
+HOLD_FIRST = "held-before-promotion"
 
 
 def _fault(err: ActivityError) -> str:
@@ -318,7 +321,7 @@ class ImagePipeline:
                 to_test = []
             failed = self._failed()
             if not failed:
-                return await self._promote()
+                return await self._promote_unless_held()
             until = (
                 f"waiting for a retry until {self._deadline:%Y-%m-%d %H:%M} UTC, "
                 f"then {serial} expires"
@@ -481,6 +484,30 @@ class ImagePipeline:
             if is_cancelled_exception(err) or not workflow.patched(MACHINERY_FAULTS):
                 raise
             return ArchTestResult(arch=arch, host="", checks=[], fault=_fault(err))
+
+    async def _promote_unless_held(self) -> PipelineResult:
+        """Promote once the image is not held; a hold placed between the look and the
+        promotion (the server refuses it, naming the hold) means waiting again."""
+        if not workflow.patched(HOLD_FIRST):
+            return await self._promote()
+        while True:
+            await self._wait_while_held()
+            try:
+                return await self._promote()
+            except ActivityError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == IMAGE_HELD):
+                    raise
+
+    async def _wait_while_held(self) -> None:
+        image = self._inp.spec.name
+        while hold := await self._control(CatalogActivities.find_hold, image, "look for a hold"):
+            self._enter(
+                Phase.held,
+                f"{image} is held by {hold.held_by} ({hold.reason}); promotion of "
+                f"{self._inp.serial} waits for `icefloe release {image}`",
+            )
+            await workflow.sleep(self._inp.hold_poll_s, summary="look for the hold again")
 
     async def _promote(self) -> PipelineResult:
         serial = self._inp.serial

@@ -1,42 +1,16 @@
 """`icefloe versions` and `icefloe show` print what the catalog knows: the real CLI against a
 real image server; and the lines `trigger --wait` and `status` print about what failed."""
 
-import os
-import subprocess
-import sys
 from datetime import UTC
 from pathlib import Path
 
 from cli.tables import version_page
 from core.catalog import AssessmentReport, ImageCheckReport, TransitionRequest
-from core.config import REPO_DIR
 from core.pipeline import ArchTestResult, CheckOutcome
 from harness.publish import move, new_image, next_serial, publish
 from harness.servers import RunningServer, client, token
+from tests.support import icefloe_cli as icefloe
 from workflows.trigger import evidence_lines, fault_line
-
-
-def icefloe(server: RunningServer, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it, pointed at the server, with only the tokens given."""
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE_") or k == "ICEFLOE_HOME"
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        timeout=60,
-        env=base
-        | {
-            "ICEFLOE_SERVER_URL": server.url,
-            "ICEFLOE_SERVER_CA": str(server.server_settings.cert_path),
-            "ICEFLOE_STATE_DIR": str(server.server_settings.state_dir / "cli"),
-            "ICEFLOE_LOG_LEVEL": "ERROR",
-            "COLUMNS": "160",
-        }
-        | env,
-    )
 
 
 def test_versions_and_show_print_states_results_evidence_and_events(

@@ -65,7 +65,7 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
     assert set(top) == {
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
         *("cancel", "versions", "show", "gc", "catalogue", "hook", "refresh", "setup-temporal"),
-        "up",
+        *("up", "revoke", "hold", "release"),
     }
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
     assert set(commands(top["worker"])) == {"control", "arch"}
@@ -96,6 +96,13 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
             "icefloe worker arch: error: the following arguments are required: ARCH",
         ),
         (("worker",), "icefloe worker: error: the following arguments are required: role"),
+        (
+            ("revoke", "a:b:c", "20261203-1"),
+            "icefloe revoke: error: the following arguments are required: --reason",
+        ),
+        (("revoke", "a:b:c", "soon", "--reason", "x"), "argument serial: serial must start"),
+        (("hold", "a:b:c"), "icefloe hold: error: the following arguments are required: --reason"),
+        (("release",), "icefloe release: error: the following arguments are required: image"),
     ],
 )
 def test_what_a_sub_command_needs_is_refused_by_argparse(

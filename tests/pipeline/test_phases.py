@@ -25,13 +25,16 @@ from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd
 from core import search_attributes as sa
 from core.config import REPO_DIR
-from core.pipeline import PipelineResult, pipeline_workflow_id
+from core.pipeline import PipelineInput, PipelineResult, pipeline_workflow_id
 from core.spec import ImageSpec
-from harness.publish import next_serial
+from harness.publish import next_serial, publish
 from harness.remote import namespace
 from harness.servers import RunningServer, http, token
+from tests.support import assert_no_failed_attempts
 from workers.arch import arch_worker
 from workers.control import control_worker
+from workflows.pipeline import ImagePipeline
+from workflows.trigger import start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
@@ -259,3 +262,34 @@ async def test_cancel_command_ends_cancelled(stack: Stack, tmp_path: Path) -> No
     event = stack.catalog.events(image.name, serial)[-1]
     assert (event.from_state, event.to_state) == ("testing", "inactive")
     assert event.reason == "pipeline cancelled by dana: superseded"
+
+
+async def test_a_held_image_waits_in_phase_held_then_promotes_once_released(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`icefloe hold`: every check passes, the pipeline shows `held` with who and why and
+    promotes nothing; `icefloe release`: it promotes on its next look."""
+    await stack.start()
+    image = ImageSpec(os="busybox", release=f"held{uuid.uuid4().hex[:6]}", arches=["x86_64"])
+    publish(stack.server, image, tmp=tmp_path)  # the image exists, so it can be held
+    ops = token(stack.server, "operator", "ops-dana")
+    code, out = await icefloe(
+        stack, "hold", image.name, "--reason", "incident 9", ICEFLOE_OPERATOR_TOKEN=ops
+    )
+    assert code == 0, out
+
+    serial = next_serial()
+    handle = await start_pipeline(
+        stack.client, PipelineInput(spec=image, serial=serial, hold_poll_s=1)
+    )
+    await until_phases(handle, "testing", "held")
+    progress = await handle.query(ImagePipeline.progress)
+    assert f"{image.name} is held by ops-dana (incident 9)" in progress.details
+    assert stack.catalog.version(image.name, serial).state == "testing"
+
+    code, out = await icefloe(stack, "release", image.name, ICEFLOE_OPERATOR_TOKEN=ops)
+    assert code == 0, out
+    result = await asyncio.wait_for(handle.result(), 300)
+    assert result.state == "active", result.message
+    assert await phases(handle) == [*BUILT, "held", "promoting", "done"]
+    await assert_no_failed_attempts(handle)

@@ -24,7 +24,7 @@ from server_api.db import ALEMBIC_INI, engine_for, make_engine
 from server_api.views import view
 from tests.support import postgres_database
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _drift(url: str) -> list:
@@ -66,7 +66,8 @@ def test_a_catalog_from_before_migrations_is_adopted_and_keeps_its_rows(tmp_path
 
 def _upgrade_from_0005_keeps_the_rows(url: str) -> None:
     """A catalog with an active version made before versions kept their inputs: upgraded,
-    the version reads back without inputs and the image can be checked."""
+    the version reads back without inputs, the image can be checked and the version
+    revoked."""
     cfg = Config(str(ALEMBIC_INI))
     with engine_for(url).begin() as conn:
         cfg.attributes["connection"] = conn
@@ -93,6 +94,10 @@ def _upgrade_from_0005_keeps_the_rows(url: str) -> None:
         assert check.unchanged_since == old.serial
         revision = session.execute(text("SELECT version_num FROM alembic_version"))
         assert revision.scalar() == HEAD
+        old.state = VersionState.revoked  # a value the enum gained after 0005 (Postgres: 0008)
+        session.add(old)
+        session.commit()
+        assert get_version(session, "a:b:c", "20261203-0001").state == VersionState.revoked
 
 
 def test_sqlite_upgrade_from_the_previous_head_keeps_the_rows(tmp_path):

@@ -103,8 +103,9 @@ def put_in(v: Version, state: str) -> None:
 ALLOWED = {
     "created": "testing",
     "testing": "active, inactive, testing",
-    "active": "inactive",
-    "inactive": "testing",
+    # revoked only by POST .../revoke and out of it only as test_revoke.py has it
+    "active": "inactive, revoked",
+    "inactive": "revoked, testing",
 }
 
 

@@ -158,3 +158,24 @@ def test_a_bad_hook_id_is_a_4xx(ops: HooksClient):
     for path in ("/api/v1/hooks/0/deliveries", "/api/v1/hooks/99999999999/deliveries"):
         assert ops._http.get(path).status_code == 422
     assert ops._http.delete("/api/v1/hooks/12345").status_code == 404
+
+
+def test_a_revoke_that_restores_tells_of_the_revoke_and_the_restore_not_a_promotion(
+    server: RunningServer, ops: HooksClient, tmp_path: Path
+):
+    every = ops.add_hook(HookCreate(url=RECEIVER))
+    image = new_image(arches=["x86_64"])
+    keep = server.server_settings.keep_active
+    serials = [
+        publish(server, image, tmp=tmp_path / str(i), to=["testing", "active"]).serial
+        for i in range(keep + 1)
+    ]  # retention retired the oldest
+    with closing(client(server, token(server, "operator", "ops-carol"))) as operator:
+        operator.revoke(image.name, serials[-1], "bad in production")
+    told = [(d.kind, d.serial) for d in ops.deliveries(every.id) if d.image == image.name]
+    assert told[:2] == [
+        (NoticeKind.version_restored, serials[0]),
+        (NoticeKind.version_revoked, serials[-1]),
+    ]  # newest first
+    promoted = [s or "" for k, s in told if k == NoticeKind.version_promoted]
+    assert sorted(promoted) == serials

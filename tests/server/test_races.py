@@ -394,3 +394,55 @@ def test_the_channel_file_grace_is_a_setting(tmp_path):
         assert ops.gc(grace_s=0).versions == [f"{image.name} {serial}"]
         for c in (publisher, ops):
             c.close()
+
+
+def revoke_path(image: ImageSpec, serial: str) -> str:
+    return f"/api/v1/images/{image.name}/versions/{serial}/revoke"
+
+
+def test_two_revokes_of_one_version_give_one_revocation_and_a_clear_409(
+    server, publisher, operator, tmp_path
+):
+    image = new_image(arches=["x86_64"])
+    for trial in range(TRIALS):
+        serial = in_testing(publisher, tmp_path / str(trial), image)
+        move(publisher, image, serial, "active")
+        answers = race(
+            server, [("POST", revoke_path(image, serial), operator, {"reason": "bad"})] * 2
+        )
+        assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+        lost = next(r for r in answers if r.status_code == 409)
+        assert lost.json()["detail"] == f"{image.name} {serial} is already revoked"
+        assert replays(publisher, image, serial)[-2:] == ["active", "revoked"]
+
+
+def test_a_revoke_racing_a_promotion_ends_as_either_order_would(
+    server, publisher, operator, tmp_path
+):
+    """The newest of `keep` active versions is revoked while a newer one is promoted: in
+    either order the newer one and the `keep - 1` before the revoked one end active (one
+    of them restored), the one older than all of them inactive, and each answer 200."""
+    keep = server.server_settings.keep_active
+    promote = {"to": "active", "reason": "every check passed"}
+    for trial in range(TRIALS // 2):
+        image = new_image(arches=["x86_64"])
+        tmp = tmp_path / str(trial)
+        oldest, *actives = [in_testing(publisher, tmp / str(n), image) for n in range(keep + 1)]
+        for serial in (oldest, *actives):
+            move(publisher, image, serial, "active")
+        newer = in_testing(publisher, tmp / "newer", image)
+        revoked = actives[-1]
+        answers = race(
+            server,
+            [
+                ("POST", revoke_path(image, revoked), operator, {"reason": "bad"}),
+                ("POST", transitions_path(image, newer), server.token, promote),
+            ],
+        )
+        assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+        active = {v.serial for v in publisher.versions(state=VersionState.active, image=image.name)}
+        assert active == {*actives[:-1], newer}, f"trial {trial}"
+        assert publisher.version(image.name, revoked).state == "revoked"
+        assert publisher.version(image.name, oldest).state == "inactive"
+        for serial in (oldest, *actives, newer):
+            replays(publisher, image, serial)

@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.errors import IMAGE_HELD
 from clients.temporal import register as register_search_attributes
 from core.arch import CONTROL_TASK_QUEUE, task_queue
 from core.catalog import (
@@ -31,6 +32,7 @@ from core.catalog import (
     AssessmentState,
     BuiltFile,
     FileType,
+    HoldView,
     ImageCheckView,
     VersionState,
     VersionView,
@@ -79,6 +81,9 @@ class FakeCatalog:
         self.published: list[PublishInput] = []
         self.broken: set[str] = set()  # arches whose test machinery fails on every attempt
         self.notices: list[NoticeCreate] = []
+        self.hold: HoldView | None = None  # the image's hold, while an operator holds it
+        self.hold_at_promotion: HoldView | None = None  # placed just before the promotion
+        self.promotions = 0
 
     def _check(self, since: str) -> ImageCheckView:
         now = activity.info().current_attempt_scheduled_time
@@ -143,6 +148,13 @@ class FakeCatalog:
 
     @activity.defn(name="promote_version")
     async def promote_version(self, inp: PromoteInput) -> VersionView:
+        self.promotions += 1
+        if self.hold is None and self.hold_at_promotion is not None:
+            self.hold, self.hold_at_promotion = self.hold_at_promotion, None
+        if self.hold is not None:  # as the activity turns the server's 409 naming a hold
+            raise ApplicationError(
+                "image server said 409: held", type=IMAGE_HELD, non_retryable=True
+            )
         return self._move(self.promoted_to)
 
     @activity.defn(name="record_notice")
@@ -152,6 +164,10 @@ class FakeCatalog:
         return NoticeView(
             event_id=inp.key, kind=inp.kind, image=inp.image, at=at, serial=None, created=True
         )
+
+    @activity.defn(name="find_hold")
+    async def find_hold(self, image: str) -> HoldView | None:
+        return self.hold
 
     @activity.defn(name="retire_version")
     async def retire_version(self, inp: RetireInput) -> VersionView:
@@ -186,6 +202,7 @@ async def pipeline(
         fake.check_inputs,
         fake.publish_version,
         fake.promote_version,
+        fake.find_hold,
         fake.retire_version,
         fake.record_notice,
     ]
@@ -342,3 +359,36 @@ async def _later_timeouts(handle: WorkflowHandle, length: int) -> bool:
     """Two more schedule-to-start timeouts of the unpolled arch since `length` events."""
     events = [e async for e in handle.fetch_history_events()][length:]
     return sum(e.HasField("activity_task_timed_out_event_attributes") for e in events) >= 2
+
+
+def a_hold(at: datetime) -> HoldView:
+    return HoldView(image="fake:1:default", held_by="ops-alice", reason="incident 42", held_at=at)
+
+
+async def is_held(handle: WorkflowHandle) -> bool:
+    return (await handle.query(ImagePipeline.progress)).phase == Phase.held
+
+
+@pytest.mark.parametrize("placed", ["before", "during the promotion"])
+async def test_a_held_image_waits_in_phase_held_and_promotes_once_released(
+    env: WorkflowEnvironment, placed: str
+) -> None:
+    """Held before the pipeline looks, or placed between its look and the promotion (the
+    server refuses that one): either way it waits, a day if need be, then promotes."""
+    fake = FakeCatalog(failing=set())
+    hold = a_hold(await env.get_current_time())
+    if placed == "before":
+        fake.hold = hold
+    else:
+        fake.hold_at_promotion = hold
+    async with pipeline(env, fake, hold_poll_s=3600) as handle:
+        await until(lambda: is_held(handle), "held")
+        await env.sleep(DAY_S)
+        progress = await handle.query(ImagePipeline.progress)
+        assert progress.phase == Phase.held
+        assert "is held by ops-alice (incident 42)" in progress.details
+        assert "icefloe release fake:1:default" in progress.details
+        fake.hold = None
+        result = await handle.result()
+    assert result.state == VersionState.active, result.message
+    assert fake.promotions == (1 if placed == "before" else 2)

@@ -8,7 +8,9 @@ that waited for build and test slots, its worker's `slot_wait` signals in it;
 `prune-*-devserver.json`: PruneTesting runs of tests/workflows/test_prune.py, expiring
 orphans and leaving live pipelines' versions, clearing stuck results only of orphans,
 and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a pipeline whose
-inputs equal the active version's, of tests/pipeline/test_unchanged.py; `refresh-*-devserver.json`:
+inputs equal the active version's, of tests/pipeline/test_unchanged.py;
+`pipeline-held-devserver.json`: one that waited in phase `held` until its image was released,
+of tests/pipeline/test_phases.py; `refresh-*-devserver.json`:
 a Refresh with an active image, an allowed failure, an unknown name and a bad file, and
 `pipeline-refresh-child-*`: that allowed failure's pipeline, which signalled its refresh and
 was cancelled; `deliver-retried-devserver.json`: a webhook delivery of
