@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from cli import (
     catalog,
     catalogue,
+    known,
     pipelines,
     refresh,
     server,
@@ -35,6 +36,7 @@ COMMAND_GROUPS = (
     workers,
     pipelines,
     catalog,
+    known,
     catalogue,
     refresh,
     temporal,

@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from core.catalog import (
+    SATISFIED,
     ArchFiles,
     AssessmentReport,
     AssessmentState,
@@ -26,6 +27,7 @@ from core.catalog import (
 )
 from core.inputs import spec_digest
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError, Packages
+from server_api.gate import gate
 from server_api.locks import locked
 from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
@@ -233,22 +235,6 @@ def _publish(
     return version, True
 
 
-def missing_checks(session: Session, version: Version) -> dict[str, list[str]]:
-    """Per arch, the required checks that have no passed assessment yet."""
-    arches = session.exec(select(VersionArch.arch).where(VersionArch.version_id == version.id))
-    passed = {
-        (a.arch, a.check)
-        for a in session.exec(
-            select(Assessment).where(
-                Assessment.version_id == version.id, Assessment.state == AssessmentState.passed
-            )
-        )
-    }
-    return {
-        arch: [c for c in version.required_checks if (arch, c) not in passed] for arch in arches
-    }
-
-
 def transition(
     session: Session,
     version: Version,
@@ -267,17 +253,13 @@ def transition(
     expected = req.from_state or version.state
     if _refused(version, req.to, expected):
         raise _refusal(version, req.to, expected)
+    reason = req.reason
     if req.to == VersionState.active and not req.force:
-        missing = {a: c for a, c in missing_checks(session, version).items() if c}
-        if missing or not version.required_checks:
-            detail = "; ".join(f"{a}: {', '.join(c)}" for a, c in sorted(missing.items()))
-            raise CatalogError(
-                409, f"not every required check passed, still needed: {detail or 'all'}"
-            )
+        reason = _gate(session, version, reason)
     if req.to == VersionState.active:
         # Promotions of one image queue here, so each one's retention sees the others'.
         locked(session, select(Image).where(Image.name == version.image))
-    if not _move(session, version, expected, req.to, actor, req.reason, req.workflow_id, req.force):
+    if not _move(session, version, expected, req.to, actor, reason, req.workflow_id, req.force):
         session.rollback()
         session.refresh(version)
         raise _refusal(version, req.to, expected)
@@ -285,6 +267,20 @@ def transition(
         _retire_older(session, version, actor, keep_active)
     session.commit()
     return version
+
+
+def _gate(session: Session, version: Version, reason: str) -> str:
+    """Refuse a promotion the gate does not let through; else the event's reason, naming
+    the known failures it relied on."""
+    seen = gate(session, version)
+    unmet = {a: c for a, c in seen.unmet.items() if c}
+    if unmet or not version.required_checks:
+        detail = "; ".join(f"{a}: {', '.join(c)}" for a, c in sorted(unmet.items()))
+        raise CatalogError(409, f"not every required check passed, still needed: {detail or 'all'}")
+    if seen.relied_on:
+        relied = "; ".join(k.says() for k in seen.relied_on)
+        reason += f"; relied on known failures, the gate did not require: {relied}"
+    return reason
 
 
 def _refused(version: Version, to: VersionState, expected: VersionState) -> bool:
@@ -375,7 +371,7 @@ def _retire_older(session: Session, version: Version, actor: str, keep_active: i
 
 
 def record_assessment(session: Session, version: Version, report: AssessmentReport) -> Assessment:
-    """Upsert one result; a passed result is final and never overwritten."""
+    """Upsert one result; a passed or not-applicable result is final, never overwritten."""
     row = session.exec(
         select(Assessment).where(
             Assessment.version_id == version.id,
@@ -385,10 +381,11 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
             Assessment.host == report.host,
         )
     ).first()
-    if row is not None and row.state == AssessmentState.passed:
-        if report.state == AssessmentState.passed:
+    if row is not None and row.state in SATISFIED:
+        if report.state == row.state:
             return row
-        raise CatalogError(409, f"check {report.check} on {report.arch} already passed")
+        already = row.state.value.replace("_", " ")
+        raise CatalogError(409, f"check {report.check} on {report.arch} already {already}")
     known = session.exec(
         select(VersionArch).where(
             VersionArch.version_id == version.id, VersionArch.arch == report.arch
@@ -401,6 +398,7 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
         **report.model_dump(include={"arch", "check", "instance_type", "host"}),
     )
     row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s"}))
+    row.failures += report.state == AssessmentState.failed
     row.updated_at = utcnow()
     session.add(row)
     session.commit()

@@ -24,6 +24,7 @@ from server_api.routes import (
     checks,
     feeds,
     files,
+    known,
     pages,
     pipelines,
     refreshes,
@@ -111,6 +112,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(versions.router)
     app.include_router(checks.router)
+    app.include_router(known.router)
     app.include_router(pipelines.router)
     app.include_router(refreshes.router)
     app.include_router(access.router)

@@ -1,6 +1,6 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
-uploads, feed renders, and the catalog's versions by state and arches by delta state
-(counted when scraped).
+uploads, feed renders, and the catalog's versions by state, arches by delta state and check
+results by state (counted when scraped).
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.catalog import Channel, DeltaState, Flavour, VersionState
-from server_api.models import Version, VersionArch
+from core.catalog import AssessmentState, Channel, DeltaState, Flavour, VersionState
+from server_api.models import Assessment, Version, VersionArch
 
 UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 # Feeds answer in a millisecond, uploads of GiBs take minutes.
@@ -36,6 +36,11 @@ class _VersionsByState(Collector):
         with Session(self.engine) as session:
             counts = dict(
                 session.exec(select(Version.state, func.count()).group_by(col(Version.state))).all()
+            )
+            assessments = dict(
+                session.exec(
+                    select(Assessment.state, func.count()).group_by(col(Assessment.state))
+                ).all()
             )
             deltas = dict(
                 session.exec(
@@ -55,6 +60,14 @@ class _VersionsByState(Collector):
         for delta in DeltaState:
             arches.add_metric([delta.value], deltas.get(delta, 0))
         yield arches
+        results = GaugeMetricFamily(
+            "icefloe_catalog_assessments",
+            "Check results in the catalog, by state (not_applicable: the check does not apply)",
+            labels=["state"],
+        )
+        for state in AssessmentState:
+            results.add_metric([state.value], assessments.get(state, 0))
+        yield results
 
 
 class ServerMetrics:

@@ -45,6 +45,7 @@ def control_worker(
             acts.check_inputs,
             acts.publish_version,
             acts.promote_version,
+            acts.check_gate,
             acts.retire_version,
             prune.find_prune_candidates,
             prune.pipeline_running,

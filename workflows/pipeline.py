@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         AssessmentState,
         Channel,
         ImageCheckView,
+        KnownFailureView,
         VersionState,
         VersionView,
     )
@@ -72,6 +73,9 @@ MACHINERY_FAULTS = "machinery-faults-wait-for-retry"
 TELL_REFRESH = "signal-refresh-when-awaiting-retry"
 # Since this patch a new version's inputs are worked out and compared before building.
 INPUTS_FIRST = "inputs-before-building"
+# Since this patch checks that failed only where an active known failure covers them let the
+# version through to the promotion (before it, any failed check waited for a retry).
+KNOWN_FAILURES = "gate-honours-known-failures"
 
 
 def _fault(err: ActivityError) -> str:
@@ -310,6 +314,11 @@ class ImagePipeline:
             failed = self._failed()
             if not failed:
                 return await self._promote()
+            waived = await self._waived(failed)
+            if waived:
+                result = await self._promote_past(waived)
+                if result:
+                    return result
             until = (
                 f"waiting for a retry until {self._deadline:%Y-%m-%d %H:%M} UTC, "
                 f"then {serial} expires"
@@ -457,9 +466,9 @@ class ImagePipeline:
                 raise
             return ArchTestResult(arch=arch, host="", checks=[], fault=_fault(err))
 
-    async def _promote(self) -> PipelineResult:
+    async def _promote(self, passed: str = "every check passed on every arch") -> PipelineResult:
         serial = self._inp.serial
-        self._enter(Phase.promoting, f"every check passed; promoting {serial} to active")
+        self._enter(Phase.promoting, f"{passed}; promoting {serial} to active")
         version = await self._control(
             CatalogActivities.promote_version,
             PromoteInput(
@@ -467,7 +476,6 @@ class ImagePipeline:
             ),
             "promote to active",
         )
-        passed = "every check passed on every arch"
         if version.state == VersionState.inactive:  # the server's retention, in the same move
             return self._done(
                 version,
@@ -476,6 +484,27 @@ class ImagePipeline:
                 inactive_by_retention=True,
             )
         return self._done(version, passed)
+
+    async def _waived(self, failed: list[str]) -> list[KnownFailureView]:
+        """The known failures that let these arches' failed checks through, if every one
+        is covered (the catalog's gate says; a machinery fault never is)."""
+        if any(self._tests[a].fault for a in failed) or not workflow.patched(KNOWN_FAILURES):
+            return []
+        ref = VersionRef(image=self._inp.spec.name, serial=self._inp.serial)
+        gate = await self._control(CatalogActivities.check_gate, ref, "check gate")
+        return [] if any(gate.unmet.values()) else gate.relied_on
+
+    async def _promote_past(self, waived: list[KnownFailureView]) -> PipelineResult | None:
+        """Promote relying on known failures; None if the server's gate refused meanwhile
+        (one expired): then the failed checks wait for a retry like any other."""
+        relied = "; ".join(k.says() for k in waived)
+        try:
+            return await self._promote(f"every other check passed; known failures: {relied}")
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            workflow.logger.info(f"promotion past known failures refused: {err.cause or err}")
+            return None
 
     async def _check_promoted(self) -> PipelineResult | None:
         """After an operator's forced promotion: done if the catalog agrees, else keep waiting."""

@@ -65,7 +65,9 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
     assert set(top) == {
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
         *("cancel", "versions", "show", "gc", "catalogue", "refresh", "setup-temporal", "up"),
+        *("known-failure", "checks"),
     }
+    assert set(commands(top["known-failure"])) == {"add", "list", "remove"}
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
     assert set(commands(top["worker"])) == {"control", "arch"}
     for name, sub in top.items():
