@@ -65,8 +65,8 @@ class _VersionsByState(Collector):
             "Check results in the catalog, by state (not_applicable: the check does not apply)",
             labels=["state"],
         )
-        for state in AssessmentState:
-            results.add_metric([state.value], assessments.get(state, 0))
+        for result in AssessmentState:
+            results.add_metric([result.value], assessments.get(result, 0))
         yield results
 
 

@@ -11,7 +11,8 @@ and a scheduled run with nothing to do; `pipeline-unchanged-devserver.json`: a p
 inputs equal the active version's, of tests/pipeline/test_unchanged.py; `refresh-*-devserver.json`:
 a Refresh with an active image, an allowed failure, an unknown name and a bad file, and
 `pipeline-refresh-child-*`: that allowed failure's pipeline, which signalled its refresh and
-was cancelled) and the time-skipping server (the pipeline's expiry and retry paths). To add
+was cancelled) and the time-skipping server (the pipeline's expiry and retry paths, and
+`pipeline-known-failure.json`: a failed check a known failure let through). To add
 one: `(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
 """
 
