@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from core import search_attributes as sa
     from core.arch import LxdArch, task_queue
     from core.catalog import (
+        SATISFIED,
         ArchFiles,
         AssessmentState,
         Channel,
@@ -93,13 +94,18 @@ def _fault(err: ActivityError) -> str:
 
 
 def _passed_earlier(status: VersionStatus, arch: LxdArch, checks: list[str]) -> ArchTestResult:
-    """An arch the catalog says has passed everything: shown, not re-tested."""
+    """An arch the catalog says has passed everything (or found it not applicable): shown
+    as the catalog has it, not re-tested."""
     assert status.version is not None
-    hosts = [a.host for a in status.version.assessments if a.arch == arch]
+    results = [a for a in status.version.assessments if a.arch == arch]
+    states = {a.check: a.state for a in results if a.state in SATISFIED}
     return ArchTestResult(
         arch=arch,
-        host=hosts[-1] if hosts else "",
-        checks=[CheckOutcome(check=c, state=AssessmentState.passed, skipped=True) for c in checks],
+        host=results[-1].host if results else "",
+        checks=[
+            CheckOutcome(check=c, state=states.get(c, AssessmentState.passed), skipped=True)
+            for c in checks
+        ],
     )
 
 
