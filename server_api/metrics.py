@@ -7,7 +7,9 @@ private feed's secret never reaches a metric and the series stay few.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -25,49 +27,44 @@ UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600)
 
 
+def _by_state(
+    name: str, text: str, states: type[StrEnum], counts: Mapping[Any, int]
+) -> GaugeMetricFamily:
+    """One gauge per state of `states`, 0 for a state no row is in."""
+    family = GaugeMetricFamily(name, text, labels=["state"])
+    for state in states:
+        family.add_metric([state.value], counts.get(state, 0))
+    return family
+
+
 class _VersionsByState(Collector):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "icefloe_catalog_versions", "Versions in the catalog, by state", labels=["state"]
-        )
         with Session(self.engine) as session:
-            counts = dict(
-                session.exec(select(Version.state, func.count()).group_by(col(Version.state))).all()
-            )
-            assessments = dict(
-                session.exec(
-                    select(Assessment.state, func.count()).group_by(col(Assessment.state))
-                ).all()
-            )
-            deltas = dict(
-                session.exec(
-                    select(VersionArch.delta_state, func.count()).group_by(
-                        col(VersionArch.delta_state)
-                    )
-                ).all()
-            )
-        for state in VersionState:
-            family.add_metric([state.value], counts.get(state, 0))
-        yield family
-        arches = GaugeMetricFamily(
+
+            def count(column: Any) -> dict[Any, int]:
+                return dict(session.exec(select(column, func.count()).group_by(col(column))).all())
+
+            versions = count(Version.state)
+            deltas = count(VersionArch.delta_state)
+            assessments = count(Assessment.state)
+        yield _by_state(
+            "icefloe_catalog_versions", "Versions in the catalog, by state", VersionState, versions
+        )
+        yield _by_state(
             "icefloe_catalog_deltas",
             "Version arches by delta: pending (not made yet), made, none (could not be)",
-            labels=["state"],
+            DeltaState,
+            deltas,
         )
-        for delta in DeltaState:
-            arches.add_metric([delta.value], deltas.get(delta, 0))
-        yield arches
-        results = GaugeMetricFamily(
+        yield _by_state(
             "icefloe_catalog_assessments",
             "Check results in the catalog, by state (not_applicable: the check does not apply)",
-            labels=["state"],
+            AssessmentState,
+            assessments,
         )
-        for result in AssessmentState:
-            results.add_metric([result.value], assessments.get(result, 0))
-        yield results
 
 
 class ServerMetrics:
