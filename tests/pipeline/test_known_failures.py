@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
 async def _waits_for_retry(handle: Pipeline) -> None:
     async def waiting() -> bool:
-        return (await handle.query(ImagePipeline.progress)).phase == Phase.waiting_for_retry
+        phase = (await handle.query(ImagePipeline.progress)).phase
+        assert phase not in (Phase.done, Phase.unchanged), f"{handle.id} ended {phase}"
+        return phase == Phase.waiting_for_retry
 
     await until(waiting, f"{handle.id} waits for a retry", timeout_s=600)
 
@@ -87,7 +89,8 @@ async def test_a_known_failure_lets_a_real_version_through_then_expires(
         (expired,) = ops.known_failures(image.name)
         assert (expired.id, expired.expired) == (known.id, True)
 
-        later = await start_pipeline(temporal, PipelineInput(spec=image, serial=second))
+        # Forced: its inputs equal the active version's, and it must be built and tested.
+        later = await start_pipeline(temporal, PipelineInput(spec=image, serial=second, force=True))
         await _waits_for_retry(later)
         assert catalog.gate(image.name, second).unmet == {"x86_64": ["console"]}
         with pytest.raises(CatalogRejected, match="still needed: x86_64: console"):
