@@ -12,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.lxd_test.instances import LABEL, listed
 from clients.catalog import CatalogClient, CatalogRejected
+from clients.lxd import connect_lxd
 from core.catalog import KnownFailureCreate, TransitionRequest
 from core.pipeline import OperatorRequest, Phase, PipelineInput
 from harness.publish import busybox_spec, next_serial
 from harness.servers import RunningServer, client, token
 from harness.waiting import until, wait_until
-from tests.support import assert_no_failed_attempts
+from tests.support import assert_no_failed_attempts, nothing_left
 from workflows.pipeline import ImagePipeline
 from workflows.trigger import Pipeline, start_pipeline
 
@@ -60,6 +62,13 @@ async def test_a_known_failure_lets_a_real_version_through_then_expires(
                 link=link,
                 until=datetime.now(UTC) + timedelta(days=1),
             )
+        )
+        # The first run's instance is deleted in the background after its verdicts; a retry
+        # at once would launch one of the same name while it goes (noted, not fixed here).
+        lxd = connect_lxd(image_server.client_settings())
+        await nothing_left(
+            lambda: [i.name for i in listed(lxd) if i.config.get(f"{LABEL}serial") == first],
+            f"test instance of {first}",
         )
         retry = OperatorRequest(actor="ops-dana", reason="the console failure is known")
         await handle.execute_update(ImagePipeline.retry, retry)
