@@ -10,6 +10,7 @@ from activities.errors import image_server_errors
 from activities.heartbeat import beating
 from clients.catalog import CatalogClient, CatalogRejected, VersionUnchanged
 from core.catalog import (
+    GateView,
     HoldView,
     ImageCheckReport,
     ImageCheckView,
@@ -45,6 +46,14 @@ class CatalogActivities:
                 raise
             missing = self.catalog.missing_checks(inp.image, inp.serial)
         return VersionStatus(version=version, missing=missing)
+
+    @activity.defn
+    @beating
+    def check_gate(self, inp: VersionRef) -> GateView:
+        """The server's gate: what still keeps the version from active, per arch, once
+        active known failures are let through."""
+        with image_server_errors():
+            return self.catalog.gate(inp.image, inp.serial)
 
     @activity.defn
     @beating

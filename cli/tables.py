@@ -7,9 +7,22 @@ import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from core.catalog import ArchPackages, AssessmentState, EventView, ImageCheckView, VersionView
+from core.catalog import (
+    ArchPackages,
+    AssessmentState,
+    EventView,
+    ImageChecksView,
+    ImageCheckView,
+    KnownFailureView,
+    VersionView,
+)
 
-RESULT_ORDER = (AssessmentState.passed, AssessmentState.failed, AssessmentState.running)
+RESULT_ORDER = (
+    AssessmentState.passed,
+    AssessmentState.failed,
+    AssessmentState.not_applicable,
+    AssessmentState.running,
+)
 # Narrower than this, the evidence column would say nothing.
 MIN_EVIDENCE = 24
 
@@ -18,6 +31,11 @@ def when(at: datetime) -> str:
     """A time as UTC, to the second (the API's naive times are UTC)."""
     at = at.astimezone(UTC) if at.tzinfo else at
     return f"{at:%Y-%m-%d %H:%M:%S}"
+
+
+def said(state: AssessmentState) -> str:
+    """A result as people read it: `not applicable`, never `not_applicable`."""
+    return state.value.replace("_", " ")
 
 
 def one_line(text: str, width: int) -> str:
@@ -47,7 +65,7 @@ def versions_table(image: str, versions: list[VersionView]) -> list[str]:
     for v in sorted(versions, key=lambda v: v.serial, reverse=True):
         states = [a.state for a in v.assessments]
         counts = [(states.count(s), s) for s in RESULT_ORDER if s in states]
-        results = ", ".join(f"{n} {state}" for n, state in counts) or "none yet"
+        results = ", ".join(f"{n} {said(state)}" for n, state in counts) or "none yet"
         state = v.state + (" (files deleted)" if v.files_deleted_at else "")
         arches = ", ".join(a.arch for a in v.arches)
         rows.append([v.serial, state, when(v.state_changed_at), arches, results])
@@ -100,7 +118,7 @@ def version_page(
         rows = [
             [
                 a.check,
-                a.state,
+                said(a.state),
                 f"{a.duration_s:.2f}s",
                 a.host + ("" if a.instance_type == "container" else f" ({a.instance_type})"),
                 a.evidence,
@@ -126,3 +144,32 @@ def version_page(
         for e in sorted(events, key=lambda e: (e.at, e.id))
     ]
     return out + table(["AT (UTC)", "MOVE", "ACTOR", "FORCED", "WORKFLOW", "REASON"], rows, "  ")
+
+
+def known_failure_line(k: KnownFailureView) -> str:
+    """`3  busybox:1.35:default  ipv6 on every arch until ... (why link)  by ops`."""
+    expired = "  EXPIRED: required again" if k.expired else ""
+    return f"{k.id:>4}  {k.image}  {k.says()}  by {k.actor}{expired}"
+
+
+def rates_table(rates: ImageChecksView) -> list[str]:
+    """Per check: pass rate, passed, failed, not applicable over the newest versions."""
+    if not rates.checks:
+        return [f"{rates.image}: no check results"]
+    rows = [
+        [
+            c.check,
+            f"{c.pass_rate:.0%}" if c.pass_rate is not None else "-",
+            str(c.passed),
+            str(c.failed),
+            str(c.not_applicable),
+            "; ".join(f"{k.arch or 'every arch'} until {when(k.until)}" for k in c.known_failures)
+            or "-",
+        ]
+        for c in rates.checks
+    ]
+    n = len(rates.versions)
+    return [
+        f"{rates.image}: checks over the newest {n} version{'s' if n != 1 else ''}",
+        *table(["CHECK", "PASS RATE", "PASSED", "FAILED", "N/A", "KNOWN FAILURE"], rows),
+    ]

@@ -11,12 +11,16 @@ from core.catalog import (
     AssessmentReport,
     BuiltFile,
     EventView,
+    GateView,
     GcRequest,
     GcResult,
     HoldRequest,
     HoldView,
     ImageCheckReport,
+    ImageChecksView,
     ImageCheckView,
+    KnownFailureCreate,
+    KnownFailureView,
     RevokeRequest,
     RevokeResult,
     TransitionRequest,
@@ -218,6 +222,28 @@ class CatalogClient:
     def missing_checks(self, image: str, serial: str) -> dict[str, list[str]]:
         r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/missing-checks")
         return self._check(r).json()
+
+    def gate(self, image: str, serial: str) -> GateView:
+        """What still keeps the version from active, and the known failures that let it."""
+        r = self._http.get(f"/api/v1/images/{image}/versions/{serial}/gate")
+        return GateView.model_validate_json(self._check(r).content)
+
+    def add_known_failure(self, req: KnownFailureCreate) -> KnownFailureView:
+        r = self._http.post("/api/v1/known-failures", json=req.model_dump(mode="json"))
+        return KnownFailureView.model_validate_json(self._check(r).content)
+
+    def known_failures(self, image: str | None = None) -> list[KnownFailureView]:
+        params = {"image": image} if image else {}
+        r = self._http.get("/api/v1/known-failures", params=params)
+        return [KnownFailureView.model_validate(k) for k in self._check(r).json()]
+
+    def remove_known_failure(self, failure_id: int) -> KnownFailureView:
+        r = self._http.delete(f"/api/v1/known-failures/{failure_id}")
+        return KnownFailureView.model_validate_json(self._check(r).content)
+
+    def check_rates(self, image: str, versions: int = 20) -> ImageChecksView:
+        r = self._http.get(f"/api/v1/images/{image}/checks", params={"versions": versions})
+        return ImageChecksView.model_validate_json(self._check(r).content)
 
     def versions(
         self, state: VersionState | None = None, image: str | None = None

@@ -1,11 +1,11 @@
 """The catalog's vocabulary: versions, their files, states, assessments and events, as
 the image server's API and its clients (activities, CLI) exchange them."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from core.arch import LxdArch
 from core.inputs import VersionInputs
@@ -44,6 +44,10 @@ class AssessmentState(StrEnum):
     # The check does not apply to this image or host (ipv6 on a network without IPv6,
     # cloud-init in an image without it); the evidence says why. It satisfies the gate.
     not_applicable = "not_applicable"
+
+
+# The results a required check may have for the gate to let the version through; both final.
+SATISFIED = frozenset({AssessmentState.passed, AssessmentState.not_applicable})
 
 
 class FileType(StrEnum):
@@ -153,6 +157,7 @@ class AssessmentReport(BaseModel):
 
 class AssessmentView(AssessmentReport):
     updated_at: datetime
+    failures: int = 0  # failed results recorded for it, also ones a retry turned into a pass
 
 
 class DeltaState(StrEnum):
@@ -260,3 +265,66 @@ class ImageCheckView(ImageCheckReport):
 
     image: str
     checked_at: datetime
+
+
+def _in_utc(when: datetime) -> datetime:
+    """A date or datetime without a zone is UTC; one with a zone is converted to UTC."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+# A date (`2026-12-10`, its 00:00 UTC) or an ISO datetime, UTC unless it names a zone.
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
+ImageName = Annotated[str, Field(pattern=r"^[a-z0-9.+-]+:[a-z0-9.+-]+:[a-z0-9.+-]+$")]
+
+
+class KnownFailureCreate(BaseModel):
+    """An operator's word that a check of an image fails for a known reason: until `until`
+    the check still runs and its result is shown, but the gate does not require it. The
+    same image, check and arch again replaces the earlier one (a new date, reason, link)."""
+
+    image: ImageName
+    check: CheckKey
+    arch: LxdArch | None = Field(None, description="null: every arch of the image")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
+    link: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
+    until: UtcDateTime = Field(description="a date (its 00:00 UTC) or an ISO datetime")
+
+
+class KnownFailureView(KnownFailureCreate):
+    id: int
+    actor: str
+    created_at: datetime
+    expired: bool  # its date has passed: the check is required again
+
+    def says(self) -> str:
+        """One line for events and the CLI: which check, where, why, until when."""
+        where = self.arch or "every arch"
+        link = f" {self.link}" if self.link else ""
+        until = f"{self.until:%Y-%m-%d %H:%M} UTC"
+        return f"{self.check} on {where} until {until} ({self.reason}{link})"
+
+
+class GateView(BaseModel):
+    """The promotion gate's view of a version: per arch the required checks neither
+    satisfied nor covered by an active known failure, and the known failures it relies on."""
+
+    unmet: dict[str, list[str]]
+    relied_on: list[KnownFailureView] = []
+
+
+class CheckRate(BaseModel):
+    """One check's results over an image's recent versions, every arch: each failed run
+    counts, also one a retry later passed, so a flaky check shows."""
+
+    check: str
+    passed: int
+    failed: int
+    not_applicable: int
+    pass_rate: float | None  # passed / (passed + failed); None if it never ran to a verdict
+    known_failures: list[KnownFailureView] = []  # the active ones naming this check
+
+
+class ImageChecksView(BaseModel):
+    image: str
+    versions: list[str]  # the serials counted, newest first
+    checks: list[CheckRate]

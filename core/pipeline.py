@@ -6,7 +6,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from core.arch import LxdArch
-from core.catalog import ArchFiles, AssessmentState, VersionState, VersionView
+from core.catalog import SATISFIED, ArchFiles, AssessmentState, VersionState, VersionView
 from core.inputs import VersionInputs
 from core.spec import Serial, SpecField
 
@@ -115,7 +115,7 @@ class CheckOutcome(BaseModel):
     state: AssessmentState
     evidence: str = ""
     duration_s: float = 0.0
-    skipped: bool = False  # passed in an earlier run; not run again
+    skipped: bool = False  # passed (or did not apply) in an earlier run; not run again
 
 
 class ArchTestResult(BaseModel):
@@ -127,7 +127,7 @@ class ArchTestResult(BaseModel):
 
     @property
     def passed(self) -> bool:
-        return not self.fault and all(c.state == AssessmentState.passed for c in self.checks)
+        return not self.fault and all(c.state in SATISFIED for c in self.checks)
 
 
 class PromoteInput(BaseModel):

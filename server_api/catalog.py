@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
 
-from sqlalchemy import CursorResult, func, update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from core.catalog import (
+    SATISFIED,
     ArchFiles,
     AssessmentReport,
     AssessmentState,
@@ -27,6 +28,7 @@ from core.catalog import (
 from core.inputs import spec_digest
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError, Packages
 from core.notices import NoticeKind
+from server_api.gate import gate, revoked_at
 from server_api.locks import locked
 from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
@@ -238,30 +240,6 @@ def _publish(
     return version, True
 
 
-def revoked_at(session: Session, version: Version) -> datetime | None:
-    """When the version was last revoked: results from before then no longer count."""
-    return session.exec(
-        select(func.max(Event.at)).where(
-            Event.version_id == version.id, Event.to_state == VersionState.revoked
-        )
-    ).one()
-
-
-def missing_checks(session: Session, version: Version) -> dict[str, list[str]]:
-    """Per arch, the required checks that have no passed assessment yet (since the
-    version's revocation, if it was revoked)."""
-    arches = session.exec(select(VersionArch.arch).where(VersionArch.version_id == version.id))
-    passed_query = select(Assessment).where(
-        Assessment.version_id == version.id, Assessment.state == AssessmentState.passed
-    )
-    if (since := revoked_at(session, version)) is not None:
-        passed_query = passed_query.where(Assessment.updated_at > since)
-    passed = {(a.arch, a.check) for a in session.exec(passed_query)}
-    return {
-        arch: [c for c in version.required_checks if (arch, c) not in passed] for arch in arches
-    }
-
-
 def transition(
     session: Session,
     version: Version,
@@ -290,20 +268,16 @@ def transition(
         )
     if _refused(version, req.to, expected):
         raise _refusal(version, req.to, expected)
+    reason = req.reason
     if req.to == VersionState.active and not req.force:
-        missing = {a: c for a, c in missing_checks(session, version).items() if c}
-        if missing or not version.required_checks:
-            detail = "; ".join(f"{a}: {', '.join(c)}" for a, c in sorted(missing.items()))
-            raise CatalogError(
-                409, f"not every required check passed, still needed: {detail or 'all'}"
-            )
+        reason = _gate(session, version, reason)
     if req.to == VersionState.active:
         # Promotions of one image queue here, so each one's retention sees the others'.
         image = locked(session, select(Image).where(Image.name == version.image))[0]
         if image.held_at is not None:
             session.rollback()
             raise held(image)
-    if not _move(session, version, expected, req.to, actor, req.reason, req.workflow_id, req.force):
+    if not _move(session, version, expected, req.to, actor, reason, req.workflow_id, req.force):
         session.rollback()
         session.refresh(version)
         raise _refusal(version, req.to, expected)
@@ -321,6 +295,20 @@ def held(image: Image) -> CatalogError:
         f"({image.hold_reason}): no promotion until `icefloe release {image.name}`",
         held_by=image.held_by or "",
     )
+
+
+def _gate(session: Session, version: Version, reason: str) -> str:
+    """Refuse a promotion the gate does not let through; else the event's reason, naming
+    the known failures it relied on."""
+    seen = gate(session, version)
+    unmet = {a: c for a, c in seen.unmet.items() if c}
+    if unmet or not version.required_checks:
+        detail = "; ".join(f"{a}: {', '.join(c)}" for a, c in sorted(unmet.items()))
+        raise CatalogError(409, f"not every required check passed, still needed: {detail or 'all'}")
+    if seen.relied_on:
+        relied = "; ".join(k.says() for k in seen.relied_on)
+        reason += f"; relied on known failures, the gate did not require: {relied}"
+    return reason
 
 
 def _refused(version: Version, to: VersionState, expected: VersionState) -> bool:
@@ -414,8 +402,8 @@ def _retire_older(session: Session, version: Version, actor: str, keep_active: i
 
 
 def record_assessment(session: Session, version: Version, report: AssessmentReport) -> Assessment:
-    """Upsert one result; a passed result is final and never overwritten, unless the
-    version was revoked since (a new test run records its own)."""
+    """Upsert one result; a passed or not-applicable result is final, never overwritten,
+    unless the version was revoked since (a new test run records its own)."""
     row = session.exec(
         select(Assessment).where(
             Assessment.version_id == version.id,
@@ -426,10 +414,11 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
         )
     ).first()
     since = revoked_at(session, version)
-    if row is not None and row.state == AssessmentState.passed and not _before(row, since):
-        if report.state == AssessmentState.passed:
+    if row is not None and row.state in SATISFIED and not _before(row, since):
+        if report.state == row.state:
             return row
-        raise CatalogError(409, f"check {report.check} on {report.arch} already passed")
+        already = row.state.value.replace("_", " ")
+        raise CatalogError(409, f"check {report.check} on {report.arch} already {already}")
     known = session.exec(
         select(VersionArch).where(
             VersionArch.version_id == version.id, VersionArch.arch == report.arch
@@ -447,6 +436,7 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
     if newly_failed:
         _check_failed(session, version, report)
     row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s"}))
+    row.failures += report.state == AssessmentState.failed
     row.updated_at = utcnow()
     session.add(row)
     session.commit()

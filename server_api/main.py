@@ -28,6 +28,7 @@ from server_api.routes import (
     feeds,
     files,
     hooks,
+    known,
     ops,
     pages,
     pipelines,
@@ -134,6 +135,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(checks.router)
     app.include_router(revoke.router)
+    app.include_router(known.router)
     app.include_router(pipelines.router)
     app.include_router(refreshes.router)
     app.include_router(access.router)

@@ -1,15 +1,17 @@
 """Prometheus metrics of one server process: requests by route and status with their latency,
-uploads, feed renders, the catalog's versions by state, arches by delta state and webhook
-deliveries by state (counted when scraped); per image: its versions by state, when it was
-last refreshed and its newest version's checks by cell (server_api.grid), which
-deploy/prometheus/ alerts on.
+uploads, feed renders, the catalog's versions by state, arches by delta state, check results
+by state and webhook deliveries by state (counted when scraped); per image: its versions by
+state, when it was last refreshed and its newest version's checks by cell (server_api.grid),
+which deploy/prometheus/ alerts on.
 
 Routes are labelled by their template (`/feeds/{secret}/...`), never the path itself, so a
 private feed's secret never reaches a metric and the series stay few.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -19,9 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.catalog import Channel, DeltaState, Flavour, VersionState
+from core.catalog import AssessmentState, Channel, DeltaState, Flavour, VersionState
 from core.notices import DeliveryState
-from server_api.models import Delivery, Version, VersionArch
+from server_api.models import Assessment, Delivery, Version, VersionArch
 from server_api.status import catalogue_status
 from server_api.workers_seen import WorkerWatch
 
@@ -30,39 +32,53 @@ UPLOAD_ROUTE = "/api/v1/files/{sha256}"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600)
 
 
+def _by_state(
+    name: str, text: str, states: type[StrEnum], counts: Mapping[Any, int]
+) -> GaugeMetricFamily:
+    """One gauge per state of `states`, 0 for a state no row is in."""
+    family = GaugeMetricFamily(name, text, labels=["state"])
+    for state in states:
+        family.add_metric([state.value], counts.get(state, 0))
+    return family
+
+
 class _VersionsByState(Collector):
     def __init__(self, engine: Engine, workers: WorkerWatch) -> None:
         self.engine = engine
         self.workers = workers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "icefloe_catalog_versions", "Versions in the catalog, by state", labels=["state"]
-        )
         with Session(self.engine) as session:
-            counts = dict(
-                session.exec(select(Version.state, func.count()).group_by(col(Version.state))).all()
-            )
-            deltas = dict(
-                session.exec(
-                    select(VersionArch.delta_state, func.count()).group_by(
-                        col(VersionArch.delta_state)
-                    )
-                ).all()
-            )
-        for state in VersionState:
-            family.add_metric([state.value], counts.get(state, 0))
-        yield family
-        arches = GaugeMetricFamily(
+
+            def count(column: Any) -> dict[Any, int]:
+                return dict(session.exec(select(column, func.count()).group_by(col(column))).all())
+
+            versions = count(Version.state)
+            deltas = count(VersionArch.delta_state)
+            assessments = count(Assessment.state)
+            deliveries = count(Delivery.state)
+        yield _by_state(
+            "icefloe_catalog_versions", "Versions in the catalog, by state", VersionState, versions
+        )
+        yield _by_state(
             "icefloe_catalog_deltas",
             "Version arches by delta: pending (not made yet), made, none (could not be)",
-            labels=["state"],
+            DeltaState,
+            deltas,
         )
-        for delta in DeltaState:
-            arches.add_metric([delta.value], deltas.get(delta, 0))
-        yield arches
+        yield _by_state(
+            "icefloe_catalog_assessments",
+            "Check results in the catalog, by state (not_applicable: the check does not apply)",
+            AssessmentState,
+            assessments,
+        )
+        yield _by_state(
+            "icefloe_hook_deliveries",
+            "Webhook deliveries, by state: pending, failing (being retried), delivered, failed",
+            DeliveryState,
+            deliveries,
+        )
         yield from self._images()
-        yield self._deliveries()
 
     def _images(self) -> Iterator[GaugeMetricFamily]:
         versions = GaugeMetricFamily(
@@ -105,22 +121,6 @@ class _VersionsByState(Collector):
         for arch, seen in sorted(self.workers.up.items()):
             up.add_metric([arch], int(seen))
         yield up
-
-    def _deliveries(self) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
-            "icefloe_hook_deliveries",
-            "Webhook deliveries, by state: pending, failing (being retried), delivered, failed",
-            labels=["state"],
-        )
-        with Session(self.engine) as session:
-            counts = dict(
-                session.exec(
-                    select(Delivery.state, func.count()).group_by(col(Delivery.state))
-                ).all()
-            )
-        for state in DeliveryState:
-            family.add_metric([state.value], counts.get(state, 0))
-        return family
 
 
 class ServerMetrics:

@@ -140,6 +140,26 @@ class Assessment(SQLModel, table=True):
     evidence: str = ""
     duration_s: float = 0.0
     updated_at: datetime = Field(default_factory=utcnow)
+    # Failed results recorded for it, also those a retry later turned into a pass: the
+    # row keeps only the newest result, this keeps how often the check failed.
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class KnownFailure(SQLModel, table=True):
+    """An operator's known failure of a check (core.catalog.KnownFailureCreate): the gate
+    does not require the check until `until`. One per image, check and arch ('' = every)."""
+
+    __table_args__ = (UniqueConstraint("image", "check", "arch"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    image: str = Field(foreign_key="image.name", index=True)
+    check: str
+    arch: str = ""
+    reason: str
+    link: str | None = None
+    until: datetime
+    actor: str
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Secret(SQLModel):

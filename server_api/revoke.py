@@ -14,7 +14,8 @@ released; restores still happen, as they put back what was active before.
 from sqlmodel import Session, col, select
 
 from core.catalog import HoldRequest, HoldView, VersionState
-from server_api.catalog import CatalogError, _move, missing_checks
+from server_api.catalog import CatalogError, _move
+from server_api.gate import missing_checks
 from server_api.locks import locked
 from server_api.models import Image, Version, VersionArch, utcnow
 from server_api.notices import RESTORED

@@ -49,6 +49,7 @@ def control_worker(
             acts.publish_version,
             acts.promote_version,
             acts.find_hold,
+            acts.check_gate,
             acts.retire_version,
             prune.find_prune_candidates,
             prune.pipeline_running,

@@ -35,10 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from core import search_attributes as sa
     from core.arch import LxdArch, task_queue
     from core.catalog import (
+        SATISFIED,
         ArchFiles,
         AssessmentState,
         Channel,
         ImageCheckView,
+        KnownFailureView,
         VersionState,
         VersionView,
     )
@@ -80,6 +82,9 @@ NOTIFY_MACHINERY = "notify-machinery-failed"
 NOTIFY_NO_WORKER = "notify-worker-missing"
 # Since this patch a pipeline whose image is held waits in phase `held` before promoting.
 HOLD_FIRST = "held-before-promotion"
+# Since this patch checks that failed only where an active known failure covers them let the
+# version through to the promotion (before it, any failed check waited for a retry).
+KNOWN_FAILURES = "gate-honours-known-failures"
 
 
 def _fault(err: ActivityError) -> str:
@@ -97,13 +102,18 @@ def _fault(err: ActivityError) -> str:
 
 
 def _passed_earlier(status: VersionStatus, arch: LxdArch, checks: list[str]) -> ArchTestResult:
-    """An arch the catalog says has passed everything: shown, not re-tested."""
+    """An arch the catalog says has passed everything (or found it not applicable): shown
+    as the catalog has it, not re-tested."""
     assert status.version is not None
-    hosts = [a.host for a in status.version.assessments if a.arch == arch]
+    results = [a for a in status.version.assessments if a.arch == arch]
+    states = {a.check: a.state for a in results if a.state in SATISFIED}
     return ArchTestResult(
         arch=arch,
-        host=hosts[-1] if hosts else "",
-        checks=[CheckOutcome(check=c, state=AssessmentState.passed, skipped=True) for c in checks],
+        host=results[-1].host if results else "",
+        checks=[
+            CheckOutcome(check=c, state=states.get(c, AssessmentState.passed), skipped=True)
+            for c in checks
+        ],
     )
 
 
@@ -322,6 +332,11 @@ class ImagePipeline:
             failed = self._failed()
             if not failed:
                 return await self._promote_unless_held()
+            waived = await self._waived(failed)
+            if waived:
+                result = await self._promote_past(waived)
+                if result:
+                    return result
             until = (
                 f"waiting for a retry until {self._deadline:%Y-%m-%d %H:%M} UTC, "
                 f"then {serial} expires"
@@ -485,15 +500,17 @@ class ImagePipeline:
                 raise
             return ArchTestResult(arch=arch, host="", checks=[], fault=_fault(err))
 
-    async def _promote_unless_held(self) -> PipelineResult:
+    async def _promote_unless_held(
+        self, passed: str = "every check passed on every arch"
+    ) -> PipelineResult:
         """Promote once the image is not held; a hold placed between the look and the
         promotion (the server refuses it, naming the hold) means waiting again."""
         if not workflow.patched(HOLD_FIRST):
-            return await self._promote()
+            return await self._promote(passed)
         while True:
             await self._wait_while_held()
             try:
-                return await self._promote()
+                return await self._promote(passed)
             except ActivityError as err:
                 cause = err.cause
                 if not (isinstance(cause, ApplicationError) and cause.type == IMAGE_HELD):
@@ -509,9 +526,9 @@ class ImagePipeline:
             )
             await workflow.sleep(self._inp.hold_poll_s, summary="look for the hold again")
 
-    async def _promote(self) -> PipelineResult:
+    async def _promote(self, passed: str = "every check passed on every arch") -> PipelineResult:
         serial = self._inp.serial
-        self._enter(Phase.promoting, f"every check passed; promoting {serial} to active")
+        self._enter(Phase.promoting, f"{passed}; promoting {serial} to active")
         version = await self._control(
             CatalogActivities.promote_version,
             PromoteInput(
@@ -519,7 +536,6 @@ class ImagePipeline:
             ),
             "promote to active",
         )
-        passed = "every check passed on every arch"
         if version.state == VersionState.inactive:  # the server's retention, in the same move
             return self._done(
                 version,
@@ -528,6 +544,29 @@ class ImagePipeline:
                 inactive_by_retention=True,
             )
         return self._done(version, passed)
+
+    async def _waived(self, failed: list[str]) -> list[KnownFailureView]:
+        """The known failures that let these arches' failed checks through, if every one
+        is covered (the catalog's gate says; a machinery fault never is)."""
+        if any(self._tests[a].fault for a in failed) or not workflow.patched(KNOWN_FAILURES):
+            return []
+        ref = VersionRef(image=self._inp.spec.name, serial=self._inp.serial)
+        gate = await self._control(CatalogActivities.check_gate, ref, "check gate")
+        return [] if any(gate.unmet.values()) else gate.relied_on
+
+    async def _promote_past(self, waived: list[KnownFailureView]) -> PipelineResult | None:
+        """Promote relying on known failures; None if the server's gate refused meanwhile
+        (one expired): then the failed checks wait for a retry like any other."""
+        relied = "; ".join(k.says() for k in waived)
+        try:
+            return await self._promote_unless_held(
+                f"every other check passed; known failures: {relied}"
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            workflow.logger.info(f"promotion past known failures refused: {err.cause or err}")
+            return None
 
     async def _check_promoted(self) -> PipelineResult | None:
         """After an operator's forced promotion: done if the catalog agrees, else keep waiting."""

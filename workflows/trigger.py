@@ -85,8 +85,12 @@ async def progress(handle: Pipeline) -> PipelineProgress:
 
 
 def check_line(test: ArchTestResult, check: CheckOutcome) -> str:
-    """One check's result as people read it: `i686 on vm: ipv4 failed`."""
-    return f"{test.arch} on {test.host or '?'}: {check.check} {check.state}"
+    """One check's result as people read it: `i686 on vm: ipv4 failed`, or `i686 on vm:
+    ipv6 not applicable (network icefloebr0 offers no IPv6)`."""
+    line = f"{test.arch} on {test.host or '?'}: {check.check} {check.state.replace('_', ' ')}"
+    if check.state == AssessmentState.not_applicable and check.evidence:
+        line += f" ({check.evidence.strip().splitlines()[0]})"
+    return line
 
 
 def fault_line(test: ArchTestResult) -> str | None:

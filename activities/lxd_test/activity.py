@@ -73,10 +73,11 @@ class ImageTestActivities:
         client = self.lxd()
         host = host_name(client)
         missing = self.catalog.missing_checks(inp.spec.name, inp.serial).get(inp.arch, [])
+        earlier = [c for c in inp.spec.required_checks if c not in missing]
+        states = self._states(inp) if earlier else {}
         outcomes = [
-            CheckOutcome(check=c, state=AssessmentState.passed, skipped=True)
-            for c in inp.spec.required_checks
-            if c not in missing
+            CheckOutcome(check=c, state=states.get(c, AssessmentState.passed), skipped=True)
+            for c in earlier
         ]
         if not missing:
             beat(f"{inp.arch}: every check already passed")
@@ -135,6 +136,11 @@ class ImageTestActivities:
                     _remove(client, judged)
                     forget_image(client, inp.fingerprint)
         return ArchTestResult(arch=inp.arch, host=host, checks=outcomes)
+
+    def _states(self, inp: ArchTestInput) -> dict[str, AssessmentState]:
+        """The arch's results as recorded: a skipped check shows passed or not applicable."""
+        version = self.catalog.version(inp.spec.name, inp.serial)
+        return {a.check: a.state for a in version.assessments if a.arch == inp.arch}
 
     def _delete_later(self, inp: ArchTestInput, names: list[str], release: Release) -> None:
         """Every verdict is recorded: the instances and the cached image go in the background.

@@ -1,6 +1,7 @@
 """The check suite: what each declared check does inside a started instance.
 
-Each check returns (passed, evidence); evidence is what a person needs to see why.
+Each check returns (passed, evidence); evidence is what a person needs to see why. One that
+does not apply to the image or host raises NotApplicable with the reason instead.
 Anything that waits polls with the check's deadline; nothing sleeps a fixed time.
 """
 
@@ -16,7 +17,7 @@ from pylxd.exceptions import LXDAPIException
 from activities.lxd_test.execs import POLL_INTERVAL, ExecResult, describe, run, wait_until
 from activities.lxd_test.faults import LXD_ERRORS, MachineryFault
 from activities.lxd_test.instances import Target
-from activities.lxd_test.suite import Check
+from activities.lxd_test.suite import Check, NotApplicable
 from core.spec import DEFAULT_CHECKS, BuiltinCheck, BuiltinKind, CommandCheck
 
 EXCERPT = 1500
@@ -142,9 +143,9 @@ def ipv4(t: Target, timeout_s: float) -> tuple[bool, str]:
 
 
 def ipv6(t: Target, timeout_s: float) -> tuple[bool, str]:
-    """Only where the network offers IPv6; otherwise passes, saying why it did not apply."""
+    """Only where the network offers IPv6; otherwise not applicable, saying why."""
     if t.bridge_ipv6 is None:
-        return True, f"not applicable: network {t.network or '?'} offers no IPv6"
+        raise NotApplicable(f"network {t.network or '?'} offers no IPv6")
     return _global_address(t, "inet6", timeout_s)
 
 
@@ -202,7 +203,7 @@ def cloud_init(t: Target, timeout_s: float) -> tuple[bool, str]:
     if run(t.inst, ["/bin/sh", "-c", "command -v cloud-init"], 10).code != 0:
         if "cloud-init.user-data" in t.inst.config:
             return False, "the instance was given cloud-init user data, but has no cloud-init"
-        return True, "not applicable: the image has no cloud-init"
+        raise NotApplicable("the image has no cloud-init")
     started = time.monotonic()
     waited = run(t.inst, ["cloud-init", "status", "--wait", "--long"], timeout_s)
     took = f"{time.monotonic() - started:.1f}s"
@@ -250,7 +251,7 @@ def journal(t: Target, timeout_s: float) -> tuple[bool, str]:
     "not applicable" under another init."""
     name = pid1(t)
     if name != "systemd":
-        return True, f"not applicable: pid 1 is {name or '?'}, not systemd"
+        raise NotApplicable(f"pid 1 is {name or '?'}, not systemd")
     _settle(t, timeout_s)
     failed = _failed_units(t)
     lines = run(t.inst, ["journalctl", "--quiet", "--no-pager", "-o", "short-monotonic"], 60)
@@ -317,7 +318,11 @@ def reboot(
     ]
     for name, check_timeout_s in (("boots", 0.0), *after):
         check = BUILTIN[name]
-        ok, evidence = check.run(t, check_timeout_s or check.timeout_s)
+        try:
+            ok, evidence = check.run(t, check_timeout_s or check.timeout_s)
+        except NotApplicable as why:  # it did not apply before the restart either
+            lines.append(f"{name}: not applicable: {why}")
+            continue
         if not ok:
             failure = f"after the restart, {name} failed:\n{excerpt(evidence, 1000)}"
             return False, excerpt("\n".join([failure, *lines]))

@@ -1,7 +1,8 @@
 """Run a check suite in a fresh instance: launch, each check in order, delete.
 
-Each check ends in a verdict about the image (recorded passed or failed) or in a
-MachineryFault (see faults.py), never in a verdict made up from a machinery error.
+Each check ends in a verdict about the image (recorded passed or failed, or not
+applicable when it raises NotApplicable) or in a MachineryFault (see faults.py), never in a
+verdict made up from a machinery error.
 """
 
 import contextlib
@@ -31,6 +32,11 @@ CheckFn = Callable[[Target], tuple[bool, str]]
 # An instance that stopped under a check is being deleted (a fault) or died by itself (a
 # verdict): an instance deleted under us is gone within this long.
 VANISH_GRACE_S = 5.0
+
+
+class NotApplicable(Exception):
+    """Raised by a check that does not apply to this image or host; says why. Recorded as
+    not applicable, never as passed."""
 
 
 class Check(NamedTuple):
@@ -71,6 +77,9 @@ def run_suite(
             started = time.monotonic()
             try:
                 ok, evidence = _verdict(client, spec.name, check, where, beat)
+                state = AssessmentState.passed if ok else AssessmentState.failed
+            except NotApplicable as why:
+                state, evidence = AssessmentState.not_applicable, str(why)
             except MachineryFault as fault:
                 interrupted = f"test machinery fault, the check will be retried: {fault}"
                 with contextlib.suppress(MachineryFault):  # the image server may be the fault
@@ -81,7 +90,7 @@ def run_suite(
             report(
                 CheckOutcome(
                     check=key,
-                    state=AssessmentState.passed if ok else AssessmentState.failed,
+                    state=state,
                     evidence=evidence,
                     duration_s=time.monotonic() - started,
                 )

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import select_autoescape
 
 from core.catalog import AssessmentView, Channel, VersionState
-from server_api.catalog import CatalogError, get_version, missing_checks
+from server_api.catalog import CatalogError, get_version
 from server_api.chart import chart
 from server_api.checks import find_check, image_checks
 from server_api.csrf import FIELD, keep_nonce
@@ -31,7 +31,9 @@ from server_api.deps import (
     SessionDep,
     find_token,
 )
+from server_api.gate import gate, missing_checks
 from server_api.grid import grid
+from server_api.known import check_rates
 from server_api.manifests import version_packages
 from server_api.routes.versions import ImageName, SerialPath
 from server_api.routing import ReleasingRoute
@@ -59,6 +61,7 @@ router = APIRouter(
 )
 
 PER_PAGE = 50  # versions on an image's page
+RATE_VERSIONS = 20  # the newest versions whose results make the pass rates
 NEWEST = 5  # versions of each image on the front page
 SERIAL = r"^[0-9]{8}[0-9A-Za-z._-]{0,32}$"
 
@@ -128,6 +131,7 @@ def image_page(
         "image.html",
         image=row,
         check=find_check(session, image),
+        rates=check_rates(session, image, RATE_VERSIONS),
         versions=zip(shown, [began[v.pk] for v in rows], strict=True),
         trend=chart(shown),
         channel_of=channel_of,
@@ -159,6 +163,7 @@ def version_page(
         results=by_arch,
         grid=grid(version, row.required_checks, known_failures(session)),
         missing=missing_checks(session, row),
+        gate=gate(session, row),
         events=events(session, row),
         packages=version_packages(session, services.store, row).arches,
         channel=channel_of(version.state),

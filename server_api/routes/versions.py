@@ -19,7 +19,6 @@ from core.catalog import (
 from server_api.catalog import (
     abandon_running,
     get_version,
-    missing_checks,
     publish,
     record_assessment,
     transition,
@@ -32,6 +31,7 @@ from server_api.deps import (
     SessionDep,
     WriterDep,
 )
+from server_api.gate import missing_checks
 from server_api.gc import collect_garbage
 from server_api.manifests import version_packages
 from server_api.routing import ReleasingRoute
@@ -156,7 +156,7 @@ def put_assessment(
 
 @router.get(
     "/images/{image}/versions/{serial}/missing-checks",
-    summary="Required checks without a passed result, per arch",
+    summary="Required checks without a passed or not-applicable result, per arch",
     dependencies=[ApiReader],
 )
 def read_missing_checks(

@@ -66,7 +66,9 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
         *("cancel", "versions", "show", "gc", "catalogue", "hook", "refresh", "setup-temporal"),
         *("up", "revoke", "hold", "release"),
+        *("known-failure", "checks"),
     }
+    assert set(commands(top["known-failure"])) == {"add", "list", "remove"}
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
     assert set(commands(top["worker"])) == {"control", "arch"}
     assert set(commands(top["hook"])) == {"add", "list", "remove", "deliveries"}

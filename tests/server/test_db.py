@@ -15,16 +15,24 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from core.catalog import ImageCheckReport, TransitionRequest, VersionState
+from core.catalog import (
+    AssessmentReport,
+    AssessmentState,
+    ImageCheckReport,
+    TransitionRequest,
+    VersionState,
+)
 from harness.publish import move, new_image, next_serial, pass_all, publish
 from harness.servers import RunningServer, client, http, token
-from server_api.catalog import get_version
+from server_api.catalog import get_version, record_assessment
 from server_api.checks import record_check
 from server_api.db import ALEMBIC_INI, engine_for, make_engine
+from server_api.gate import missing_checks
+from server_api.models import Assessment, Image, Version, VersionArch
 from server_api.views import view
 from tests.support import postgres_database
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _drift(url: str) -> list:
@@ -108,6 +116,67 @@ def test_sqlite_upgrade_from_the_previous_head_keeps_the_rows(tmp_path):
 def test_postgres_upgrade_from_the_previous_head_keeps_the_rows():
     with postgres_database("icefloe_upgrade") as url:
         _upgrade_from_0005_keeps_the_rows(url)
+
+
+def _results_down_and_up_again(url: str) -> None:
+    """Down to 0006 a not-applicable result becomes passed (what it was recorded as then);
+    up again, a failed one counts one failure and not_applicable is a state again."""
+    engine = make_engine(url)
+    with Session(engine) as session:
+        session.add(Image(name="a:b:c", os="a", release="b", variant="c"))
+        version = Version(image="a:b:c", serial="20261203-0001", required_checks=["x", "y"])
+        session.add(version)
+        session.flush()
+        session.add(
+            VersionArch(
+                version_id=version.pk,
+                arch="x86_64",
+                fingerprint="f" * 64,
+                metadata_sha256="a" * 64,
+                metadata_size=1,
+                rootfs_sha256="b" * 64,
+                rootfs_size=1,
+            )
+        )
+        for check, state in (("x", AssessmentState.not_applicable), ("y", AssessmentState.failed)):
+            session.add(
+                Assessment(
+                    version_id=version.pk,
+                    arch="x86_64",
+                    check=check,
+                    instance_type="container",
+                    host="h",
+                    state=state,
+                    failures=int(state == AssessmentState.failed),
+                )
+            )
+        session.commit()
+    cfg = Config(str(ALEMBIC_INI))
+    states = text('SELECT "check", state, failures FROM assessment ORDER BY "check"')
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+        assert [
+            tuple(r)
+            for r in conn.execute(text('SELECT "check", state FROM assessment ORDER BY "check"'))
+        ] == [("x", "passed"), ("y", "failed")]
+        command.upgrade(cfg, "head")
+        assert [tuple(r) for r in conn.execute(states)] == [("x", "passed", 0), ("y", "failed", 1)]
+    with Session(engine) as session:
+        row = get_version(session, "a:b:c", "20261203-0001")
+        report = AssessmentReport(arch="x86_64", check="y", host="h", state="not_applicable")
+        record_assessment(session, row, report)
+        assert missing_checks(session, row) == {"x86_64": []}
+
+
+def test_sqlite_results_down_and_up_again(tmp_path):
+    _results_down_and_up_again(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+@pytest.mark.postgres
+def test_postgres_results_down_and_up_again():
+    with postgres_database("icefloe_results") as url:
+        _results_down_and_up_again(url)
 
 
 @pytest.fixture(scope="module")

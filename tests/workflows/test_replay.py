@@ -15,7 +15,8 @@ a Refresh with an active image, an allowed failure, an unknown name and a bad fi
 `pipeline-refresh-child-*`: that allowed failure's pipeline, which signalled its refresh and
 was cancelled; `deliver-retried-devserver.json`: a webhook delivery of
 tests/server/test_hook_delivery.py's kind, refused twice while its receiver was down, then
-delivered) and the time-skipping server (the pipeline's expiry and retry paths). To add
+delivered) and the time-skipping server (the pipeline's expiry and retry paths, and
+`pipeline-known-failure.json`: a failed check a known failure let through). To add
 one: `(await handle.fetch_history()).to_json()` into tests/workflows/replay/.
 """
 
