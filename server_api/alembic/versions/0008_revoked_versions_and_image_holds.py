@@ -4,7 +4,7 @@ A version can be revoked (a new value of the versionstate enum); an image can be
 (who, why, since when), which stops its promotions.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 17:30:00.000000
 """
 
@@ -35,7 +35,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("image") as batch_op:
+    # In place (SQLite >= 3.35 drops a column itself): a batch copy of `image` would drop
+    # the table the versions' foreign keys point at.
+    with op.batch_alter_table("image", recreate="never") as batch_op:
         batch_op.drop_column("held_at")
         batch_op.drop_column("hold_reason")
         batch_op.drop_column("held_by")

@@ -5,7 +5,7 @@ each keeps how many failed results it had; operators record known failures of a 
 which the gate does not require until their date.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-03 17:30:00.000000
 """
 
