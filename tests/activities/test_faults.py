@@ -339,3 +339,24 @@ def test_instance_that_ignores_a_clean_stop_fails_the_stop_check(
     assert "shutting down the container failed" in stop.evidence, "LXD's own answer"
     assert t.states()["stop"][0] == "failed"
     assert t.attempts == 1, "a verdict is not retried"
+
+
+def test_a_retry_right_after_a_verdict_waits_for_the_deletion_of_its_own_instance(
+    tested: Callable[[ImageSpec], Tested],
+) -> None:
+    """The retry of a failed check on the same worker launches an instance of the same name
+    while the last one is still being deleted after its verdicts: the deletion must not take
+    the new instance (or its cached image) with it."""
+    t = tested(busybox_spec("retry-at-once", checks=["boots", {"name": "no", "command": "false"}]))
+    activities = ImageTestActivities(
+        t.catalog, lambda: connect_lxd(t.settings), t.settings, SCOPE, WorkerSlots("x86_64", 1, 2)
+    )
+    inp = ArchTestInput(
+        spec=t.image, serial=t.serial, arch="x86_64", fingerprint=t.fingerprint, workflow_id="wf"
+    )
+    try:
+        for _ in range(3):  # one worker's activities, one right after the other
+            result = ActivityEnvironment().run(activities.test_image, inp)
+            assert {c.check: c.state for c in result.checks} == {"boots": "passed", "no": "failed"}
+    finally:
+        assert activities.cleanups.wait(), "its deletions ended"
