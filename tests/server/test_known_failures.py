@@ -3,6 +3,7 @@ each check's pass rate over an image's versions, over the real HTTPS API, the pa
 metrics and the real CLI: what each lets through, what it never does, and a known failure
 that stops letting a version through when its date passes, with nobody acting."""
 
+import re
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -302,3 +303,28 @@ def test_the_cli_adds_lists_removes_and_shows_pass_rates(
     removed = icefloe(server, "known-failure", "remove", kf_id, **env)
     assert removed.stdout.startswith(f"removed {kf_id:>4}  {v.image.name}  dns on every arch")
     assert icefloe(server, "known-failure", "list", **env).stdout.count(v.image.name) == 0
+
+
+def test_a_failed_check_a_known_failure_covers_is_a_known_failure_cell_on_every_page(
+    server: RunningServer, publisher: CatalogClient, ops: httpx.Client, tmp_path: Path
+) -> None:
+    """The status page, the version page's table and the metric read the same known
+    failures as the gate (server_api/status.py), and only while they last."""
+    v = InTesting(publisher, tmp_path)
+    v.record("passed", "boots", "dns")
+    v.record("failed", "ipv6", evidence="no global inet6 address")
+    page = f"/images/{v.image.name}/versions/{v.serial}"
+
+    def cells(path: str) -> list[str]:
+        with http(server) as anonymous:
+            html = anonymous.get(path).text
+        return re.findall(r'class="cell cell-([a-z-]+)"', html.split(v.image.name, 1)[1])
+
+    assert "failed" in cells(page) and "known-failure" not in cells(page)
+    assert known(ops, v.image, "ipv6", arch="x86_64", until=_in(3)).status_code == 201
+    assert "known-failure" in cells(page) and "failed" not in cells(page)
+    assert "known-failure" in cells("/status")
+    labels = f'arch="x86_64",cell="known-failure",image="{v.image.name}"'
+    assert f"icefloe_newest_version_checks{{{labels}}} 1.0" in scrape(server)
+    wait_until(lambda: "known-failure" not in cells(page), "the known failure expired", 30)
+    assert "failed" in cells(page)
