@@ -1,4 +1,4 @@
-"""Garbage collection: the files of long-inactive versions and of unlisted uploads.
+"""Garbage collection: the files of long-inactive or revoked versions and of unlisted uploads.
 
 It races publishes and transitions safely: a version loses its files only in a
 compare-and-set that a concurrent re-test of it defeats (and that defeats the re-test),
@@ -8,7 +8,7 @@ comes first and the publish finds the file gone and is refused."""
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from core.catalog import GcResult, VersionState
@@ -25,7 +25,7 @@ def collect_garbage(
     *,
     upload_idle_s: float,
 ) -> GcResult:
-    """Delete the files of versions inactive for longer than `grace_s`, and uploads that
+    """Delete the files of versions inactive or revoked for longer than `grace_s`, and uploads that
     no version lists, keeping every file a surviving version still references. A version
     keeps its files at least `channel_file_grace_s` after it left its channel, which
     serves them that long to hosts whose cached index still lists them. Partial files a
@@ -38,8 +38,17 @@ def collect_garbage(
     expired = session.execute(
         update(Version)
         .where(
-            col(Version.state) == VersionState.inactive,
-            col(Version.state_changed_at) <= left_before,
+            or_(
+                and_(
+                    col(Version.state) == VersionState.inactive,
+                    col(Version.state_changed_at) <= left_before,
+                ),
+                # No channel serves a revoked version's files: no cached-index grace.
+                and_(
+                    col(Version.state) == VersionState.revoked,
+                    col(Version.state_changed_at) <= cutoff,
+                ),
+            ),
             col(Version.files_deleted_at).is_(None),
         )
         .values(files_deleted_at=now)

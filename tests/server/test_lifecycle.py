@@ -175,3 +175,17 @@ def test_the_same_files_under_another_serial_are_refused(catalog, tmp_path):
     with pytest.raises(CatalogRejected) as exc:
         catalog.publish(req.model_copy(update={"serial": next_serial()}))
     assert exc.value.status_code == 409 and "already published" in str(exc.value)
+
+
+def test_gc_collects_a_revoked_versions_files_too(tmp_path):
+    """A revoked version is served by no channel; past the grace its files go like an
+    inactive one's (else every revocation would keep its image's files forever)."""
+    with RunningServer(tmp_path / "server", channel_file_grace_s=3600) as server:
+        publisher = client(server, server.token)
+        operator = client(server, token(server, "operator"))
+        image = new_image(arches=["x86_64"])
+        serial = publish(publisher, image, tmp=tmp_path, to=("testing", "active")).serial
+        operator.revoke(image.name, serial, "bad in production")
+        assert operator.gc(grace_s=3600).versions == []
+        assert operator.gc(grace_s=0).versions == [f"{image.name} {serial}"]
+        assert publisher.version(image.name, serial).files_deleted_at is not None
