@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import image_server_errors
 from clients.catalog import CatalogClient, CatalogRejected
-from clients.receivers import DeliveryFailed, TargetRefused, check_target, post
+from clients.receivers import DeliveryFailed, TargetRefused, post, target_address
 from core.config import Settings
 from core.notices import (
     AttemptReport,
@@ -41,9 +41,14 @@ class HookActivities:
         """One attempt. A refused target fails for good; any other failure is retried."""
         attempt = activity.info().attempt
         try:
-            check_target(inp.url, self.settings.hooks_allow_local_targets)
+            address = target_address(inp.url, self.settings.hooks_allow_local_targets)
             status = post(
-                inp.url, inp.body, inp.headers, inp.retries.timeout_s, self.settings.hooks_ca
+                inp.url,
+                inp.body,
+                inp.headers,
+                inp.retries.timeout_s,
+                self.settings.hooks_ca,
+                address,
             )
         except TargetRefused as exc:
             self._report(inp.delivery_id, _failed(DeliveryState.failed, attempt, exc))

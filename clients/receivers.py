@@ -2,7 +2,9 @@
 named, so it follows no redirect, reads at most a few KiB of the answer, gives up after a
 timeout, and refuses loopback, link-local and unspecified addresses (the server's own
 host, cloud metadata services) unless the setting allows them. The address is checked
-when the hook is made and again, as resolved then, on every attempt."""
+when the hook is made and again on every attempt, which then connects to the address it
+checked (the name is not looked up twice, so a DNS answer that changes in between cannot
+turn a checked target into a local one)."""
 
 import ipaddress
 import socket
@@ -49,6 +51,20 @@ def check_url(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+def _addresses(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(i[4][0]) for i in infos))
+
+
+def _refuse_local(url: str, addresses: list[str]) -> None:
+    local = sorted(a for a in addresses if _local(a))
+    if local:
+        raise TargetRefused(
+            f"{url!r} is a loopback or link-local target ({', '.join(local)}); deliveries go "
+            "there only with ICEFLOE_HOOKS_ALLOW_LOCAL_TARGETS=true"
+        )
+
+
 def check_target(url: str, allow_local: bool) -> None:
     """TargetRefused unless `url` is an http(s) URL whose host resolves to no loopback,
     link-local or unspecified address (any address, with `allow_local`). A host that does
@@ -57,25 +73,47 @@ def check_target(url: str, allow_local: bool) -> None:
     if allow_local:
         return
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        addresses = _addresses(host, port)
     except socket.gaierror:
         return
-    local = sorted({str(i[4][0]) for i in infos if _local(str(i[4][0]))})
-    if local:
-        raise TargetRefused(
-            f"{url!r} is a loopback or link-local target ({', '.join(local)}); deliveries go "
-            "there only with ICEFLOE_HOOKS_ALLOW_LOCAL_TARGETS=true"
-        )
+    _refuse_local(url, addresses)
 
 
-def post(url: str, body: str, headers: dict[str, str], timeout_s: float, ca: Path | None) -> int:
-    """POST the delivery; the 2xx status, else DeliveryFailed (a redirect is not followed).
-    `timeout_s` bounds each step, and the reading of the answer as a whole."""
+def target_address(url: str, allow_local: bool) -> str:
+    """The address an attempt connects to: the host resolved once, and checked as
+    check_target does. A name that does not resolve is a failed attempt, retried."""
+    host, port = check_url(url)
+    try:
+        addresses = _addresses(host, port)
+    except socket.gaierror as exc:
+        raise DeliveryFailed(f"{host} does not resolve: {exc}") from None
+    if not allow_local:
+        _refuse_local(url, addresses)
+    return addresses[0]
+
+
+def post(
+    url: str,
+    body: str,
+    headers: dict[str, str],
+    timeout_s: float,
+    ca: Path | None,
+    address: str,
+) -> int:
+    """POST the delivery to `address` (target_address's; the URL's host still names the
+    server, for the Host header and TLS); the 2xx status, else DeliveryFailed (a redirect is
+    not followed). `timeout_s` bounds each step, and the reading of the answer as a whole."""
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+    named = httpx.URL(url)
+    headers = {"Host": named.netloc.decode()} | headers
+    extensions = {"sni_hostname": named.host}
+    request = named.copy_with(host=address)
     try:
         with (
             httpx.Client(verify=verify, timeout=timeout_s, follow_redirects=False) as http,
-            http.stream("POST", url, content=body.encode(), headers=headers) as answer,
+            http.stream(
+                "POST", request, content=body.encode(), headers=headers, extensions=extensions
+            ) as answer,
         ):
             said, deadline = b"", time.monotonic() + timeout_s  # a trickle is cut off too
             for chunk in answer.iter_bytes():
