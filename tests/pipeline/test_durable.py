@@ -154,6 +154,7 @@ async def test_rerun_after_a_failed_run_retests_only_the_failed_arch(
         "find_version icefloe-control",
         "publish_version icefloe-control",  # inactive -> testing, files already there
         "test_image i686",
+        "find_hold icefloe-control",  # a hold is looked for before each promotion
         "promote_version icefloe-control",
     ]
     skipped = {t.arch: {c.skipped for c in t.checks} for t in result.tests}

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -202,13 +202,18 @@ def time_skipping_server() -> str:
     return str(path)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def _time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=time_skipping_server(), data_converter=pydantic_data_converter
     ) as env:
         await register_search_attributes(env.client)
         yield env
+
+
+env = pytest_asyncio.fixture(_time_skipping, name="env", scope="module", loop_scope="session")
+# A test whose activities time out unpolled leaves the test server unable to skip a day
+# later (its RPCs time out): such a test gets a server of its own.
+own_env = pytest_asyncio.fixture(_time_skipping, name="own_env", loop_scope="session")
 
 
 @asynccontextmanager
@@ -244,12 +249,23 @@ async def pipeline(
     async with AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)
-        yield await env.client.start_workflow(
+        handle = await env.client.start_workflow(
             ImagePipeline.run,
             PipelineInput(spec=image, serial="20261125-fake", **options),
             id=f"wf-{uuid.uuid4()}",
             task_queue=CONTROL_TASK_QUEUE,
         )
+        try:
+            yield handle
+        finally:
+            await _end(handle)
+
+
+async def _end(handle: WorkflowHandle) -> None:
+    """Terminate a pipeline a test left running: the module shares one time-skipping
+    server, and a leftover's timers would be skipped through in every later test."""
+    if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        await handle.terminate("the test ended")
 
 
 async def test_failed_version_expires_after_three_days(env: WorkflowEnvironment) -> None:
@@ -366,9 +382,11 @@ async def test_the_hooks_hear_of_failing_machinery_once_per_failure(
     assert notice.key == f"{handle.result_run_id}:1"
 
 
-async def test_the_hooks_hear_once_that_no_worker_polls_an_arch(env: WorkflowEnvironment) -> None:
+async def test_the_hooks_hear_once_that_no_worker_polls_an_arch(
+    own_env: WorkflowEnvironment,
+) -> None:
     fake = FakeCatalog(failing=set())
-    async with pipeline(env, fake, polled=["x86_64"], worker_wait_s=1) as handle:
+    async with pipeline(own_env, fake, polled=["x86_64"], worker_wait_s=1) as handle:
         await until(lambda: fake.notices, "the hooks told of i686", 30)
         seen = await handle.describe()
         await until(lambda: _later_timeouts(handle, seen.history_length), "more timeouts", 30)
