@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import select_autoescape
 
 from core.catalog import AssessmentView, Channel, VersionState
+from core.sbom import SbomFormat
 from server_api.catalog import CatalogError, get_version
 from server_api.chart import chart
 from server_api.checks import find_check, image_checks
@@ -35,8 +36,9 @@ from server_api.gate import gate, missing_checks
 from server_api.grid import grid
 from server_api.known import check_rates
 from server_api.manifests import version_packages
-from server_api.routes.versions import ImageName, SerialPath
+from server_api.routes.versions import ArchPath, ImageName, SerialPath
 from server_api.routing import ReleasingRoute
+from server_api.sbom import version_sbom
 from server_api.schemas import CATALOG_READERS
 from server_api.services import services_of
 from server_api.status import known_failures
@@ -170,6 +172,32 @@ def version_page(
         public_feeds=services.settings.public_feeds,
         base_url=str(request.base_url).rstrip("/"),
         workflow_link=services.temporal.ui_link,  # as `icefloe trigger` prints them
+    )
+
+
+@router.get("/images/{image}/versions/{serial}/sbom/{arch}", dependencies=[PageReader])
+def sbom_download(
+    request: Request,
+    image: ImageName,
+    serial: SerialPath,
+    arch: ArchPath,
+    session: SessionDep,
+    services: ServicesDep,
+    format: SbomFormat = SbomFormat.spdx,
+) -> Response:
+    """The version page's SBOM links: the API's document (`/api/v1/.../sbom/{arch}`) with
+    the pages' access, so a browser's login cookie reads it on a server without public feeds."""
+    try:
+        body = version_sbom(
+            session, services.store, get_version(session, image, serial), arch, format
+        )
+    except CatalogError as exc:
+        return not_found(request, exc.message)
+    name = f"{image.replace(':', '-')}-{serial}-{arch}.{format.value}.json"
+    return Response(
+        body,
+        media_type=format.media_type,
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
     )
 
 

@@ -16,6 +16,7 @@ from core.catalog import (
     VersionState,
     VersionView,
 )
+from core.sbom import CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE, SbomFormat
 from server_api.catalog import (
     abandon_running,
     get_version,
@@ -35,6 +36,7 @@ from server_api.gate import missing_checks
 from server_api.gc import collect_garbage
 from server_api.manifests import version_packages
 from server_api.routing import ReleasingRoute
+from server_api.sbom import version_sbom
 from server_api.schemas import TokenScope
 from server_api.views import events, page_of_versions, view, views
 
@@ -45,6 +47,7 @@ CURSOR = IMAGE_NAME[:-1] + r"/[0-9]{8}[0-9A-Za-z._-]{0,32}$"
 PAGE_MAX = 500
 ImageName = Annotated[str, Path(pattern=IMAGE_NAME)]
 SerialPath = Annotated[str, Path(max_length=40)]
+ArchPath = Annotated[str, Path(max_length=16, description="LXD's name (x86_64) or Debian's")]
 
 
 def _key(cursor: str | None) -> tuple[str, str] | None:
@@ -114,6 +117,35 @@ def read_manifest(
     """`packages` is null for an arch published without a manifest; `diff` is against
     `previous`, the newest older version of the image with a manifest of that arch."""
     return version_packages(session, services.store, get_version(session, image, serial))
+
+
+@router.get(
+    "/images/{image}/versions/{serial}/sbom/{arch}",
+    summary="A bill of materials of one arch of a version, from its package manifest",
+    dependencies=[ApiReader],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "SPDX 2.3 or CycloneDX 1.5 JSON",
+            "content": {SPDX_MEDIA_TYPE: {}, CYCLONEDX_MEDIA_TYPE: {}},
+        },
+        404: {"description": "No such image, version or arch, or that arch has no manifest"},
+    },
+)
+def read_sbom(
+    image: ImageName,
+    serial: SerialPath,
+    arch: ArchPath,
+    session: SessionDep,
+    services: ServicesDep,
+    format: SbomFormat = SbomFormat.spdx,
+) -> Response:
+    """Every package with its version, Debian architecture and purl
+    (`pkg:deb/debian/<name>@<version>?arch=<arch>`); the image (name, serial, arch, LXD
+    fingerprint) is the described component. The same version gives the same bytes."""
+    version = get_version(session, image, serial)
+    body = version_sbom(session, services.store, version, arch, format)
+    return Response(body, media_type=format.media_type)
 
 
 @router.post("/images/{image}/versions/{serial}/transitions", summary="Change a version's state")
