@@ -178,6 +178,7 @@ def cyclonedx_json(bom: ImageBom) -> bytes:
     """CycloneDX 1.5: the image is metadata.component, each Debian package a component with
     its purl (also its bom-ref) and its architecture as a property."""
     image_ref = f"image:{bom.image}/{bom.serial}/{bom.arch}"
+    debs = [(pkg, pkg.purl) for pkg in bom.deb_packages()]
     return _encode(
         {
             "$schema": "http://cyclonedx.org/schema/bom-1.5.schema.json",
@@ -202,17 +203,15 @@ def cyclonedx_json(bom: ImageBom) -> bytes:
             "components": [
                 {
                     "type": "library",
-                    "bom-ref": pkg.purl,
+                    "bom-ref": purl,
                     "name": pkg.name,
                     "version": pkg.version,
-                    "purl": pkg.purl,
+                    "purl": purl,
                     "properties": [{"name": "icefloe:debian-arch", "value": pkg.arch}],
                 }
-                for pkg in bom.deb_packages()
+                for pkg, purl in debs
             ],
-            "dependencies": [
-                {"ref": image_ref, "dependsOn": [pkg.purl for pkg in bom.deb_packages()]}
-            ],
+            "dependencies": [{"ref": image_ref, "dependsOn": [purl for _, purl in debs]}],
         }
     )
 

@@ -88,6 +88,8 @@ def test_spdx_validates_and_describes_the_image_containing_each_package_with_its
     }
     raw = json.loads(spdx_json(bom()))
     assert raw["documentDescribes"] == ["SPDXRef-Image"]
+    described = {"spdxElementId": "SPDXRef-DOCUMENT", "relatedSpdxElement": "SPDXRef-Image"}
+    assert raw["relationships"][0] == described | {"relationshipType": "DESCRIBES"}
     found = []
     for deb in debs:
         [ref] = deb.external_references
