@@ -26,7 +26,7 @@ from activities.lxd_test.instances import (
     remove,
 )
 from activities.lxd_test.suite import run_suite
-from activities.slots import Release, WorkerSlots
+from activities.slots import LOOK_EVERY_S, Release, WorkerSlots
 from clients.catalog import CatalogClient, server_ca
 from clients.lxd import host_name
 from core.catalog import AssessmentReport, AssessmentState, Channel
@@ -124,6 +124,7 @@ class ImageTestActivities:
                     temporal=self.temporal,
                     cloud_init_user_data=inp.spec.cloud_init_user_data,
                 )
+                self._await_deletion(instance.name, beat)
                 fingerprint = inp.fingerprint[:12]
                 beat(f"{inp.arch}: launching {instance.name} ({privilege}) from {fingerprint}")
                 run_suite(client, instance, todo, report, beat, delete_later=judged.append)
@@ -142,6 +143,15 @@ class ImageTestActivities:
         version = self.catalog.version(inp.spec.name, inp.serial)
         return {a.check: a.state for a in version.assessments if a.arch == inp.arch}
 
+    def _await_deletion(self, name: str, beat: Callable[[str], None]) -> None:
+        """A retry on this worker launches an instance of the name the last attempt's
+        deferred deletion may still be removing: that deletion ends first."""
+        if self.cleanups.wait_for([name], timeout_s=0):
+            return
+        beat(f"waiting for the deletion of the last attempt's {name}")
+        while not self.cleanups.wait_for([name], timeout_s=LOOK_EVERY_S):
+            pass  # short waits: the SDK's cancellation reaches this thread between them
+
     def _delete_later(self, inp: ArchTestInput, names: list[str], release: Release) -> None:
         """Every verdict is recorded: the instances and the cached image go in the background.
         The test slot stays taken until the instance is gone, so the limit counts it."""
@@ -156,7 +166,7 @@ class ImageTestActivities:
                 release()
 
         what = f"{inp.workflow_id} {inp.arch}: deleting {', '.join(names) or 'no instance'}"
-        self.cleanups.start(f"{what} and cached image {fingerprint[:12]}", work)
+        self.cleanups.start(f"{what} and cached image {fingerprint[:12]}", work, names)
 
 
 def _remove(client: pylxd.Client, names: list[str]) -> None:

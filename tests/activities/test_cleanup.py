@@ -44,6 +44,15 @@ def test_a_deletion_runs_beside_the_caller_and_wait_sees_it_through() -> None:
     assert ran.is_set()
 
 
+def test_wait_for_waits_only_for_the_deletions_of_those_names() -> None:
+    cleanups, release = Cleanups(), threading.Event()
+    cleanups.start("deleting icefloe-x8664-a", release.wait, ["icefloe-x8664-a"])
+    assert cleanups.wait_for(["icefloe-x8664-b"], timeout_s=0), "another name: no wait"
+    assert not cleanups.wait_for(["icefloe-x8664-a"], timeout_s=0.01), "its own: still running"
+    release.set()
+    assert cleanups.wait_for(["icefloe-x8664-a"])
+
+
 def test_a_failed_deletion_is_logged_for_the_janitor(caplog: pytest.LogCaptureFixture) -> None:
     cleanups = Cleanups()
 

@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.lxd_test import checks
 from activities.lxd_test.activity import ImageTestActivities
+from activities.lxd_test.cleanup import Cleanups
 from activities.lxd_test.execs import ExecFault, ExecResult, describe
 from activities.lxd_test.instances import forget_image, instance_name, remove
 from activities.slots import WorkerSlots
@@ -360,3 +361,39 @@ def test_a_retry_right_after_a_verdict_waits_for_the_deletion_of_its_own_instanc
             assert {c.check: c.state for c in result.checks} == {"boots": "passed", "no": "failed"}
     finally:
         assert activities.cleanups.wait(), "its deletions ended"
+
+
+def test_a_launch_waits_for_the_deferred_deletion_of_an_instance_of_its_name(
+    tested: Callable[[ImageSpec], Tested], lxd: pylxd.Client
+) -> None:
+    """The race above made certain: a deletion of the instance's name, held open, keeps the
+    next attempt from launching until it ends (the deletion, asking LXD for the name again,
+    would otherwise take the new instance)."""
+    t = tested(busybox_spec("held-deletion", checks=["boots"]))
+    cleanups, gate = Cleanups(), threading.Event()
+    cleanups.start("a deletion held open", gate.wait, [t.instance])
+    activities = ImageTestActivities(
+        t.catalog,
+        lambda: connect_lxd(t.settings),
+        t.settings,
+        SCOPE,
+        WorkerSlots("x86_64", 1, 2),
+        cleanups,
+    )
+    inp = ArchTestInput(
+        spec=t.image, serial=t.serial, arch="x86_64", fingerprint=t.fingerprint, workflow_id="wf"
+    )
+    env, beats, results = ActivityEnvironment(), list[str](), list[ArchTestResult]()
+    env.on_heartbeat = lambda *details: beats.extend(str(d) for d in details)
+    runner = threading.Thread(target=lambda: results.append(env.run(activities.test_image, inp)))
+    runner.start()
+    try:
+        wait_until(
+            lambda: any("waiting for the deletion" in b for b in beats), "it waits", timeout_s=60
+        )
+        assert not lxd.instances.exists(t.instance), "nothing launched while the deletion runs"
+    finally:
+        gate.set()
+        runner.join(120)
+        assert cleanups.wait(), "its deletions ended"
+    assert [(c.check, c.state) for c in results[0].checks] == [("boots", "passed")]
