@@ -230,3 +230,17 @@ class Delivery(SQLModel, table=True):
     dispatched_at: datetime | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SigningKey(SQLModel, table=True):
+    """A key the server signs with: `provenance` (DSSE envelopes) or `streams` (OpenPGP
+    clear-signed feeds). Its row says a key was made, so a server that later finds the key
+    file gone refuses to sign instead of making another; a rotated key keeps its row, retired,
+    so what it signed still verifies."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(index=True)
+    keyid: str = Field(unique=True)
+    public_key: str  # PEM (provenance) or ASCII-armored OpenPGP (streams)
+    created_at: datetime = Field(default_factory=utcnow)
+    retired_at: datetime | None = None
