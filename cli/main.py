@@ -22,14 +22,17 @@ from cli import (
     stack,
     temporal,
     tokens,
+    verify,
     workers,
 )
 from clients.catalog import CatalogRejected
+from clients.imagestore import ImageLookupFailed
 from clients.lxd import ArchNotSupported, LxdUnavailable
 from clients.temporal import MetricsUnavailable, TemporalNotSetUp, TemporalUnavailable
 from core.arch import UnknownArchError
 from core.config import Settings, env_name
 from core.images import ImageDefinitionError
+from core.verify import PinRefused
 
 # Each adds its own sub-commands, in the order `icefloe --help` lists them.
 COMMAND_GROUPS = (
@@ -43,6 +46,7 @@ COMMAND_GROUPS = (
     hooks,
     revoke,
     refresh,
+    verify,
     temporal,
     stack,
 )
@@ -57,6 +61,8 @@ FRIENDLY = (
     UnknownArchError,
     ImageDefinitionError,
     CatalogRejected,
+    ImageLookupFailed,
+    PinRefused,
 )
 
 

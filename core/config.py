@@ -226,6 +226,12 @@ class Settings(BaseSettings):
     operator_token: SecretStr | None = Field(
         None, description="token for forced promotion and `icefloe gc`"
     )
+    pinned_keys: Path | None = Field(
+        None,
+        description="the servers' provenance keys `icefloe pin` saved and `icefloe verify` "
+        "trusts (no other); unset: `$XDG_CONFIG_HOME/icefloe/pinned-keys.json`, "
+        "`~/.config/icefloe/pinned-keys.json` without it",
+    )
 
     hooks_allow_local_targets: bool = Field(
         False,
@@ -334,6 +340,13 @@ class Settings(BaseSettings):
         """(builds, test instances) at once: the settings, else sized from this host."""
         builds, tests = host_slots(*this_host())
         return self.worker_max_builds or builds, self.worker_max_tests or tests
+
+    @property
+    def pinned_keys_path(self) -> Path:
+        if self.pinned_keys:
+            return self.pinned_keys
+        config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+        return Path(config) / "icefloe" / "pinned-keys.json"
 
     def workflow_ui_link(self, workflow_id: str) -> str:
         return (

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import Key, SSlibKey
 
 from core.arch import UnknownArchError, to_debian
 
@@ -73,7 +73,7 @@ def default_keyid(key: dict[str, Any]) -> str:
     """securesystemslib's keyid of a public key: the sha256 of its canonical JSON. Pinning
     requires it, so that comparing a keyid out of band compares the key itself."""
     fields = {name: key.get(name) for name in ("keytype", "scheme", "keyval")}
-    return hashlib.sha256(encode_canonical(fields).encode()).hexdigest()
+    return hashlib.sha256(str(encode_canonical(fields)).encode()).hexdigest()
 
 
 def keys_to_pin(answer: Any) -> list[PinnedKey]:
@@ -201,7 +201,7 @@ def _open(envelope: Any, keys: list[PinnedKey]) -> _Opened | Finding:
         return Finding(problem=Problem.altered, reason=f"not a DSSE envelope ({exc!r})")
     if not env.signatures:
         return Finding(problem=Problem.unsigned, reason="an envelope without a signature")
-    pinned = [k.sslib() for k in keys if k.keyid in env.signatures]
+    pinned: list[Key] = [k.sslib() for k in keys if k.keyid in env.signatures]
     if not pinned:
         return Finding(
             problem=Problem.unpinned,
@@ -257,7 +257,7 @@ def _build(opened: _Opened, arch: str) -> Build:
     deps = definition.get("resolvedDependencies") or []
     run = p.get("runDetails") or {}
     builder = run.get("builder") or {}
-    manifest = next((d for d in deps if d.get("name") == f"{arch}/manifest"), {})
+    manifest: dict[str, Any] = next((d for d in deps if d.get("name") == f"{arch}/manifest"), {})
     hosts = {b.get("name"): b.get("content") for b in run.get("byproducts") or []}
     host = hosts.get(f"{arch}/build-host") or hosts.get("build-host")
     try:
@@ -280,13 +280,18 @@ def _build(opened: _Opened, arch: str) -> Build:
 
 
 def verdict(
-    answer: dict[str, Any], keys: list[PinnedKey], fingerprint: str, server: str
+    answer: dict[str, Any] | None, keys: list[PinnedKey], fingerprint: str, server: str
 ) -> Verdict:
     """The verdict on the image with this fingerprint from the server's attestations answer
-    (`GET /api/v1/attestations/{fingerprint}`) and the keys the host pinned.
+    (`GET /api/v1/attestations/{fingerprint}`; None: it knows no such image) and the keys the
+    host pinned.
 
     Only what a pinned key signed is believed, except the answer's revocation: an unsigned
     "revoked" can only refuse an image, never make one pass."""
+    if answer is None:
+        reason = "the server knows no version with this fingerprint: not an image it published"
+        problem = Finding(problem=Problem.unsigned, reason=reason)
+        return Verdict(fingerprint=fingerprint, server=server, problems=[problem])
     v = Verdict(
         fingerprint=fingerprint,
         server=server,

@@ -9,6 +9,7 @@ fails the collection."""
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -18,6 +19,7 @@ from clients.catalog import CatalogClient
 from clients.lxd import connect_lxd, host_arches
 from core.arch import KNOWN_ARCHES
 from core.config import Settings
+from harness.lxd import Lxc
 from harness.servers import RunningServer
 from harness.temporal import start_dev_server
 from tests.support import Installed, build_wheel, install_wheel
@@ -54,6 +56,17 @@ def catalog(settings: Settings) -> Iterator[CatalogClient]:
     client.close()
 
 
+@pytest.fixture
+def lxc(tmp_path: Path) -> Iterator[Lxc]:
+    """The `lxc` client with a config of its own; the images the test put in `lxc.took` go."""
+    cli = Lxc(tmp_path / "lxc-conf")
+    try:
+        yield cli
+    finally:
+        for fingerprint in cli.took:
+            cli.quietly("image", "delete", fingerprint)
+
+
 @pytest.fixture(scope="session")
 def local_arches(settings: Settings) -> list[str]:
     """Arches the local LXD runs; the tests need two (x86_64 and i686 on these machines)."""
@@ -88,7 +101,7 @@ NEEDS = {
     "workers": {"temporal", "lxd"},
     "local_arches": {"lxd"},
     "lxd": {"lxd"},  # tests/activities/conftest.py
-    "lxc": {"lxd"},  # tests/server/conftest.py
+    "lxc": {"lxd"},
     "incus": {"incus", "lxd"},  # tests/server/test_incus_client.py
     "fronted": {"nginx"},  # tests/server/conftest.py
     "browser": {"browser"},  # tests/web/test_catalog_browser.py

@@ -66,7 +66,7 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
         *("cancel", "versions", "show", "gc", "catalogue", "hook", "refresh", "setup-temporal"),
         *("up", "revoke", "hold", "release"),
-        *("known-failure", "checks"),
+        *("known-failure", "checks", "verify", "pin"),
     }
     assert set(commands(top["known-failure"])) == {"add", "list", "remove"}
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
@@ -105,6 +105,7 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
         (("revoke", "a:b:c", "soon", "--reason", "x"), "argument serial: serial must start"),
         (("hold", "a:b:c"), "icefloe hold: error: the following arguments are required: --reason"),
         (("release",), "icefloe release: error: the following arguments are required: image"),
+        (("verify",), "icefloe verify: error: the following arguments are required: image"),
     ],
 )
 def test_what_a_sub_command_needs_is_refused_by_argparse(

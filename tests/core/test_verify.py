@@ -198,14 +198,17 @@ def test_a_flipped_byte_in_a_statement_is_altered(key: CryptoSigner):
     raw = bytearray(base64.b64decode(sig["signatures"][0]["sig"]))
     raw[0] ^= 0x80
     sig["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
-    for bad in (sig, {"payload": "!!", "payloadType": PAYLOAD_TYPE, "signatures": []}, "x"):
+    broken: list[Any] = [sig, {"payload": "!!", "payloadType": PAYLOAD_TYPE, "signatures": []}, "x"]
+    for bad in broken:
         v = verdict(answer(("build", bad)), pinned(key), LXD_FP["amd64"], SERVER)
         assert problems(v)[0] in (Problem.altered, Problem.unsigned), v.problems
 
 
 def test_a_statement_for_another_fingerprint_is_refused(key: CryptoSigner):
     other = {"amd64": "99" * 32, "i386": "98" * 32}
-    a = answer(("build", sign(build_statement(other), key)), ("test", sign(results_statement(), key)))
+    a = answer(
+        ("build", sign(build_statement(other), key)), ("test", sign(results_statement(), key))
+    )
     v = verdict(a, pinned(key), LXD_FP["amd64"], SERVER)
     assert problems(v)[0] == Problem.other_subject
     assert "99999999" in v.problems[0].reason and LXD_FP["amd64"] in v.problems[0].reason
@@ -285,7 +288,9 @@ def test_a_rotated_key_old_pins_still_verify_old_statements_and_new_ones_say_re_
     assert verdict(both, pinned(key), LXD_FP["amd64"], SERVER).verified
     assert verdict(both, pinned(new), LXD_FP["amd64"], SERVER).verified
     # A statement signed after the rotation, by the new key alone.
-    after = answer(("build", sign(build_statement(), new)), ("test", sign(results_statement(), new)))
+    after = answer(
+        ("build", sign(build_statement(), new)), ("test", sign(results_statement(), new))
+    )
     v = verdict(after, pinned(key), LXD_FP["amd64"], SERVER)
     assert problems(v)[0] == Problem.unpinned and not v.verified
     assert new.public_key.keyid in v.problems[0].reason and "re-pin" in v.problems[0].reason

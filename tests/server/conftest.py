@@ -9,7 +9,6 @@ import pytest
 
 from clients.catalog import CatalogClient
 from harness.front import Front, nginx_front
-from harness.lxd import Lxc
 from harness.servers import RunningServer, client, http, token
 
 
@@ -36,14 +35,3 @@ def fronted(tmp_path: Path) -> Iterator[tuple[RunningServer, Front]]:
         nginx_front(server, tmp_path / "nginx") as front,
     ):
         yield server, front
-
-
-@pytest.fixture
-def lxc(tmp_path: Path) -> Iterator[Lxc]:
-    """The `lxc` client with a config of its own; the images the test put in `lxc.took` go."""
-    cli = Lxc(tmp_path / "lxc-conf")
-    try:
-        yield cli
-    finally:
-        for fingerprint in cli.took:
-            cli.quietly("image", "delete", fingerprint)
