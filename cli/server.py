@@ -1,11 +1,12 @@
 """On the server host: `icefloe server` runs the image server, `icefloe export` writes a
-channel's feed from its catalog and store. Server modules load only when one of them runs."""
+channel's feed from its catalog and store, `icefloe keys rotate` replaces the key that signs
+attestations. Server modules load only when one of them runs."""
 
 import argparse
 import sys
 from pathlib import Path
 
-from cli.args import Commands, command
+from cli.args import Commands, actions, command
 from core.config import Settings
 
 
@@ -57,6 +58,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    args.run(args)
+    return 0
+
+
+def rotate_key(_: argparse.Namespace) -> None:
+    """A new provenance key in the key file; the old one retired (still listed, so what it
+    signed verifies), its signature kept and the new key's added to every stored envelope.
+    Also the way back for a server whose key file was lost."""
+    from sqlmodel import Session
+
+    from server_api.db import make_engine
+    from server_api.provenance import rotate
+
+    settings = Settings().server
+    with Session(make_engine(settings.db_url)) as session:
+        done = rotate(session, settings.provenance_key_path)
+    print(f"provenance key {done.new} in {settings.provenance_key_path}")
+    if done.old:
+        print(f"retired {done.old}; {done.envelopes} envelopes now also signed by {done.new}")
+    print("hosts pinning the old key: pin the new one (GET /api/v1/keys)")
+
+
 def register(commands: Commands) -> None:
     command(commands, "server", cmd_server, help="run the image server (HTTPS)")
     ex = command(
@@ -71,3 +95,12 @@ def register(commands: Commands) -> None:
     ex.add_argument("--channel", choices=["active", "testing"], required=True)
     ex.add_argument("--flavour", choices=["lxd", "incus"], help="default: both, as public feeds")
     ex.add_argument("dir", metavar="DIR")
+    keys = actions(
+        commands,
+        "keys",
+        cmd_keys,
+        help="the server's signing keys (on the server host)",
+        description="On the server host, beside the catalog: the key that signs each version's "
+        "attestations. Its public half is served at /api/v1/keys.",
+    )
+    keys("rotate", rotate_key, "make a new provenance key, retire the old one, re-sign")

@@ -77,12 +77,23 @@ class BuiltFile(BaseModel):
     size: int = Field(ge=0)
 
 
+class BuildRecord(BaseModel):
+    """Where and when one arch was built, and its builder's version: the version's build
+    provenance (core.provenance) says what the build reported, nothing more."""
+
+    host: str = Field(min_length=1, max_length=253)
+    tool_version: str | None = Field(None, max_length=200)
+    started_at: datetime
+    finished_at: datetime
+
+
 class ArchFiles(BaseModel):
     """The files of one arch of a version: a metadata tarball, a rootfs and, optionally,
-    the rootfs's package manifest."""
+    the rootfs's package manifest; and how its build went, if the builder said."""
 
     arch: LxdArch
     files: list[BuiltFile]
+    built: BuildRecord | None = None
 
 
 # The pipeline's Temporal workflow id (icefloe:<image>:<serial> is under 250 characters);

@@ -80,6 +80,11 @@ class ServerSettings(BaseModel):
         "`<state dir>/tls/server.crt`",
     )
     tls_key: Path | None = Field(None, description="its key; unset: `<state dir>/tls/server.key`")
+    provenance_key: Path | None = Field(
+        None,
+        description="the ed25519 key (PEM, 0600) that signs each version's attestations, made "
+        "at first start and never served; unset: `<state dir>/keys/provenance.key`",
+    )
     max_upload_bytes: int = Field(8 * 1024**3, description="largest file an upload may declare")
     keep_active: int = Field(
         3, description="active versions kept per image; activating a newer one retires the oldest"
@@ -162,6 +167,10 @@ class ServerSettings(BaseModel):
     @property
     def key_path(self) -> Path:
         return self.tls_key or self.state_dir / "tls" / "server.key"
+
+    @property
+    def provenance_key_path(self) -> Path:
+        return self.provenance_key or self.state_dir / "keys" / "provenance.key"
 
 
 class Settings(BaseSettings):

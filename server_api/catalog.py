@@ -21,6 +21,7 @@ from core.catalog import (
     AssessmentState,
     BuiltFile,
     FileType,
+    KnownFailureView,
     TransitionRequest,
     VersionCreate,
     VersionState,
@@ -28,11 +29,13 @@ from core.catalog import (
 from core.inputs import spec_digest
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError, Packages
 from core.notices import NoticeKind
+from core.provenance import AttestationKind, build_statement
 from server_api.gate import gate, revoked_at
 from server_api.locks import locked
 from server_api.manifests import read_manifest
 from server_api.models import Assessment, Blob, Event, Image, Version, VersionArch, utcnow
 from server_api.notices import move_notice, record_notice
+from server_api.provenance import ProvenanceKey, build_facts, promotion_statement
 from server_api.store import FileStore
 from server_api.unchanged import unchanged_since
 
@@ -127,15 +130,16 @@ def _fingerprint(store: FileStore, arch: str, meta: BuiltFile, root: BuiltFile) 
 
 
 def publish(
-    session: Session, store: FileStore, req: VersionCreate, actor: str
+    session: Session, store: FileStore, key: ProvenanceKey, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
     """Create a version from uploaded files; its deltas are made afterwards (`deltas`).
     The same request again is a no-op (False), also when it races the first one: the
     insert of the one that commits second breaks a unique constraint, and its retry reads
-    the version the first one made."""
+    the version the first one made. The version's build provenance is signed in the same
+    transaction: without the key nothing is published."""
     for _ in range(3):  # each conflict means another publish committed: one retry sees it
         try:
-            return _publish(session, store, req, actor)
+            return _publish(session, store, key, req, actor)
         except IntegrityError:
             session.rollback()
     raise CatalogError(
@@ -144,7 +148,7 @@ def publish(
 
 
 def _publish(
-    session: Session, store: FileStore, req: VersionCreate, actor: str
+    session: Session, store: FileStore, key: ProvenanceKey, req: VersionCreate, actor: str
 ) -> tuple[Version, bool]:
     spec = req.spec
     pairs = {a.arch: _files(a) for a in req.arches}
@@ -236,19 +240,24 @@ def _publish(
             workflow_id=req.workflow_id,
         )
     )
+    session.flush()
+    statement = build_statement(build_facts(session, version, req, digest))
+    key.attest(session, version, AttestationKind.build, statement)
     session.commit()
     return version, True
 
 
 def transition(
     session: Session,
+    key: ProvenanceKey,
     version: Version,
     req: TransitionRequest,
     actor: str,
     keep_active: int,
     operator: bool = False,
 ) -> Version:
-    """Move a version; promotion passes the gate unless an operator forces it.
+    """Move a version; promotion passes the gate unless an operator forces it, and signs
+    the test statement of the results it stood on (none is promoted without it).
 
     The move is a compare-and-set from the state read here (or the caller's `from_state`):
     of two requests that decided on the same state, one moves the version and the other
@@ -268,9 +277,9 @@ def transition(
         )
     if _refused(version, req.to, expected):
         raise _refusal(version, req.to, expected)
-    reason = req.reason
+    reason, relied = req.reason, list[KnownFailureView]()
     if req.to == VersionState.active and not req.force:
-        reason = _gate(session, version, reason)
+        reason, relied = _gate(session, version, reason)
     if req.to == VersionState.active:
         # Promotions of one image queue here, so each one's retention sees the others'.
         image = locked(session, select(Image).where(Image.name == version.image))[0]
@@ -283,6 +292,10 @@ def transition(
         raise _refusal(version, req.to, expected)
     if req.to == VersionState.active:
         _retire_older(session, version, actor, keep_active)
+        known = [k.model_dump(mode="json", include=KNOWN_FIELDS) for k in relied]
+        at = version.state_changed_at
+        statement = promotion_statement(session, version, at, actor, req.force, reason, known)
+        key.attest(session, version, AttestationKind.test, statement)
     session.commit()
     return version
 
@@ -297,9 +310,13 @@ def held(image: Image) -> CatalogError:
     )
 
 
-def _gate(session: Session, version: Version, reason: str) -> str:
+# What a test statement says of each known failure a promotion relied on.
+KNOWN_FIELDS = {"check", "arch", "reason", "link", "until"}
+
+
+def _gate(session: Session, version: Version, reason: str) -> tuple[str, list[KnownFailureView]]:
     """Refuse a promotion the gate does not let through; else the event's reason, naming
-    the known failures it relied on."""
+    the known failures it relied on, and those."""
     seen = gate(session, version)
     unmet = {a: c for a, c in seen.unmet.items() if c}
     if unmet or not version.required_checks:
@@ -308,7 +325,7 @@ def _gate(session: Session, version: Version, reason: str) -> str:
     if seen.relied_on:
         relied = "; ".join(k.says() for k in seen.relied_on)
         reason += f"; relied on known failures, the gate did not require: {relied}"
-    return reason
+    return reason, list(seen.relied_on)
 
 
 def _refused(version: Version, to: VersionState, expected: VersionState) -> bool:

@@ -1,6 +1,7 @@
 """The FastAPI application."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,8 +23,10 @@ from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.guard import RequestGuard
 from server_api.metrics import MetricsMiddleware, ServerMetrics
+from server_api.provenance import ProvenanceKey, SigningUnavailable
 from server_api.routes import (
     access,
+    attestations,
     checks,
     feeds,
     files,
@@ -43,6 +46,8 @@ from server_api.store import FileStore
 from server_api.tokens import AccessError
 from server_api.workers_seen import WorkerWatch
 
+log = logging.getLogger(__name__)
+
 
 def _services(settings: ServerSettings) -> Services:
     engine = make_engine(settings.db_url, settings.threads, settings.db_overflow)
@@ -52,6 +57,8 @@ def _services(settings: ServerSettings) -> Services:
     temporal = TemporalLink(every)
     workers = WorkerWatch(temporal.client, engine, settings.worker_watch_s)
     metrics = ServerMetrics(engine, workers)
+    provenance = ProvenanceKey(settings.provenance_key_path)
+    provenance.ensure(engine)
     return Services(
         settings=settings,
         engine=engine,
@@ -68,6 +75,7 @@ def _services(settings: ServerSettings) -> Services:
         workers=workers,
         forms=FormTokens(load_key(settings.state_dir / "form.key")),
         dispatcher=Dispatcher(engine, temporal, every, settings.url),
+        provenance=provenance,
     )
 
 
@@ -123,6 +131,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def _catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
         return JSONResponse({"detail": exc.message, **exc.fields}, status_code=exc.status_code)
 
+    @app.exception_handler(SigningUnavailable)
+    async def _unsigned(_: Request, exc: SigningUnavailable) -> JSONResponse:
+        log.error("%s", exc.message)
+        return JSONResponse({"detail": exc.message}, status_code=503)
+
     @app.exception_handler(AccessError)
     async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -133,6 +146,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(files.router)
     app.include_router(versions.router)
+    app.include_router(attestations.router)
     app.include_router(checks.router)
     app.include_router(revoke.router)
     app.include_router(known.router)

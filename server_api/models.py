@@ -244,3 +244,15 @@ class SigningKey(SQLModel, table=True):
     public_key: str  # PEM (provenance) or ASCII-armored OpenPGP (streams)
     created_at: datetime = Field(default_factory=utcnow)
     retired_at: datetime | None = None
+
+
+class Attestation(SQLModel, table=True):
+    """A signed in-toto statement about a version (core.provenance): `build` at publish,
+    `test` at each promotion. The envelope gains a signature when the key is rotated."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    kind: str
+    statement: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    envelope: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -16,6 +16,7 @@ from server_api.deltas import DeltaMaker
 from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.metrics import ServerMetrics
+from server_api.provenance import ProvenanceKey
 from server_api.static import StaticTrees
 from server_api.store import FileStore
 from server_api.workers_seen import WorkerWatch
@@ -57,6 +58,7 @@ class Services:
     badges: BadgeCache
     workers: WorkerWatch
     dispatcher: "Dispatcher"
+    provenance: ProvenanceKey
 
 
 def attach(app: FastAPI, services: Services) -> None:

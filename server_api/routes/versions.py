@@ -93,7 +93,7 @@ def create_version(
     actor: Publisher,
 ) -> VersionView:
     """Answers once the version is committed; its deltas follow (each arch's `delta`)."""
-    version, created = publish(session, services.store, req, actor)
+    version, created = publish(session, services.store, services.provenance, req, actor)
     if created:
         services.deltas.wake()
     else:
@@ -160,7 +160,8 @@ def move_version(
     """`force: true` (operators only) promotes past the gate; the event records it."""
     version = get_version(session, image, serial)
     operator = caller.scope == TokenScope.operator
-    transition(session, version, req, caller.name, services.settings.keep_active, operator)
+    keep = services.settings.keep_active
+    transition(session, services.provenance, version, req, caller.name, keep, operator)
     return view(session, version)
 
 

@@ -32,7 +32,7 @@ from server_api.models import Assessment, Image, Version, VersionArch
 from server_api.views import view
 from tests.support import postgres_database
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _drift(url: str) -> list:
