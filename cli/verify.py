@@ -114,12 +114,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     forced_ok = args.allow_forced and v.only_forced()
     code = VERIFIED if v.verified or forced_ok else FORCED if v.only_forced() else REFUSED
     if args.json:
-        body = {"verified": v.verified, "exit_code": code, "host_image": image.model_dump()}
+        body = {
+            "verified": v.verified,
+            "exit_code": code,
+            "host_image": image.model_dump(exclude={"certificate"}),
+        }
         print(json.dumps(body | v.model_dump(mode="json"), indent=2))
     else:
         names = ", ".join(image.aliases)
         print(f"{image.remote}:{names or image.fingerprint[:12]}")
         print("\n".join(v.lines()))
+        if forced_ok:
+            print("ACCEPTED: forced past the gate, which --allow-forced allows")
     return code
 
 

@@ -16,23 +16,28 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, SSlibKey
 
 from core.arch import UnknownArchError, to_debian
+from core.provenance import (
+    BUILDER_ID,
+    FINGERPRINT_NAME,
+    PAYLOAD_TYPE,
+    SLSA_PROVENANCE,
+    STATEMENT_TYPE,
+    TEST_RESULTS,
+)
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-BUILD_PREDICATE = "https://slsa.dev/provenance/v1"
-TEST_PREDICATE = "https://icefloe.dev/attestations/test-results/v1"
-BUILDER_PREFIX = "https://icefloe.dev/builders/"
-# Subject names of fingerprints: `<arch>/lxd-fingerprint`, `<arch>/incus-fingerprint`.
-FINGERPRINT_SUBJECTS = ("lxd-fingerprint", "incus-fingerprint")
+# Subject names of fingerprints: `<arch>/lxd-fingerprint`, and `<arch>/incus-fingerprint`
+# where Incus' differs.
+FINGERPRINT_SUBJECTS = (FINGERPRINT_NAME, "incus-fingerprint")
 # Results that satisfy the gate (the server's rule: not applicable counts, never as passed).
 GATE_STATES = ("passed", "not_applicable")
+NOT_PROMOTED = ("created", "testing")
 
 
 class Problem(StrEnum):
@@ -49,6 +54,8 @@ class Problem(StrEnum):
 
 
 class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True)  # hashable: the same one found twice shows once
+
     problem: Problem
     reason: str
 
@@ -249,6 +256,21 @@ def _debian(arch: str) -> str:
         return arch
 
 
+def _of_arch(dependency: dict[str, Any], arch: str) -> bool:
+    """A dependency of this arch's build, or of every arch's (the mirror)."""
+    name = str(dependency.get("name", ""))
+    return "/" not in name or name.startswith(f"{arch}/")
+
+
+def _dependency(d: dict[str, Any]) -> str:
+    """One thing the image was built from, as a line: its URL, else its name and version,
+    and its digest."""
+    version = (d.get("annotations") or {}).get("version")
+    sha = (d.get("digest") or {}).get("sha256")
+    words = [d.get("uri") or d.get("name") or "?", version, f"sha256:{sha}" if sha else None]
+    return " ".join(str(w) for w in words if w)
+
+
 def _build(opened: _Opened, arch: str) -> Build:
     """The build statement's record, each field None where the statement does not say."""
     p = opened.statement.get("predicate") or {}
@@ -258,20 +280,22 @@ def _build(opened: _Opened, arch: str) -> Build:
     run = p.get("runDetails") or {}
     builder = run.get("builder") or {}
     manifest: dict[str, Any] = next((d for d in deps if d.get("name") == f"{arch}/manifest"), {})
-    hosts = {b.get("name"): b.get("content") for b in run.get("byproducts") or []}
-    host = hosts.get(f"{arch}/build-host") or hosts.get("build-host")
+    made = {b.get("name"): b for b in run.get("byproducts") or []}
+    host = made.get(f"{arch}/build-host") or made.get("build-host") or {}
     try:
-        build_host = base64.b64decode(host).decode() if host else None
+        build_host = base64.b64decode(host["content"]).decode() if host.get("content") else None
     except (binascii.Error, UnicodeDecodeError):
-        build_host = host
+        build_host = host["content"]
+    if build_host is None and (why := (host.get("annotations") or {}).get("unknown")):
+        build_host = f"an unknown host ({why})"
     builder_id = builder.get("id")
     return Build(
         image=params.get("image"),
         serial=params.get("serial"),
         definition_sha256=params.get("definition_sha256"),
-        builder=builder_id.removeprefix(BUILDER_PREFIX) if builder_id else None,
+        builder=builder_id.removeprefix(BUILDER_ID) if builder_id else None,
         versions={str(k): str(v) for k, v in (builder.get("version") or {}).items()},
-        dependencies=[d["uri"] for d in deps if d.get("uri")],
+        dependencies=[_dependency(d) for d in deps if _of_arch(d, arch) and d is not manifest],
         manifest_sha256=(manifest.get("digest") or {}).get("sha256"),
         build_host=build_host,
         finished_on=(run.get("metadata") or {}).get("finishedOn"),
@@ -323,11 +347,14 @@ def verdict(
             )
             continue
         v.arch, v.flavour = found
-        if opened.kind == BUILD_PREDICATE:
+        if opened.kind == SLSA_PROVENANCE:
             builds.append(opened)
-        elif opened.kind == TEST_PREDICATE:
+        elif opened.kind == TEST_RESULTS:
             tests.append(opened)
 
+    # A statement refused explains what is missing: no "untested" for a test statement altered.
+    refused = list(dict.fromkeys(problems))  # each once, however many statements it hit
+    problems = []
     if (revoked := answer.get("revoked")) or v.state == "revoked":
         r = revoked or {}
         problems.append(
@@ -339,7 +366,7 @@ def verdict(
         )
     if builds:
         v.build = _build(builds[-1], v.arch or "")
-    elif not problems:
+    elif not refused:
         problems.append(
             Finding(
                 problem=Problem.unsigned,
@@ -348,8 +375,10 @@ def verdict(
                 else "no signed build statement among the server's statements",
             )
         )
-    problems += _tested(v, tests)
-    v.problems = problems
+    tested = _tested(v, tests)
+    if refused:
+        tested = [f for f in tested if f.problem != Problem.untested]
+    v.problems = refused + problems + tested
     return v
 
 
@@ -363,8 +392,12 @@ def _tested(v: Verdict, tests: list[_Opened]) -> list[Finding]:
         return [
             Finding(
                 problem=Problem.untested,
-                reason=f"no signed test results: the version was never promoted "
-                f"(state {v.state or 'unknown'})",
+                reason="no signed test results: "
+                + (
+                    f"the version was never promoted (state {v.state})"
+                    if v.state in NOT_PROMOTED
+                    else f"none for this version (state {v.state or 'unknown'})"
+                ),
             )
         ]
     newest = max(tests, key=lambda t: str(_promotion_at(t.statement)))

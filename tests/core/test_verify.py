@@ -10,11 +10,8 @@ import pytest
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner
 
+from core.provenance import PAYLOAD_TYPE, SLSA_PROVENANCE, STATEMENT_TYPE, TEST_RESULTS
 from core.verify import (
-    BUILD_PREDICATE,
-    PAYLOAD_TYPE,
-    STATEMENT_TYPE,
-    TEST_PREDICATE,
     PinnedKey,
     PinRefused,
     Problem,
@@ -41,7 +38,7 @@ def build_statement(lxd: dict[str, str] = LXD_FP) -> dict[str, Any]:
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects(lxd),
-        "predicateType": BUILD_PREDICATE,
+        "predicateType": SLSA_PROVENANCE,
         "predicate": {
             "buildDefinition": {
                 "buildType": "https://icefloe.dev/build/v1",
@@ -93,7 +90,7 @@ def results_statement(
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects(),
-        "predicateType": TEST_PREDICATE,
+        "predicateType": TEST_RESULTS,
         "predicate": {
             "image": "busybox:1.35:default",
             "serial": "20261204-120000",
@@ -167,7 +164,7 @@ def test_a_signed_built_and_tested_image_is_verified_with_its_record(
     assert v.build is not None
     assert v.build.builder == "busybox" and v.build.build_host == "builder-1"
     assert v.build.definition_sha256 == "9a" * 32 and v.build.manifest_sha256 == "22" * 32
-    assert v.build.dependencies == ["http://deb.debian.org/debian"]
+    assert v.build.dependencies == ["http://deb.debian.org/debian sha256:" + "11" * 32]
     assert v.build.signed_by == [key.public_key.keyid] == v.tests_signed_by
     assert [(r.check, r.state) for r in v.results] == [("boots", "passed"), ("stop", "passed")]
     text = "\n".join(v.lines())
@@ -292,7 +289,8 @@ def test_a_rotated_key_old_pins_still_verify_old_statements_and_new_ones_say_re_
         ("build", sign(build_statement(), new)), ("test", sign(results_statement(), new))
     )
     v = verdict(after, pinned(key), LXD_FP["amd64"], SERVER)
-    assert problems(v)[0] == Problem.unpinned and not v.verified
+    # Once, though both statements are: and no "untested" for the test statement refused.
+    assert problems(v) == [Problem.unpinned] and not v.verified
     assert new.public_key.keyid in v.problems[0].reason and "re-pin" in v.problems[0].reason
     assert verdict(after, pinned(key, new), LXD_FP["amd64"], SERVER).verified
 
