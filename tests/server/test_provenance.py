@@ -19,7 +19,7 @@ import pytest
 from in_toto.models.metadata import Envelope as InTotoEnvelope
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, BuildRecord, TransitionRequest
@@ -337,3 +337,21 @@ def test_a_publish_that_reports_its_builds_names_hosts_tools_times_and_inputs(
         "digest": {"sha256": "a" * 64},
         "annotations": {"version": "1:1.35.0-4+b3"},
     } in said["resolvedDependencies"]
+
+
+def test_a_key_file_holding_another_key_is_refused_too(tmp_path: Path):
+    state, image = tmp_path / "server", new_image()
+    with RunningServer(state) as server:
+        (made,) = keys_of(server)
+    key_file(server).write_bytes(CryptoSigner.generate_ed25519().private_bytes)
+    with RunningServer(state) as again:
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            publish(again, image, tmp=tmp_path)
+        detail = refused.value.response.json()["detail"]
+        assert f"is not key {made}, the active one" in detail
+        assert keys_of(again) == [made], "the file's key is not adopted"
+
+
+def keys_of(server: RunningServer) -> list[str]:
+    with http(server) as anonymous:
+        return list(keys(anonymous))
