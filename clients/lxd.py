@@ -69,6 +69,12 @@ def host_name(client: pylxd.Client) -> str:
     return client.host_info["environment"]["server_name"]
 
 
+def server_version(client: pylxd.Client) -> str:
+    """`lxd 5.0.2` or `incus 6.0.4`: the daemon a check ran on, as its results record it."""
+    env = client.host_info["environment"]
+    return f"{env.get('server', 'lxd')} {env.get('server_version', 'unknown')}"
+
+
 class ArchNotSupported(ValueError):
     """A worker asked to serve an arch its LXD host cannot run."""
 

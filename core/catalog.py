@@ -161,6 +161,8 @@ class AssessmentReport(BaseModel):
     check: CheckKey
     instance_type: Literal["container", "virtual-machine"] = "container"
     host: str = Field(min_length=1, max_length=253)
+    # The daemon it ran on (`lxd 5.0.2`, `incus 6.0.4`), when the tester says.
+    server: str | None = Field(default=None, max_length=100)
     state: AssessmentState
     evidence: str = Field(default="", max_length=4000)
     duration_s: float = Field(default=0.0, ge=0)

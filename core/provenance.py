@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -27,6 +28,14 @@ TEST_RESULTS = "https://icefloe.dev/attestations/test-results/v1"
 BUILD_TYPE = "https://icefloe.dev/build/v1"
 BUILDER_ID = "https://icefloe.dev/builders/"
 FINGERPRINT_NAME = "lxd-fingerprint"
+
+
+def icefloe_version() -> str:
+    """Icefloe's installed version, as the build statement names the builder's."""
+    try:
+        return version("icefloe")
+    except PackageNotFoundError:  # run from a checkout without an install
+        return "unknown"
 
 
 class AttestationKind(StrEnum):

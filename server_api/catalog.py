@@ -452,7 +452,7 @@ def record_assessment(session: Session, version: Version, report: AssessmentRepo
     )
     if newly_failed:
         _check_failed(session, version, report)
-    row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s"}))
+    row.sqlmodel_update(report.model_dump(include={"state", "evidence", "duration_s", "server"}))
     row.failures += report.state == AssessmentState.failed
     row.updated_at = utcnow()
     session.add(row)

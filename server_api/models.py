@@ -136,6 +136,7 @@ class Assessment(SQLModel, table=True):
     check: str
     instance_type: str
     host: str
+    server: str | None = None  # lxd 5.0.2, incus 6.0.4: the daemon of the newest result
     state: AssessmentState
     evidence: str = ""
     duration_s: float = 0.0

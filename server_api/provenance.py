@@ -17,8 +17,6 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from core.provenance import (
     BuildFacts,
     CheckResult,
     Promotion,
+    icefloe_version,
     test_statement,
 )
 from server_api.locks import locked
@@ -45,13 +44,6 @@ from server_api.models import Assessment, Attestation, SigningKey, Version, Vers
 
 log = logging.getLogger(__name__)
 PURPOSE = "provenance"
-
-
-def icefloe_version() -> str:
-    try:
-        return package_version("icefloe")
-    except PackageNotFoundError:  # run from a checkout without an install
-        return "unknown"
 
 
 def _public_pem(key: Ed25519PrivateKey) -> str:
@@ -272,7 +264,7 @@ def promotion_statement(
             arch=r.arch,
             host=r.host,
             instance_type=r.instance_type,
-            server=None,
+            server=r.server,
             state=AssessmentState(r.state).value,
             evidence=r.evidence,
         )

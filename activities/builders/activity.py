@@ -4,8 +4,10 @@ Runs on the arch's task queue because the files are made on, and for, that host.
 """
 
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -13,12 +15,12 @@ from temporalio.exceptions import ApplicationError
 from activities.builders.base import BuildJob, Built, HostDirs, Progress
 from activities.builders.errors import BuildError
 from activities.builders.inputs import ReleaseCache, arch_inputs
-from activities.builders.registry import BUILDERS
+from activities.builders.registry import BUILDERS, tool_version
 from activities.errors import image_server_errors
 from activities.heartbeat import heartbeating
 from activities.slots import WorkerSlots
 from clients.catalog import CatalogClient
-from core.catalog import ArchFiles, BuiltFile
+from core.catalog import ArchFiles, BuildRecord, BuiltFile
 from core.config import Settings
 from core.inputs import ArchInputs
 from core.pipeline import BuildInput
@@ -52,8 +54,15 @@ class BuildActivities:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         job = BuildJob(inp.spec, inp.arch, inp.serial, out_dir, progress)
+        started = datetime.now(UTC)
         with build_errors():
             built: Built = BUILDERS[inp.spec.builder](job, self.dirs)
+        record = BuildRecord(
+            host=socket.gethostname(),
+            tool_version=tool_version(inp.spec.builder),
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
         try:
             with image_server_errors():
                 for file, path in built:
@@ -61,7 +70,7 @@ class BuildActivities:
                     progress(f"{file.name}: {'uploaded' if sent else 'already on the server'}")
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
-        return ArchFiles(arch=inp.arch, files=[file for file, _ in built])
+        return ArchFiles(arch=inp.arch, files=[file for file, _ in built], built=record)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from activities.lxd_test.instances import (
 from activities.lxd_test.suite import run_suite
 from activities.slots import LOOK_EVERY_S, Release, WorkerSlots
 from clients.catalog import CatalogClient, server_ca
-from clients.lxd import host_name
+from clients.lxd import host_name, server_version
 from core.catalog import AssessmentReport, AssessmentState, Channel
 from core.config import Settings
 from core.pipeline import ArchTestInput, ArchTestResult, CheckOutcome
@@ -71,7 +71,7 @@ class ImageTestActivities:
         self, inp: ArchTestInput, beat: Callable[[str], None], keep: Callable[[], Release]
     ) -> ArchTestResult:
         client = self.lxd()
-        host = host_name(client)
+        host, server = host_name(client), server_version(client)
         missing = self.catalog.missing_checks(inp.spec.name, inp.serial).get(inp.arch, [])
         earlier = [c for c in inp.spec.required_checks if c not in missing]
         states = self._states(inp) if earlier else {}
@@ -88,6 +88,7 @@ class ImageTestActivities:
                 arch=inp.arch,
                 check=outcome.check,
                 host=host,
+                server=server,
                 state=outcome.state,
                 evidence=outcome.evidence[-4000:],
                 duration_s=round(outcome.duration_s, 3),

@@ -4,12 +4,14 @@ with the key /api/v1/keys publishes; rotation; a server whose key file is gone r
 sign; the private key shows in no answer and no log."""
 
 import base64
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
 from copy import deepcopy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,13 +19,22 @@ import pytest
 from in_toto.models.metadata import Envelope as InTotoEnvelope
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from clients.catalog import CatalogClient
-from core.catalog import TransitionRequest
+from core.catalog import AssessmentReport, BuildRecord, TransitionRequest
 from core.config import REPO_DIR
-from core.inputs import spec_digest
-from harness.publish import NEW_MANIFEST, move, new_image, next_serial, pass_all, publish
+from core.inputs import ArchInputs, VersionInputs, spec_digest
+from core.provenance import icefloe_version
+from harness.publish import (
+    NEW_MANIFEST,
+    move,
+    new_image,
+    next_serial,
+    pass_all,
+    publish,
+    upload,
+)
 from harness.servers import RunningServer, client, http, token
 
 BUILD = "https://slsa.dev/provenance/v1"
@@ -157,7 +168,12 @@ def test_promotions_add_a_test_statement_forced_or_not(
     tmp_path: Path,
 ):
     image, gated, forced = new_image(), next_serial(), next_serial()
-    publish(catalog, image, gated, tmp=tmp_path, to=("testing", "active"))
+    publish(catalog, image, gated, tmp=tmp_path, to=("testing",))
+    for arch, checks in catalog.missing_checks(image.name, gated).items():
+        for check in checks:
+            said = {"check": check, "host": "h", "server": "lxd 5.0.2", "evidence": "ok"}
+            catalog.record(image.name, gated, AssessmentReport(arch=arch, state="passed", **said))
+    move(catalog, image, gated, "active")
     publish(catalog, image, forced, tmp=tmp_path, to=("testing",))
     force = TransitionRequest(to="active", reason="ship it anyway", force=True)
     operator.transition(image.name, forced, force)
@@ -175,20 +191,17 @@ def test_promotions_add_a_test_statement_forced_or_not(
             assert results == [], "forced past the gate with no result recorded"
             assert promotion["reason"] == "ship it anyway"
             continue
-        checks = set(image.required_checks)
         assert {(r["arch"], r["check"]) for r in results} == {
-            (arch, c) for arch in ("amd64", "i386") for c in checks
+            (arch, c) for arch in ("amd64", "i386") for c in image.required_checks
         }
         for r in results:
             assert (r["host"], r["instance_type"], r["state"], r["server"]) == (
                 "h",
                 "container",
                 "passed",
-                None,
+                "lxd 5.0.2",
             )
-            assert r["evidence_sha256"] == (
-                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            ), "sha256 of the empty evidence"
+            assert r["evidence_sha256"] == hashlib.sha256(b"ok").hexdigest()
 
 
 def test_unknown_versions_and_fingerprints_are_404_a_malformed_one_422(
@@ -290,3 +303,55 @@ def test_a_server_without_its_key_file_refuses_to_sign_and_makes_none(
     body = "".join(pem.splitlines()[1:-1])
     for text in (caplog.text, *answers):
         assert body not in text and "PRIVATE KEY" not in text, "the key is never shown"
+
+
+def test_a_publish_that_reports_its_builds_names_hosts_tools_times_and_inputs(
+    catalog: CatalogClient, anonymous: httpx.Client, tmp_path: Path
+):
+    image, serial = new_image(), next_serial()
+    request = upload(catalog, image, serial, tmp=tmp_path)
+    at = datetime(2026, 12, 4, 19, 0, tzinfo=UTC)
+    for n, arch in enumerate(request.arches):
+        arch.built = BuildRecord(
+            host=f"builder-{arch.arch}",
+            tool_version="icefloe 0.1.0",
+            started_at=at + timedelta(minutes=n),
+            finished_at=at + timedelta(minutes=n + 2),
+        )
+    items = {"deb:busybox-static": f"1:1.35.0-4+b3 sha256:{'a' * 64}"}
+    request.inputs = VersionInputs(
+        spec_digest=spec_digest(image), arches={"x86_64": ArchInputs(items=items)}
+    )
+    catalog.publish(request)
+    (build,) = attestations(anonymous, image.name, serial)["attestations"]
+    run = statement(build["envelope"], active_key(anonymous))["predicate"]["runDetails"]
+    assert run["builder"]["version"] == {"icefloe": icefloe_version(), "busybox": "icefloe 0.1.0"}
+    assert run["metadata"]["startedOn"] == "2026-12-04T19:00:00Z"
+    assert run["metadata"]["finishedOn"] == "2026-12-04T19:03:00Z"
+    hosts = {b["name"]: b.get("content") for b in run["byproducts"]}
+    assert base64.b64decode(hosts["amd64/build-host"]) == b"builder-x86_64"
+    assert base64.b64decode(hosts["i386/build-host"]) == b"builder-i686"
+    said = statement(build["envelope"], active_key(anonymous))["predicate"]["buildDefinition"]
+    assert {
+        "name": "amd64/busybox-static",
+        "digest": {"sha256": "a" * 64},
+        "annotations": {"version": "1:1.35.0-4+b3"},
+    } in said["resolvedDependencies"]
+
+
+def test_a_key_file_holding_another_key_is_refused_too(tmp_path: Path):
+    state, image = tmp_path / "server", new_image()
+    with RunningServer(state) as server:
+        (made,) = keys_of(server)
+    key_file(server).write_bytes(CryptoSigner.generate_ed25519().private_bytes)
+    with RunningServer(state) as again:
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            publish(again, image, tmp=tmp_path)
+        detail = refused.value.response.json()["detail"]
+        assert f"is not key {made}, the active one" in detail
+        assert keys_of(again) == [made], "the file's key is not adopted"
+
+
+def keys_of(server: RunningServer) -> list[str]:
+    with http(server) as anonymous:
+        return list(keys(anonymous))

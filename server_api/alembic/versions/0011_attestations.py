@@ -1,6 +1,7 @@
 """attestations
 
-Each version's signed in-toto statements: its build provenance and its test results.
+Each version's signed in-toto statements: its build provenance and its test results; and
+the daemon (`lxd 5.0.2`) each check result came from, which the test statement names.
 
 Revision ID: 0011
 Revises: 0010
@@ -33,9 +34,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("attestation") as batch_op:
         batch_op.create_index(batch_op.f("ix_attestation_version_id"), ["version_id"], unique=False)
+    with op.batch_alter_table("assessment") as batch_op:
+        batch_op.add_column(sa.Column("server", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("assessment") as batch_op:
+        batch_op.drop_column("server")
     with op.batch_alter_table("attestation") as batch_op:
         batch_op.drop_index(batch_op.f("ix_attestation_version_id"))
     op.drop_table("attestation")
