@@ -14,6 +14,8 @@ import ipaddress
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from clients.catalog import CatalogClient
+from core.config import REPO_DIR
 from harness.deltas import refresh, two_busyboxes
 from harness.front import Front, credential, wait_written
 from harness.lxd import Lxc
@@ -144,3 +147,36 @@ def test_incus_refreshes_a_cached_image_by_the_delta(
     assert done.delta_size is not None
     assert done.sent.get("squashfs.vcdiff") == done.delta_size
     assert "squashfs" not in done.sent, f"the whole squashfs was sent too: {done.sent}"
+
+
+def test_icefloe_verify_on_an_image_incus_copied_from_a_private_feed(
+    image_server: RunningServer, incus: Incus, tmp_path: Path
+):
+    """`icefloe pin --incus` and `icefloe verify --incus` read Incus's own remotes and store:
+    the image copied from a private Incus feed verifies by fingerprint and by the alias."""
+    alias = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
+    image = new_image(arches=["x86_64"], aliases=[alias])
+    fingerprint = publish(
+        image_server, image, build_in=tmp_path, to=("testing", "active")
+    ).fingerprint
+    path, _ = credential(image_server, "active", "incus")
+    incus.add_remote("inc", image_server.url + path, image_server.server_settings.cert_path)
+    env = incus.env | {"ICEFLOE_PINNED_KEYS": str(tmp_path / "pins.json")}
+
+    def icefloe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO_DIR,
+            env=env,
+        )
+
+    assert icefloe("pin", "--incus", "--remote", "inc").returncode == 0
+    incus("image", "copy", f"inc:{alias}", "local:")
+    for ref in (fingerprint, f"inc:{alias}"):
+        done = icefloe("verify", "--incus", ref)
+        assert done.returncode == 0 and "VERIFIED" in done.stdout, (done.stdout, done.stderr)
+    # `lxc` has neither the remote nor the image: the command asks the client it is told to.
+    assert icefloe("verify", f"inc:{alias}").returncode == 2
