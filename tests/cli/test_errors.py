@@ -66,8 +66,9 @@ def test_every_command_keeps_its_name_and_has_help() -> None:
         *("server", "export", "token", "worker", "trigger", "status", "retry", "promote"),
         *("cancel", "versions", "show", "gc", "catalogue", "hook", "refresh", "setup-temporal"),
         *("up", "revoke", "hold", "release"),
-        *("known-failure", "checks", "verify", "pin"),
+        *("known-failure", "checks", "keys", "verify", "pin"),
     }
+    assert set(commands(top["keys"])) == {"rotate"}
     assert set(commands(top["known-failure"])) == {"add", "list", "remove"}
     assert set(commands(top["token"])) == {"create", "list", "revoke", "follow"}
     assert set(commands(top["worker"])) == {"control", "arch"}
