@@ -16,7 +16,7 @@ from clients import attestations
 from clients.catalog import server_ca
 from clients.imagestore import LOCAL, HostImage, ImageLookupFailed, ImageStore
 from core.config import Settings
-from core.verify import PinnedKey, keys_to_pin, verdict
+from core.verify import PinnedKey, PinRefused, keys_to_pin, verdict
 
 FULL_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 # Exit codes: verified; refused (each problem printed); cannot tell (the CLI's 2: no image,
@@ -25,7 +25,17 @@ VERIFIED, REFUSED, FORCED = 0, 1, 3
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return dict(json.loads(path.read_text())) if path.exists() else {"servers": {}}
+    """The pin file: {"servers": {<server URL>: {"pinned_at", "keys": [...]}}}."""
+    if not path.exists():
+        return {"servers": {}}
+    try:
+        pins = json.loads(path.read_text())
+        for entry in pins["servers"].values():
+            for k in entry["keys"]:
+                PinnedKey.model_validate(k)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PinRefused(f"{path} is not a file of pinned keys ({exc}): re-pin") from None
+    return dict(pins)
 
 
 def pinned_keys(settings: Settings, server: str) -> list[PinnedKey] | None:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -55,8 +56,10 @@ class Icefloe:
 
     def verify(self, ref: str, code: int, *more: str) -> str:
         """`icefloe verify REF`: its exit code as expected, its output."""
+        started = time.monotonic()
         done = self("verify", ref, *more)
-        said = f"{done.stdout}{done.stderr}exit {done.returncode}"
+        took = time.monotonic() - started
+        said = f"{done.stdout}{done.stderr}exit {done.returncode} in {took:.2f} s"
         print("$ icefloe verify", ref, *more, "\n" + said)  # shown when a test fails
         assert done.returncode == code, (done.stdout, done.stderr)
         return done.stdout
@@ -129,6 +132,10 @@ async def test_verify_passes_on_the_launched_image_and_refuses_the_altered_revok
     )
     # Before any pin: verify cannot tell, and says how to pin.
     assert "icefloe pin --server" in icefloe("verify", f"ice:{alias}").stderr
+    (tmp_path / "pins.json").write_text("{")
+    garbled = icefloe("verify", f"ice:{alias}")
+    assert garbled.returncode == 2 and "is not a file of pinned keys" in garbled.stderr
+    (tmp_path / "pins.json").unlink()
 
     pinned = icefloe("pin", "--remote", "ice")
     assert pinned.returncode == 0, pinned.stderr
