@@ -16,9 +16,9 @@ from harness.lxd import Lxc
 from harness.publish import busybox_spec, publish
 from harness.servers import RunningServer
 
-pytestmark = [pytest.mark.lxd, pytest.mark.debs]
 
-
+@pytest.mark.lxd
+@pytest.mark.debs
 def test_an_image_is_found_through_a_remote_and_in_the_host_store(
     image_server: RunningServer,
     catalog: CatalogClient,
