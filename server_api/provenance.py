@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 from sqlalchemy.engine import Engine
@@ -44,14 +44,6 @@ from server_api.models import Assessment, Attestation, SigningKey, Version, Vers
 
 log = logging.getLogger(__name__)
 PURPOSE = "provenance"
-
-
-def _public_pem(key: Ed25519PrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 def _signer_of(pem: bytes) -> CryptoSigner:
@@ -78,16 +70,25 @@ def _write_private(path: Path, signer: CryptoSigner) -> None:
 
 
 def _new_row(signer: CryptoSigner) -> SigningKey:
-    key = signer._private_key
-    assert isinstance(key, Ed25519PrivateKey)
-    return SigningKey(purpose=PURPOSE, keyid=signer.public_key.keyid, public_key=_public_pem(key))
+    """The public half's row: PEM of the raw ed25519 key securesystemslib holds as hex."""
+    raw = bytes.fromhex(signer.public_key.keyval["public"])
+    pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return SigningKey(purpose=PURPOSE, keyid=signer.public_key.keyid, public_key=pem.decode())
 
 
-def _active(session: Session, lock: bool = False) -> SigningKey | None:
+def _active(session: Session, rotating: bool = False) -> SigningKey | None:
+    """The active key's row, held till the session ends: shared by signers (they wait for a
+    rotation, not for each other), exclusive for a rotation (it waits for signers)."""
     query = select(SigningKey).where(
         SigningKey.purpose == PURPOSE, col(SigningKey.retired_at).is_(None)
     )
-    rows = locked(session, query) if lock else session.exec(query).all()
+    if rotating:
+        rows = locked(session, query)
+    else:
+        shared = query.with_for_update(read=True).execution_options(populate_existing=True)
+        rows = session.exec(shared).all()
     return rows[0] if rows else None
 
 
@@ -123,20 +124,31 @@ class ProvenanceKey:
                 session.commit()
                 log.info("made provenance key %s in %s", signer.public_key.keyid, self.path)
                 return
-            if made is None:  # a file without its row (a new catalog): adopt its key
-                session.add(_new_row(_signer_of(self.path.read_bytes())))
-                session.commit()
         try:
+            if made is None:  # a file without its row (a new catalog): adopt its key
+                self._adopt(engine)
             with Session(engine) as session:
                 self.signer(session)
         except SigningUnavailable as exc:
             log.error("%s", exc.message)
 
+    def _adopt(self, engine: Engine) -> None:
+        try:
+            signer = _signer_of(self.path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise SigningUnavailable(f"cannot be read ({type(exc).__name__})", self.path) from None
+        with Session(engine) as session:
+            session.add(_new_row(signer))
+            session.commit()
+        log.info(
+            "provenance key %s of %s listed in the catalog", signer.public_key.keyid, self.path
+        )
+
     def signer(self, session: Session) -> CryptoSigner:
         """The key of the active row, holding that row until the session ends (a rotation
         waits for this signature to commit); SigningUnavailable if the file is gone or
         holds another key."""
-        row = _active(session, lock=True)
+        row = _active(session)
         if row is None:
             raise SigningUnavailable("has no active key in the catalog", self.path)
         with self._lock:
@@ -180,7 +192,7 @@ def rotate(session: Session, path: Path) -> Rotated:
     """A new key: the old one retired (still listed), the new one's signature added to every
     stored envelope, the file replaced, all in one transaction (a server signing meanwhile
     waits for it, then signs with the new key)."""
-    old = _active(session, lock=True)
+    old = _active(session, rotating=True)
     signer = CryptoSigner.generate_ed25519()
     now = utcnow()
     if old is not None:

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from harness.publish import (
     upload,
 )
 from harness.servers import RunningServer, client, http, token
+from tests.support import postgres_database
 
 BUILD = "https://slsa.dev/provenance/v1"
 TEST = "https://icefloe.dev/attestations/test-results/v1"
@@ -220,11 +222,15 @@ def test_unknown_versions_and_fingerprints_are_404_a_malformed_one_422(
         assert anonymous.get(f"/api/v1/attestations/{bad}").status_code == 422, bad
 
 
-def rotate(state_dir: Path) -> str:
+def rotate(server: RunningServer) -> str:
     """`icefloe keys rotate` on the server host: its output."""
+    settings = server.server_settings
+    env = {"ICEFLOE_STATE_DIR": str(settings.state_dir)}
+    if settings.database_url:
+        env["ICEFLOE_SERVER_DATABASE_URL"] = settings.database_url
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "keys", "rotate"],
-        env=os.environ | {"ICEFLOE_STATE_DIR": str(state_dir)},
+        env=os.environ | env,
         cwd=REPO_DIR,
         capture_output=True,
         text=True,
@@ -237,12 +243,24 @@ def key_file(server: RunningServer) -> Path:
     return server.server_settings.provenance_key_path
 
 
-def test_a_rotation_adds_the_new_keys_signature_and_lists_the_old_key_retired(tmp_path: Path):
-    with RunningServer(tmp_path / "server") as server, http(server) as anonymous:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The server settings of a catalog in SQLite or in a fresh Postgres database."""
+    if request.param == "sqlite":
+        yield {}
+    else:
+        with postgres_database("icefloe_provenance") as url:
+            yield {"database_url": url}
+
+
+def test_a_rotation_adds_the_new_keys_signature_and_lists_the_old_key_retired(
+    tmp_path: Path, database: dict[str, str]
+):
+    with RunningServer(tmp_path / "server", **database) as server, http(server) as anonymous:
         image = new_image()
         old = publish(server, image, tmp=tmp_path, to=("testing", "active"))
         (old_key,) = keys(anonymous).values()
-        said = rotate(server.server_settings.state_dir)
+        said = rotate(server)
         new = publish(server, image, tmp=tmp_path, to=("testing",))
         listed = anonymous.get("/api/v1/keys").json()["keys"]
         assert [(k["keyid"], k["retired_at"] is None) for k in listed] == [
@@ -292,7 +310,7 @@ def test_a_server_without_its_key_file_refuses_to_sign_and_makes_none(
         assert refused.value.response.json() == {"detail": says}
         assert ops.version(image.name, before.serial).state == "testing", "not promoted"
 
-        rotate(state)  # the way back: a new key, the running server signs with it
+        rotate(again)  # the way back: a new key, the running server signs with it
         after = publish(again, image, tmp=tmp_path, to=("testing", "active"))
         (build,) = attestations(anon, image.name, after.serial)["attestations"][:1]
         statement(build["envelope"], active_key(anon))
