@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ def pinned_keys(settings: Settings, server: str) -> list[PinnedKey] | None:
     return [PinnedKey.model_validate(k) for k in entry["keys"]] if entry else None
 
 
-def _trust(settings: Settings, server: str, certificate: str | None) -> Any:
+def _trust(settings: Settings, server: str, certificate: str | None) -> ssl.SSLContext | bool:
     """The certificate the host's client pins for the server, else the settings' CA when it
     is the settings' server, else the system CAs."""
     mine = server == attestations.server_base(settings.server.url)
@@ -59,16 +60,9 @@ def _server_of(args: argparse.Namespace, settings: Settings, feed: str | None) -
 
 def cmd_pin(args: argparse.Namespace) -> int:
     settings = Settings()
-    certificate = None
-    feed = None
+    feed, certificate = None, None
     if args.remote:
-        store = ImageStore("incus" if args.incus else "lxc")
-        remotes = store.remotes()
-        if args.remote not in remotes:
-            raise ImageLookupFailed(f"no remote {args.remote!r} ({', '.join(remotes)})")
-        feed = remotes[args.remote]["Addr"]
-        cert = store.conf_dir().expanduser() / "servercerts" / f"{args.remote}.crt"
-        certificate = cert.read_text() if cert.is_file() else None
+        feed, certificate = ImageStore("incus" if args.incus else "lxc").remote(args.remote)
     server = _server_of(args, settings, feed)
     keys = keys_to_pin(attestations.keys(server, _trust(settings, server, certificate)))
     path = settings.pinned_keys_path

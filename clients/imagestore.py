@@ -91,21 +91,26 @@ class ImageStore:
             certificate=source.get("certificate") or None,
         )
 
-    def _remote(self, remote: str, name: str) -> HostImage:
+    def remote(self, remote: str) -> tuple[str, str | None]:
+        """The remote's URL, and the certificate the client pins for it if it does."""
         remotes = self.remotes()
         if remote not in remotes:
             raise ImageLookupFailed(
                 f"no remote {remote!r} ({self.program} remote list has {', '.join(remotes)})"
             )
+        cert = self.conf_dir().expanduser() / "servercerts" / f"{remote}.crt"
+        return remotes[remote]["Addr"], cert.read_text() if cert.is_file() else None
+
+    def _remote(self, remote: str, name: str) -> HostImage:
+        feed, certificate = self.remote(remote)
         # The client resolves the alias through the remote's feed for this host's arch, as
         # `lxc launch` would; its text answer is the one form every version prints.
         info = self._run("image", "info", f"{remote}:{name}")
         fields = dict(re.findall(r"^(\w[\w ]*): *(.*)$", info, re.MULTILINE))
-        cert = self.conf_dir().expanduser() / "servercerts" / f"{remote}.crt"
         return HostImage(
             fingerprint=fields["Fingerprint"],
             remote=remote,
             architecture=fields.get("Architecture"),
-            feed=remotes[remote]["Addr"],
-            certificate=cert.read_text() if cert.is_file() else None,
+            feed=feed,
+            certificate=certificate,
         )

@@ -137,6 +137,8 @@ async def test_verify_passes_on_the_launched_image_and_refuses_the_altered_revok
     assert garbled.returncode == 2 and "is not a file of pinned keys" in garbled.stderr
     (tmp_path / "pins.json").unlink()
 
+    nowhere = icefloe("pin", "--remote", "nowhere")
+    assert nowhere.returncode == 2 and "no remote 'nowhere'" in nowhere.stderr
     pinned = icefloe("pin", "--remote", "ice")
     assert pinned.returncode == 0, pinned.stderr
     assert all(k in pinned.stdout for k in keyids(image_server)), pinned.stdout
