@@ -18,15 +18,16 @@ from server_api.provenance import PURPOSE, public_key_of
 
 
 def keys_view(session: Session) -> KeysView:
-    rows = session.exec(
-        select(SigningKey).where(SigningKey.purpose == PURPOSE).order_by(col(SigningKey.id))
-    ).all()
+    """Every key the server signs or signed with, of every purpose: `key` only for the
+    provenance keys (securesystemslib's form); another purpose's (the streams' OpenPGP key)
+    is its `public_key_pem` alone."""
+    rows = session.exec(select(SigningKey).order_by(col(SigningKey.id))).all()
     return KeysView(
         keys=[
             KeyView(
                 keyid=r.keyid,
                 purpose=r.purpose,
-                key=public_key_of(r).to_dict(),
+                key=public_key_of(r).to_dict() if r.purpose == PURPOSE else None,
                 public_key_pem=r.public_key,
                 created_at=r.created_at,
                 retired_at=r.retired_at,

@@ -373,3 +373,21 @@ def test_a_key_file_holding_another_key_is_refused_too(tmp_path: Path):
 def keys_of(server: RunningServer) -> list[str]:
     with http(server) as anonymous:
         return list(keys(anonymous))
+
+
+def test_with_public_feeds_off_the_keys_stay_public_and_attestations_need_a_token(
+    tmp_path: Path,
+):
+    with RunningServer(tmp_path / "server", public_feeds=False) as server, http(server) as c:
+        image = new_image()
+        published = publish(server, image, tmp=tmp_path)
+        assert c.get("/api/v1/keys").status_code == 200
+        paths = (
+            f"/api/v1/images/{image.name}/versions/{published.serial}/attestations",
+            f"/api/v1/attestations/{published.fingerprint}",
+        )
+        for path in paths:
+            assert c.get(path).status_code == 401, path
+        c.headers["Authorization"] = f"Bearer {token(server, 'reader')}"
+        for path in paths:
+            assert c.get(path).json()["attestations"][0]["kind"] == "build", path
