@@ -111,9 +111,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    answer = attestations.attestations(
-        server, image.fingerprint, _trust(settings, server, image.certificate)
-    )
+    token = settings.reader_token.get_secret_value() if settings.reader_token else None
+    trust = _trust(settings, server, image.certificate)
+    answer = attestations.attestations(server, image.fingerprint, trust, token)
     v = verdict(answer, keys, image.fingerprint, server)
     forced_ok = args.allow_forced and v.only_forced()
     code = VERIFIED if v.verified or forced_ok else FORCED if v.only_forced() else REFUSED

@@ -39,9 +39,16 @@ def trust(certificate: str | None, ca_file: Path | None) -> ssl.SSLContext | boo
     return True
 
 
-def _get(server: str, path: str, verify: ssl.SSLContext | bool) -> Any:
-    with httpx.Client(base_url=server, verify=verify, timeout=30.0) as http:
+def _get(server: str, path: str, verify: ssl.SSLContext | bool, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=server, verify=verify, timeout=30.0, headers=headers) as http:
         r = http.get(path)
+    if r.status_code == 401:
+        raise CatalogRejected(
+            401,
+            f"{server} answers {path} only with a token (its public feeds are off): set "
+            "ICEFLOE_READER_TOKEN to a reader token of that server",
+        )
     if r.is_error:
         try:
             detail = r.json().get("detail", r.text)
@@ -56,10 +63,12 @@ def keys(server: str, verify: ssl.SSLContext | bool) -> Any:
     return _get(server, "/api/v1/keys", verify)
 
 
-def attestations(server: str, fingerprint: str, verify: ssl.SSLContext | bool) -> Any | None:
+def attestations(
+    server: str, fingerprint: str, verify: ssl.SSLContext | bool, token: str | None
+) -> Any | None:
     """`GET /api/v1/attestations/{fingerprint}`; None when the server knows no such image."""
     try:
-        return _get(server, f"/api/v1/attestations/{fingerprint}", verify)
+        return _get(server, f"/api/v1/attestations/{fingerprint}", verify, token)
     except CatalogRejected as exc:
         if exc.status_code == 404:
             return None

@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     operator_token: SecretStr | None = Field(
         None, description="token for forced promotion and `icefloe gc`"
     )
+    reader_token: SecretStr | None = Field(
+        None,
+        description="a reader token (`icefloe token create --scope reader`) `icefloe verify` "
+        "sends for a version's statements, which a server with public feeds off requires",
+    )
     pinned_keys: Path | None = Field(
         None,
         description="the servers' provenance keys `icefloe pin` saved and `icefloe verify` "

@@ -267,3 +267,23 @@ def test_a_rotated_key_old_pins_verify_what_was_re_signed_and_new_statements_say
         assert f"{new_key}  signing  (new since the last pin)" in repinned.stdout, repinned.stdout
         assert f"{old_key}  retired" in repinned.stdout
         assert "VERIFIED" in icefloe.verify(new.fingerprint, 0)
+
+
+def test_a_server_with_public_feeds_off_needs_a_reader_token_for_the_statements(
+    tmp_path: Path, lxc: Lxc
+) -> None:
+    """The keys stay public (a host pins them); the statements are as private as the feeds:
+    without a token verify cannot tell (exit 2, naming the setting), with a reader's it can."""
+    with RunningServer(tmp_path / "server", public_feeds=False) as server:
+        image = busybox_spec(f"p{uuid.uuid4().hex[:6]}")
+        done = publish(server, image, build_in=tmp_path, to=["testing", "active"])
+        cert = str(server.server_settings.cert_path)
+        env = {"ICEFLOE_SERVER_URL": server.url, "ICEFLOE_SERVER_CA": cert}
+        icefloe = Icefloe(lxc, tmp_path / "pins.json", **env)
+        assert icefloe("pin").returncode == 0
+        refused = icefloe("verify", done.fingerprint)
+        assert refused.returncode == 2 and "ICEFLOE_READER_TOKEN" in refused.stderr
+        reader = Icefloe(
+            lxc, tmp_path / "pins.json", ICEFLOE_READER_TOKEN=token(server, "reader"), **env
+        )
+        assert "VERIFIED" in reader.verify(done.fingerprint, 0)
