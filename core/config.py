@@ -163,6 +163,11 @@ class ServerSettings(BaseModel):
     def key_path(self) -> Path:
         return self.tls_key or self.state_dir / "tls" / "server.key"
 
+    @property
+    def gnupg_home(self) -> Path:
+        """The GnuPG home of the key that signs the feeds (server_api.sjson)."""
+        return self.state_dir / "signing" / "gnupg"
+
 
 class Settings(BaseSettings):
     """ICEFLOE_<FIELD>, and ICEFLOE_SERVER_<FIELD> for the image server's group."""

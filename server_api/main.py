@@ -38,6 +38,7 @@ from server_api.routes import (
     versions,
 )
 from server_api.services import Services, TemporalLink, attach
+from server_api.sjson import StreamSigner
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
@@ -52,14 +53,20 @@ def _services(settings: ServerSettings) -> Services:
     temporal = TemporalLink(every)
     workers = WorkerWatch(temporal.client, engine, settings.worker_watch_s)
     metrics = ServerMetrics(engine, workers)
+    signer = StreamSigner.open(settings.gnupg_home, engine)
     return Services(
         settings=settings,
         engine=engine,
         store=store,
         metrics=metrics,
         feeds=FeedCache(on_render=metrics.rendered),
+        signer=signer,
         static=StaticTrees(
-            settings.static_root, store, settings.channel_file_grace_s, settings.public_feeds
+            settings.static_root,
+            store,
+            signer,
+            settings.channel_file_grace_s,
+            settings.public_feeds,
         ),
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
@@ -102,6 +109,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(services.deltas.stop)
         services.edge.unwatch()
         writer.stop()
+        await anyio.to_thread.run_sync(services.signer.close)
         services.engine.dispose()
 
     app = FastAPI(

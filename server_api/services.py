@@ -16,6 +16,7 @@ from server_api.deltas import DeltaMaker
 from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.metrics import ServerMetrics
+from server_api.sjson import StreamSigner
 from server_api.static import StaticTrees
 from server_api.store import FileStore
 from server_api.workers_seen import WorkerWatch
@@ -49,6 +50,7 @@ class Services:
     store: FileStore
     metrics: ServerMetrics
     feeds: FeedCache
+    signer: StreamSigner
     static: StaticTrees
     edge: EdgeFiles
     deltas: DeltaMaker

@@ -5,9 +5,12 @@ Under the static dir (ICEFLOE_SERVER_STATIC_DIR, default `<state dir>/static`):
     <tree>/current -> <generation>      trees: `testing`, `active` (the public channel feeds,
                                         both flavours), `testing-lxd`, `active-incus`, ...
                                         (what private feeds of that channel and flavour see)
-    <tree>/<generation>/streams/v1/index.json, images.json
+    <tree>/<generation>/streams/v1/index.json, images.json, their signed forms index.sjson,
+                                        images.sjson and the key that signs them, icefloe.asc
+                                        (server_api.sjson; none while the server refuses to sign)
     <tree>/<generation>/files -> ../../files/<channel>
-    <tree>/<generation>.manifest.json   its ETag and the sha256 of every file it lists
+    <tree>/<generation>.manifest.json   its ETag (and signing key) and the sha256 of every
+                                        file it lists
     files/<channel>/<sha256>            hard links to the store's files (copies across
                                         filesystems), world-readable for the web server
     generation                          the catalog generation every tree shows
@@ -41,6 +44,7 @@ from sqlmodel import Session
 
 from core.catalog import Channel, Flavour
 from server_api.feeds import Feed, FeedCache, generation, revoked_files
+from server_api.sjson import KEY_NAME, SIGNED, StreamSigner
 from server_api.store import FileStore
 
 log = logging.getLogger(__name__)
@@ -85,29 +89,38 @@ def link_files(store: FileStore, files: frozenset[str], dest: Path) -> list[str]
     return missing
 
 
-def write_streams(dest: Path, feed: Feed) -> None:
-    """`streams/v1/index.json` and `images.json` of `feed` under `dest`; each file is
-    replaced whole (images.json first: the index a reader sees lists nothing it lacks)."""
+def write_streams(dest: Path, feed: Feed, signer: StreamSigner) -> None:
+    """`streams/v1/index.json` and `images.json` of `feed` under `dest`, their signed forms
+    unless `signer` refuses, and its public key; each file is replaced whole (the key first,
+    then images before index: the index a reader sees lists nothing it lacks)."""
     streams = dest / STREAMS
     streams.mkdir(parents=True, exist_ok=True)
+    if signer.key is not None:
+        atomic_write(streams / KEY_NAME, signer.key.public_key.encode())
+    signed = {} if signer.refused else {name: signer.signed(feed, name) for name in SIGNED}
     atomic_write(streams / "images.json", feed.images)
+    for name, body in signed.items():
+        atomic_write(streams / name, body)
     atomic_write(streams / "index.json", feed.index)
 
 
-def export(store: FileStore, feed: Feed, dest: Path) -> list[str]:
+def export(store: FileStore, feed: Feed, signer: StreamSigner, dest: Path) -> list[str]:
     """One channel's tree at `dest` (an offline site, a mirror seed): the files first,
     then the streams. Files a previous export listed stay. The sha256s the store lacks."""
     missing = link_files(store, feed.files, dest / "files")
-    write_streams(dest, feed)
+    write_streams(dest, feed, signer)
     return missing
 
 
 class StaticTrees:
     """The trees under `root`, brought to the catalog's generation by `write`."""
 
-    def __init__(self, root: Path, store: FileStore, grace_s: int, public: bool) -> None:
+    def __init__(
+        self, root: Path, store: FileStore, signer: StreamSigner, grace_s: int, public: bool
+    ) -> None:
         self.root = root
         self.store = store
+        self.signer = signer
         self.grace_s = grace_s
         self.public = public  # public channel trees too, or only the private feeds' ones
         self._manifests: dict[Path, tuple[str, frozenset[str]]] = {}
@@ -163,14 +176,19 @@ class StaticTrees:
         tree = self.root / name
         tree.mkdir(exist_ok=True)
         current = self._current(tree)
-        if current is not None and self._manifest(tree, current)[0] == feed.etag:
+        # A tree written unsigned (the key was missing) is written again once it is back.
+        key = self.signer.key
+        shows = (
+            feed.etag if self.signer.refused or key is None else f"{feed.etag} {key.fingerprint}"
+        )
+        if current is not None and self._manifest(tree, current)[0] == shows:
             return  # unchanged: the current tree already shows this feed
         final = tree / str(now)
         if not final.exists():
             tmp = tree / f".tmp-{now}-{os.getpid()}"
-            write_streams(tmp, feed)
+            write_streams(tmp, feed, self.signer)
             (tmp / "files").symlink_to(Path("..", "..", "files", channel.value))
-            manifest = {"etag": feed.etag, "files": sorted(feed.files)}
+            manifest = {"etag": shows, "files": sorted(feed.files)}
             atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
             os.rename(tmp, final)
         link = tree / f".tmp-{CURRENT}-{os.getpid()}"
