@@ -105,7 +105,7 @@ def _product(image: Image, arch: str) -> dict:
 
 def encode_product(pid: str, product: dict) -> bytes:
     """A product as a member of `products`, each version on a line of its own: a line of a
-    clear-signed feed (server_api.sjson) must be shorter than gpg signs whole (19,995 bytes),
+    clear-signed feed (server_api.sjson) must be no longer than gpg signs whole (19,993 bytes),
     and one version's items are a few hundred bytes whatever the catalog's size."""
     head = orjson.dumps({k: v for k, v in product.items() if k != "versions"})
     versions = b",\n".join(

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-# gpg truncates a longer line of a clear-signed text, with only a warning.
-MAX_LINE = 19995
+# The longest line gpg clear-signs whole: it cuts a longer one short, with only a warning
+# ("input line longer than 19995 characters", counting its line end and more).
+MAX_LINE = 19993
 SOCKETS = ("S.gpg-agent", "S.gpg-agent.extra", "S.gpg-agent.browser", "S.gpg-agent.ssh")
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes with its NUL; leave room
 TIMEOUT_S = 60
@@ -45,6 +46,8 @@ def _gpg(home: Path, *args: str, data: bytes = b"") -> bytes:
 
 def _run(home: Path, *args: str, data: bytes = b"") -> bytes:
     """One gpg run; the caller holds the home (`_alone`)."""
+    if (home / SOCKETS[0]).is_file():
+        _socket_dir(home)  # the redirect's target: gone with the agent that last used it
     done = subprocess.run(
         [
             "gpg",
@@ -89,7 +92,7 @@ def prepare(home: Path, create: bool) -> None:
     home.chmod(0o700)
     if len(str(home.resolve() / SOCKETS[2])) <= MAX_SOCKET_PATH:
         return
-    sockets = _socket_dir(home)
+    sockets = _socket_dir(home)  # made before each gpg run
     for name in SOCKETS:
         (home / name).write_text(f"%Assuan%\nsocket={sockets / name}\n")
 
@@ -139,13 +142,14 @@ def public_key(home: Path, fingerprint: str) -> str:
 def clearsign(home: Path, fingerprint: str, text: bytes) -> bytes:
     """`text` as an OpenPGP clear-signed message. A line longer than gpg signs whole is
     refused (gpg would sign it cut short)."""
-    if any(len(line) >= MAX_LINE for line in text.splitlines()):
-        raise ValueError(f"a line of {MAX_LINE} bytes or more cannot be clear-signed")
+    if any(len(line) > MAX_LINE for line in text.splitlines()):
+        raise ValueError(f"a line longer than {MAX_LINE} bytes cannot be clear-signed")
     return _gpg(home, "--local-user", fingerprint, "--clearsign", "--output", "-", data=text)
 
 
 def stop_agent(home: Path) -> None:
-    """Stop the home's gpg-agent (gpg started it on first use; none: nothing happens)."""
+    """Stop the home's gpg-agent (gpg started it on first use; none: nothing happens), and
+    remove its socket directory in /tmp if it has one."""
     if not home.is_dir():
         return
     with _alone(home):
@@ -155,3 +159,7 @@ def stop_agent(home: Path) -> None:
             timeout=TIMEOUT_S,
             check=False,
         )
+        redirect = home / SOCKETS[0]
+        if redirect.is_file():
+            with suppress(OSError):  # another process's agent may have started there since
+                _socket_dir(home).rmdir()

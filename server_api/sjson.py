@@ -40,7 +40,7 @@ class SigningRefused(Exception):
 
 def signed_index(index: bytes) -> bytes:
     """index.json as its signed form lists it: each products file by its `.sjson` path, one
-    member a line (gpg clear-signs no line of 19,995 bytes or more)."""
+    member a line (gpg cuts a clear-signed line longer than 19,993 bytes)."""
     data = orjson.loads(index)
     for entry in data["index"].values():
         entry["path"] = entry["path"].removesuffix(".json") + ".sjson"
@@ -62,6 +62,7 @@ class StreamSigner:
         self.refused = refused
         self._signed: dict[tuple[str, str, bool], bytes] = {}
         self._lock = threading.Lock()
+        self.signatures = 0  # gpg runs since the signer was made
 
     @classmethod
     def open(cls, home: Path, engine: Engine, make: bool = True) -> "StreamSigner":
@@ -118,6 +119,7 @@ class StreamSigner:
             else:
                 text = feed.images if deltas else feed.without_deltas[0]
             done = gpg.clearsign(self.home, self.key.fingerprint, text)
+            self.signatures += 1
             self._signed[key] = done
             while len(self._signed) > KEEP:
                 del self._signed[next(iter(self._signed))]
@@ -141,8 +143,11 @@ def _make(home: Path, engine: Engine) -> StreamsKey:
     """The first start's key: made in `home` (or the one a catalog lost there, adopted) and
     recorded; a server starting beside records the same."""
     gpg.prepare(home, create=True)
-    fingerprint, made = gpg.ensure_key(home, UID)
-    key = StreamsKey(fingerprint, gpg.public_key(home, fingerprint))
+    try:
+        fingerprint, made = gpg.ensure_key(home, UID)
+        key = StreamsKey(fingerprint, gpg.public_key(home, fingerprint))
+    finally:
+        gpg.stop_agent(home)  # making the key started it; signing starts it again when used
     try:
         with Session(engine) as session:
             session.add(SigningKey(purpose=PURPOSE, keyid=fingerprint, public_key=key.public_key))

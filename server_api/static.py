@@ -124,6 +124,9 @@ class StaticTrees:
         self.grace_s = grace_s
         self.public = public  # public channel trees too, or only the private feeds' ones
         self._manifests: dict[Path, tuple[str, frozenset[str]]] = {}
+        # Each tree is compared once per process even if it shows the generation: one
+        # written unsigned (the key was missing then) is written again, signed.
+        self._checked = False
         root.mkdir(parents=True, exist_ok=True)
 
     def trees(self) -> list[tuple[Channel, Flavour | None]]:
@@ -149,10 +152,10 @@ class StaticTrees:
     def write(self, session: Session, feeds: FeedCache) -> int:
         """Bring every tree to the catalog's generation (unless it shows it already), then
         drop superseded generations older than the grace. Returns the generation shown."""
-        if (now := generation(session)) == self.shown():
+        if (now := generation(session)) == self.shown() and self._checked:
             return now
         with self._locked():
-            if (now := generation(session)) == self.shown():
+            if (now := generation(session)) == self.shown() and self._checked:
                 return now
             self._remove_leftovers()
             taken_back: dict[Channel, set[str]] = {}
@@ -170,6 +173,7 @@ class StaticTrees:
                 taken_back[channel] = revoked - listed
             self._prune(taken_back)
             atomic_write(self.root / "generation", str(now).encode())
+            self._checked = True
         return now
 
     def _publish(self, name: str, channel: Channel, now: int, feed: Feed) -> None:
@@ -183,14 +187,19 @@ class StaticTrees:
         )
         if current is not None and self._manifest(tree, current)[0] == shows:
             return  # unchanged: the current tree already shows this feed
-        final = tree / str(now)
+        final, manifest = tree / str(now), {"etag": shows, "files": sorted(feed.files)}
         if not final.exists():
             tmp = tree / f".tmp-{now}-{os.getpid()}"
             write_streams(tmp, feed, self.signer)
             (tmp / "files").symlink_to(Path("..", "..", "files", channel.value))
-            manifest = {"etag": shows, "files": sorted(feed.files)}
             atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
             os.rename(tmp, final)
+        elif self._manifest(tree, now)[0] != shows:
+            # This generation, written while the key was missing: its signed forms join it
+            # (the .json are the same bytes).
+            write_streams(final, feed, self.signer)
+            atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
+            self._manifests.pop(tree / f"{now}.manifest.json", None)
         link = tree / f".tmp-{CURRENT}-{os.getpid()}"
         link.unlink(missing_ok=True)
         link.symlink_to(str(now))
