@@ -46,6 +46,8 @@ def _gpg(home: Path, *args: str, data: bytes = b"") -> bytes:
 
 def _run(home: Path, *args: str, data: bytes = b"") -> bytes:
     """One gpg run; the caller holds the home (`_alone`)."""
+    if not home.is_dir():  # gpg would make an empty one
+        raise GpgError(f"{home} is gone")
     if (home / SOCKETS[0]).is_file():
         _socket_dir(home)  # the redirect's target: gone with the agent that last used it
     done = subprocess.run(

@@ -35,7 +35,8 @@ KEEP = 64
 
 
 class SigningRefused(Exception):
-    """This server does not sign; the message says why and what to do (no paths, no key)."""
+    """This server does not sign (or gpg just failed); the message says why (no paths, no
+    key)."""
 
 
 def signed_index(index: bytes) -> bytes:
@@ -118,7 +119,14 @@ class StreamSigner:
                 text = signed_index(feed.index)
             else:
                 text = feed.images if deltas else feed.without_deltas[0]
-            done = gpg.clearsign(self.home, self.key.fingerprint, text)
+            try:
+                done = gpg.clearsign(self.home, self.key.fingerprint, text)
+            except (gpg.GpgError, ValueError, OSError) as exc:
+                log.error("signing %s of the %s feed failed: %s", name, feed.etag, exc)
+                raise SigningRefused(
+                    "this server could not sign the feed (its log says why); the .json "
+                    "feeds are served unsigned"
+                ) from None
             self.signatures += 1
             self._signed[key] = done
             while len(self._signed) > KEEP:

@@ -44,7 +44,7 @@ from sqlmodel import Session
 
 from core.catalog import Channel, Flavour
 from server_api.feeds import Feed, FeedCache, generation, revoked_files
-from server_api.sjson import KEY_NAME, SIGNED, StreamSigner
+from server_api.sjson import KEY_NAME, SIGNED, SigningRefused, StreamSigner
 from server_api.store import FileStore
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,24 @@ def link_files(store: FileStore, files: frozenset[str], dest: Path) -> list[str]
     return missing
 
 
-def write_streams(dest: Path, feed: Feed, signer: StreamSigner) -> None:
+def write_streams(dest: Path, feed: Feed, signer: StreamSigner) -> bool:
     """`streams/v1/index.json` and `images.json` of `feed` under `dest`, their signed forms
     unless `signer` refuses, and its public key; each file is replaced whole (the key first,
-    then images before index: the index a reader sees lists nothing it lacks)."""
+    then images before index: the index a reader sees lists nothing it lacks). Whether the
+    signed forms were written: a feed is never held back for want of a signature."""
     streams = dest / STREAMS
     streams.mkdir(parents=True, exist_ok=True)
     if signer.key is not None:
         atomic_write(streams / KEY_NAME, signer.key.public_key.encode())
-    signed = {} if signer.refused else {name: signer.signed(feed, name) for name in SIGNED}
+    try:
+        signed = {} if signer.refused else {name: signer.signed(feed, name) for name in SIGNED}
+    except SigningRefused:  # gpg failed; logged
+        signed = {}
     atomic_write(streams / "images.json", feed.images)
     for name, body in signed.items():
         atomic_write(streams / name, body)
     atomic_write(streams / "index.json", feed.index)
+    return bool(signed)
 
 
 def export(store: FileStore, feed: Feed, signer: StreamSigner, dest: Path) -> list[str]:
@@ -180,30 +185,36 @@ class StaticTrees:
         tree = self.root / name
         tree.mkdir(exist_ok=True)
         current = self._current(tree)
-        # A tree written unsigned (the key was missing) is written again once it is back.
-        key = self.signer.key
-        shows = (
-            feed.etag if self.signer.refused or key is None else f"{feed.etag} {key.fingerprint}"
-        )
-        if current is not None and self._manifest(tree, current)[0] == shows:
+        # A tree written unsigned (the key was missing, gpg failed) is written again, signed,
+        # when it can be.
+        if current is not None and self._manifest(tree, current)[0] == self._shows(feed, True):
             return  # unchanged: the current tree already shows this feed
-        final, manifest = tree / str(now), {"etag": shows, "files": sorted(feed.files)}
+        final, path = tree / str(now), tree / f"{now}.manifest.json"
         if not final.exists():
             tmp = tree / f".tmp-{now}-{os.getpid()}"
-            write_streams(tmp, feed, self.signer)
+            signed = write_streams(tmp, feed, self.signer)
             (tmp / "files").symlink_to(Path("..", "..", "files", channel.value))
-            atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
+            manifest = {"etag": self._shows(feed, signed), "files": sorted(feed.files)}
+            atomic_write(path, orjson.dumps(manifest))
             os.rename(tmp, final)
-        elif self._manifest(tree, now)[0] != shows:
-            # This generation, written while the key was missing: its signed forms join it
-            # (the .json are the same bytes).
-            write_streams(final, feed, self.signer)
-            atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
-            self._manifests.pop(tree / f"{now}.manifest.json", None)
+        elif self._manifest(tree, now)[0] != self._shows(feed, True):
+            # This generation, written unsigned: its signed forms join it (the .json are the
+            # same bytes).
+            signed = write_streams(final, feed, self.signer)
+            manifest = {"etag": self._shows(feed, signed), "files": sorted(feed.files)}
+            atomic_write(path, orjson.dumps(manifest))
+            self._manifests.pop(path, None)
         link = tree / f".tmp-{CURRENT}-{os.getpid()}"
         link.unlink(missing_ok=True)
         link.symlink_to(str(now))
         os.replace(link, tree / CURRENT)
+
+    def _shows(self, feed: Feed, signed: bool) -> str:
+        """What a tree's manifest says it shows: the feed's ETag, and the key that signed it."""
+        key = self.signer.key
+        if not signed or self.signer.refused or key is None:
+            return feed.etag
+        return f"{feed.etag} {key.fingerprint}"
 
     @staticmethod
     def _current(tree: Path) -> int | None:

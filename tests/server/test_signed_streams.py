@@ -224,6 +224,30 @@ def test_a_server_whose_key_is_gone_refuses_to_sign_and_makes_none(
         check_signed(ring, lambda name: (current / name).read_bytes())
 
 
+def test_a_key_lost_while_the_server_runs_leaves_the_feeds_unsigned_not_stale(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    with RunningServer(tmp_path / "server") as server:
+        publish(server, new_image(), tmp=tmp_path, to=("testing",))
+        wait_written(server)
+        home = server.server_settings.gnupg_home
+        gpg.stop_agent(home)
+        shutil.rmtree(home)
+        serial = publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
+        wait_written(server)
+        current = server.server_settings.static_root / "testing" / "current" / STREAMS
+        assert serial in (current / "images.json").read_text()
+        assert not (current / "images.sjson").exists()
+        with httpx.Client(base_url=server.url, verify=tls(server)) as web:
+            refused = web.get(f"/channels/testing/{STREAMS}/images.sjson")
+            assert refused.status_code == 503
+            assert "could not sign" in refused.json()["detail"]
+            assert serial in web.get(f"/channels/testing/{STREAMS}/images.json").text
+        assert any("failed" in r.message and "gone" in r.message for r in caplog.records)
+    assert not home.exists(), "no home made again, no key made"
+    assert agents(home) == []
+
+
 def secret_of(home: Path) -> bytes:
     """The key's secret scalar, read from the agent's key file as gpg-agent stores it."""
     [keyfile] = (home / "private-keys-v1.d").iterdir()
