@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import shutil
+import ssl
 import stat
 import subprocess
 import threading
@@ -20,10 +21,12 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from core.config import ServerSettings
 from harness import gpgv
 from harness.front import credential, export, nginx_front, wait_written
+from harness.processes import free_port, stop
 from harness.publish import new_image, publish
-from harness.servers import RunningServer, tls
+from harness.servers import RunningServer, server_process, tls
 from harness.waiting import wait_until
 from server_api import gpg
 from server_api.models import SigningKey
@@ -166,6 +169,34 @@ def test_a_restarted_server_signs_with_the_key_it_made_at_first_start(tmp_path: 
                 == web.get(f"/channels/testing/{STREAMS}/images.json").content
             )
     assert agents(home) == []
+
+
+@pytest.mark.slow
+def test_icefloe_server_makes_its_key_once_and_leaves_no_agent_or_secret(tmp_path: Path):
+    """As `icefloe server` runs it (a process, SIGTERM to stop): the key made at the first
+    start, kept at the second, its agent gone after each, its secret in no line it logs."""
+    state, log = tmp_path / "server", tmp_path / "server.log"
+    settings = ServerSettings(state_dir=state, port=free_port())
+    fingerprints = []
+    for _ in range(2):
+        with log.open("ab") as out:
+            proc = server_process(state, settings.port, out)
+        try:
+            base = f"https://127.0.0.1:{settings.port}/channels/testing/{STREAMS}"
+            trust = ssl.create_default_context(cafile=settings.cert_path)
+            with httpx.Client(verify=trust) as web:
+                ring = gpgv.keyring(web.get(f"{base}/icefloe.asc").text, tmp_path / "ring.gpg")
+                text = gpgv.verify(ring, web.get(f"{base}/images.sjson").content)
+                assert text == web.get(f"{base}/images.json").content
+            fingerprints += gpg.secret_fingerprints(settings.gnupg_home)
+        finally:
+            stop(proc)
+        assert agents(settings.gnupg_home) == []
+    assert len(set(fingerprints)) == 1
+    said = log.read_bytes()
+    assert said.count(b"made the streams signing key") == 1
+    secret = secret_of(settings.gnupg_home)
+    assert secret.hex().encode() not in said.lower() and secret not in said
 
 
 def test_a_line_gpg_would_cut_is_not_signed(tmp_path: Path):
