@@ -82,19 +82,22 @@ class StreamSigner:
                 log.error("could not make the streams signing key in %s: %s", home, exc)
                 return cls(home, None, "this server could not make its streams signing key")
         key = StreamsKey(row.keyid, row.public_key)
+        why = "the directory is gone"
         try:
             if home.is_dir():
+                why = "it holds no secret of it"
                 gpg.prepare(home, create=False)
                 if row.keyid in gpg.secret_fingerprints(home):
                     return cls(home, key, None)
         except (gpg.GpgError, OSError) as exc:
-            log.error("the streams signing key's home %s is unusable: %s", home, exc)
+            why = f"it cannot be read: {exc}"
         log.error(
-            "the streams signing key %s (recorded %s) is missing from %s: the .sjson feeds "
-            "answer 503 until it is restored; no new key is made",
+            "the streams signing key %s (recorded %s) is missing from %s (%s): the .sjson "
+            "feeds answer 503 until it is restored; no new key is made",
             row.keyid,
             row.created_at.date(),
             home,
+            why,
         )
         return cls(
             home,
