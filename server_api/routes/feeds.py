@@ -1,8 +1,8 @@
 """Feeds and the files they list; LXD and Incus pull from here.
 
 The same routes (index.json, images.json, their signed forms index.sjson and images.sjson,
-the key that signs them, icefloe.asc, and files) answer under several base URLs, each resolving to a
-(channel, flavour) on every request:
+the key that signs them, icefloe.asc, and files) answer under several base URLs, each
+resolving to a (channel, flavour) on every request:
 - `/channels/<channel>/` and `/channels/<channel>/fresh/<tag>/`: public channel feeds
   (both flavours). LXD caches a feed per base URL for an hour, so a test that must see
   a version published seconds ago uses a base URL of its own.
@@ -32,7 +32,7 @@ from server_api.deps import ServicesDep
 from server_api.feeds import Feed, left_within
 from server_api.services import Services
 from server_api.sjson import KEY_NAME, SigningRefused
-from server_api.static import StaticTrees, tree_name
+from server_api.static import CURRENT, STREAMS, StaticTrees, tree_name
 from server_api.tokens import find_credential
 
 
@@ -110,16 +110,16 @@ def _json(services: Services, request: Request, source: Source, feed: Feed, name
 
 
 def _sjson(services: Services, request: Request, source: Source, feed: Feed, name: str) -> Response:
-    """A signed form: from the static trees behind nginx, else signed once per feed here."""
-    signer = services.signer
-    static = _accel(services)
-    shown = static is not None and static.shown() >= feed.generation
-    if signer.refused is None and shown and source.deltas:
-        tree = tree_name(source.channel, source.flavour)
-        uri = f"{ACCEL_STATIC}/{tree}/current/streams/v1/{name}"
-        return Response(headers={"X-Accel-Redirect": uri})
+    """A signed form: from the static trees behind nginx (unless gpg failed when the tree was
+    written), else signed once per feed here."""
+    static, tree = _accel(services), tree_name(source.channel, source.flavour)
+    if static is not None and source.deltas and services.signer.refused is None:
+        written = static.root / tree / CURRENT / STREAMS / name
+        if static.shown() >= feed.generation and written.exists():
+            uri = f"{ACCEL_STATIC}/{tree}/{CURRENT}/{STREAMS}/{name}"
+            return Response(headers={"X-Accel-Redirect": uri})
     try:
-        body = signer.signed(feed, name, source.deltas)
+        body = services.signer.signed(feed, name, source.deltas)
     except SigningRefused as exc:
         raise HTTPException(503, str(exc)) from None
     # Signed again (a restart) the bytes differ, the signed feed not: a weak ETag.
