@@ -1,7 +1,10 @@
 """A mirror's check of a signed feed: Debian's `gpgv` against the published public key,
-as simplestreams' own readers run it (`gpgv --keyring=<keyring> -`)."""
+as simplestreams' own readers run it (`gpgv --keyring=<keyring> -`), and simplestreams' own
+`sstream-mirror` (PyPI's python-simplestreams) copying a signed feed."""
 
+import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,3 +41,24 @@ def verify(ring: Path, signed: bytes) -> bytes:
     if done.returncode != 0:
         raise BadSignature(done.stderr.decode(errors="replace"))
     return done.stdout.removesuffix(b"\n")
+
+
+def sstream_mirror(
+    index: str, ring: Path, dest: Path, ca: Path | None = None
+) -> subprocess.CompletedProcess:
+    """simplestreams' `sstream-mirror --keyring` of the feed whose index.sjson is at `index`
+    (a URL, with the server's certificate `ca`, or a path) into `dest`."""
+    env = os.environ | ({"REQUESTS_CA_BUNDLE": str(ca)} if ca else {})
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("sstream-mirror")),
+            f"--keyring={ring}",
+            index,
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )

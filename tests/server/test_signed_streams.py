@@ -110,6 +110,51 @@ def gpgv_says(signed: bytes, ring: Path) -> str:
     return done.stderr.decode()
 
 
+def test_simplestreams_own_mirror_copies_the_signed_feed_and_refuses_a_tampered_one(
+    tmp_path: Path,
+):
+    """sstream-mirror reads index.sjson, follows its path to images.sjson, checks both with
+    gpgv and the pinned key and copies every item; an altered copy or another key stops it."""
+    with RunningServer(tmp_path / "server") as server:
+        serial = publish(server, new_image(), tmp=tmp_path, to=("testing",)).serial
+        [row] = key_rows(server)
+        ring = gpgv.keyring(row.public_key, tmp_path / "ring.gpg")
+        index = f"{server.url}/channels/testing/{STREAMS}/index.sjson"
+        ca = server.server_settings.cert_path
+        done = gpgv.sstream_mirror(index, ring, tmp_path / "mirror", ca)
+        assert done.returncode == 0, done.stderr
+        copied = tmp_path / "mirror"
+        images = json.loads(gpgv.verify(ring, (copied / STREAMS / "images.sjson").read_bytes()))
+        items = [
+            item
+            for product in images["products"].values()
+            for item in product["versions"][serial]["items"].values()
+        ]
+        for item in items:
+            assert (copied / item["path"]).stat().st_size == item["size"]
+        export(server, "testing", tmp_path / "export")
+    exported = tmp_path / "export" / STREAMS
+    assert gpgv.sstream_mirror(str(exported / "index.sjson"), ring, tmp_path / "m2").returncode == 0
+    other = gpg_home_key(tmp_path / "other")
+    refused = gpgv.sstream_mirror(str(exported / "index.sjson"), other, tmp_path / "m3")
+    assert refused.returncode != 0 and "gpgv" in refused.stderr
+    signed = (exported / "images.sjson").read_bytes()
+    (exported / "images.sjson").write_bytes(signed.replace(serial.encode(), b"20991231-0001", 1))
+    tampered = gpgv.sstream_mirror(str(exported / "index.sjson"), ring, tmp_path / "m4")
+    assert tampered.returncode != 0 and "gpgv" in tampered.stderr
+    assert not (tmp_path / "m4" / STREAMS / "images.sjson").exists()
+
+
+def gpg_home_key(home: Path) -> Path:
+    """The keyring of another key (a key of a home of the test's own)."""
+    gpg.prepare(home, create=True)
+    try:
+        fingerprint, _ = gpg.ensure_key(home, "someone else <other@example.invalid>")
+        return gpgv.keyring(gpg.public_key(home, fingerprint), home.with_suffix(".gpg"))
+    finally:
+        gpg.stop_agent(home)
+
+
 def test_the_static_trees_and_an_export_hold_the_signed_forms_and_the_key(tmp_path: Path):
     with RunningServer(tmp_path / "server") as server:
         publish(server, new_image(), tmp=tmp_path, to=("testing", "active"))
