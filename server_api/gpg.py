@@ -70,7 +70,7 @@ def _run(home: Path, *args: str, data: bytes = b"") -> bytes:
         check=False,
     )
     if done.returncode != 0:
-        raise GpgError(f"gpg {args[0]} failed: {done.stderr.decode(errors='replace').strip()}")
+        raise GpgError(f"gpg failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
 
 
