@@ -38,24 +38,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     from core.catalog import Channel, Flavour
     from server_api.db import make_engine
     from server_api.feeds import generation, render
+    from server_api.sjson import StreamSigner
     from server_api.static import export
     from server_api.store import FileStore
 
     settings = Settings().server
     flavour = Flavour(args.flavour) if args.flavour else None
-    with Session(make_engine(settings.db_url)) as session:
+    engine = make_engine(settings.db_url)
+    with Session(engine) as session:
         feed = render(session, Channel(args.channel), flavour, generation(session))
+    signer = StreamSigner.open(settings.gnupg_home, engine, make=False)
     dest = Path(args.dir)
     try:
-        missing = export(FileStore(settings.files_dir), feed, dest)
+        missing = export(FileStore(settings.files_dir), feed, signer, dest)
     except OSError as exc:
         print(f"icefloe: cannot write {dest}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(f"{dest}: streams/v1/index.json, images.json and {len(feed.files)} files")
+    finally:
+        signer.close()
+    signed = "" if signer.refused else ", their .sjson, icefloe.asc"
+    print(f"{dest}: streams/v1/index.json, images.json{signed} and {len(feed.files)} files")
+    if signer.refused:
+        print(f"icefloe: the feeds are not signed: {signer.refused}", file=sys.stderr)
     if missing:
         print(f"icefloe: the store lacks {len(missing)} listed files", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if missing or signer.refused else 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -88,7 +95,8 @@ def register(commands: Commands) -> None:
         "export",
         cmd_export,
         help="write a channel's feed and files as a static tree (an offline site, a mirror seed)",
-        description="On the server host: DIR/streams/v1/index.json, images.json and DIR/files/ "
+        description="On the server host: DIR/streams/v1/index.json, images.json, their signed "
+        "forms (.sjson) with the key's public half (icefloe.asc) and DIR/files/ "
         "(hard links to the store where it can). Run again to update; files a previous export "
         "listed stay, so hosts with a cached index still find them.",
     )

@@ -172,6 +172,11 @@ class ServerSettings(BaseModel):
     def provenance_key_path(self) -> Path:
         return self.provenance_key or self.state_dir / "keys" / "provenance.key"
 
+    @property
+    def gnupg_home(self) -> Path:
+        """The GnuPG home of the key that signs the feeds (server_api.sjson)."""
+        return self.state_dir / "keys" / "gnupg"
+
 
 class Settings(BaseSettings):
     """ICEFLOE_<FIELD>, and ICEFLOE_SERVER_<FIELD> for the image server's group."""

@@ -2,13 +2,17 @@
 its static trees share."""
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import REPO_DIR
 from deploy import nginx
 from harness.processes import free_port
 from harness.servers import RunningServer, client, token
@@ -42,6 +46,22 @@ def credential(server: RunningServer, channel: str, flavour: str = "lxd") -> tup
     finally:
         operator.close()
     return issued["feed_path"], issued["id"]
+
+
+def export(
+    server: RunningServer, channel: str, dest: Path, code: int = 0
+) -> subprocess.CompletedProcess:
+    """`icefloe export --channel <channel> <dest>` on the server's host, exiting `code`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "export", "--channel", channel, str(dest)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=os.environ | {"ICEFLOE_STATE_DIR": str(server.server_settings.state_dir)},
+        timeout=120,
+    )
+    assert done.returncode == code, done.stderr
+    return done
 
 
 def listed(images_json: bytes) -> set[str]:

@@ -41,6 +41,7 @@ from server_api.routes import (
     versions,
 )
 from server_api.services import Services, TemporalLink, attach
+from server_api.sjson import StreamSigner
 from server_api.static import StaticTrees, StaticWriter
 from server_api.store import FileStore
 from server_api.tokens import AccessError
@@ -59,14 +60,20 @@ def _services(settings: ServerSettings) -> Services:
     metrics = ServerMetrics(engine, workers)
     provenance = ProvenanceKey(settings.provenance_key_path)
     provenance.ensure(engine)
+    streams = StreamSigner.open(settings.gnupg_home, engine)
     return Services(
         settings=settings,
         engine=engine,
         store=store,
         metrics=metrics,
         feeds=FeedCache(on_render=metrics.rendered),
+        streams=streams,
         static=StaticTrees(
-            settings.static_root, store, settings.channel_file_grace_s, settings.public_feeds
+            settings.static_root,
+            store,
+            streams,
+            settings.channel_file_grace_s,
+            settings.public_feeds,
         ),
         edge=EdgeFiles(settings.static_root),
         deltas=DeltaMaker(engine, store, settings.delta_lease_s, settings.delta_poll_s),
@@ -110,6 +117,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(services.deltas.stop)
         services.edge.unwatch()
         writer.stop()
+        await anyio.to_thread.run_sync(services.streams.close)
         services.engine.dispose()
 
     app = FastAPI(

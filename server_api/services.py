@@ -17,6 +17,7 @@ from server_api.edge import EdgeFiles
 from server_api.feeds import FeedCache
 from server_api.metrics import ServerMetrics
 from server_api.provenance import ProvenanceKey
+from server_api.sjson import StreamSigner
 from server_api.static import StaticTrees
 from server_api.store import FileStore
 from server_api.workers_seen import WorkerWatch
@@ -50,6 +51,7 @@ class Services:
     store: FileStore
     metrics: ServerMetrics
     feeds: FeedCache
+    streams: StreamSigner  # signs the feeds (.sjson)
     static: StaticTrees
     edge: EdgeFiles
     deltas: DeltaMaker

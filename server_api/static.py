@@ -5,9 +5,12 @@ Under the static dir (ICEFLOE_SERVER_STATIC_DIR, default `<state dir>/static`):
     <tree>/current -> <generation>      trees: `testing`, `active` (the public channel feeds,
                                         both flavours), `testing-lxd`, `active-incus`, ...
                                         (what private feeds of that channel and flavour see)
-    <tree>/<generation>/streams/v1/index.json, images.json
+    <tree>/<generation>/streams/v1/index.json, images.json, their signed forms index.sjson,
+                                        images.sjson and the key that signs them, icefloe.asc
+                                        (server_api.sjson; none while the server refuses to sign)
     <tree>/<generation>/files -> ../../files/<channel>
-    <tree>/<generation>.manifest.json   its ETag and the sha256 of every file it lists
+    <tree>/<generation>.manifest.json   its ETag (and signing key) and the sha256 of every
+                                        file it lists
     files/<channel>/<sha256>            hard links to the store's files (copies across
                                         filesystems), world-readable for the web server
     generation                          the catalog generation every tree shows
@@ -41,6 +44,7 @@ from sqlmodel import Session
 
 from core.catalog import Channel, Flavour
 from server_api.feeds import Feed, FeedCache, generation, revoked_files
+from server_api.sjson import KEY_NAME, SIGNED, SigningRefused, StreamSigner
 from server_api.store import FileStore
 
 log = logging.getLogger(__name__)
@@ -85,32 +89,49 @@ def link_files(store: FileStore, files: frozenset[str], dest: Path) -> list[str]
     return missing
 
 
-def write_streams(dest: Path, feed: Feed) -> None:
-    """`streams/v1/index.json` and `images.json` of `feed` under `dest`; each file is
-    replaced whole (images.json first: the index a reader sees lists nothing it lacks)."""
+def write_streams(dest: Path, feed: Feed, signer: StreamSigner) -> bool:
+    """`streams/v1/index.json` and `images.json` of `feed` under `dest`, their signed forms
+    unless `signer` refuses, and its public key; each file is replaced whole (the key first,
+    then images before index: the index a reader sees lists nothing it lacks). Whether the
+    signed forms were written: a feed is never held back for want of a signature."""
     streams = dest / STREAMS
     streams.mkdir(parents=True, exist_ok=True)
+    if signer.key is not None:
+        atomic_write(streams / KEY_NAME, signer.key.public_key.encode())
+    try:
+        signed = {} if signer.refused else {name: signer.signed(feed, name) for name in SIGNED}
+    except SigningRefused:  # gpg failed; logged
+        signed = {}
     atomic_write(streams / "images.json", feed.images)
+    for name, body in signed.items():
+        atomic_write(streams / name, body)
     atomic_write(streams / "index.json", feed.index)
+    return bool(signed)
 
 
-def export(store: FileStore, feed: Feed, dest: Path) -> list[str]:
+def export(store: FileStore, feed: Feed, signer: StreamSigner, dest: Path) -> list[str]:
     """One channel's tree at `dest` (an offline site, a mirror seed): the files first,
     then the streams. Files a previous export listed stay. The sha256s the store lacks."""
     missing = link_files(store, feed.files, dest / "files")
-    write_streams(dest, feed)
+    write_streams(dest, feed, signer)
     return missing
 
 
 class StaticTrees:
     """The trees under `root`, brought to the catalog's generation by `write`."""
 
-    def __init__(self, root: Path, store: FileStore, grace_s: int, public: bool) -> None:
+    def __init__(
+        self, root: Path, store: FileStore, signer: StreamSigner, grace_s: int, public: bool
+    ) -> None:
         self.root = root
         self.store = store
+        self.signer = signer
         self.grace_s = grace_s
         self.public = public  # public channel trees too, or only the private feeds' ones
         self._manifests: dict[Path, tuple[str, frozenset[str]]] = {}
+        # Each tree is compared once per process even if it shows the generation: one
+        # written unsigned (the key was missing then) is written again, signed.
+        self._checked = False
         root.mkdir(parents=True, exist_ok=True)
 
     def trees(self) -> list[tuple[Channel, Flavour | None]]:
@@ -136,10 +157,10 @@ class StaticTrees:
     def write(self, session: Session, feeds: FeedCache) -> int:
         """Bring every tree to the catalog's generation (unless it shows it already), then
         drop superseded generations older than the grace. Returns the generation shown."""
-        if (now := generation(session)) == self.shown():
+        if (now := generation(session)) == self.shown() and self._checked:
             return now
         with self._locked():
-            if (now := generation(session)) == self.shown():
+            if (now := generation(session)) == self.shown() and self._checked:
                 return now
             self._remove_leftovers()
             taken_back: dict[Channel, set[str]] = {}
@@ -157,26 +178,43 @@ class StaticTrees:
                 taken_back[channel] = revoked - listed
             self._prune(taken_back)
             atomic_write(self.root / "generation", str(now).encode())
+            self._checked = True
         return now
 
     def _publish(self, name: str, channel: Channel, now: int, feed: Feed) -> None:
         tree = self.root / name
         tree.mkdir(exist_ok=True)
         current = self._current(tree)
-        if current is not None and self._manifest(tree, current)[0] == feed.etag:
+        # A tree written unsigned (the key was missing, gpg failed) is written again, signed,
+        # when it can be.
+        if current is not None and self._manifest(tree, current)[0] == self._shows(feed, True):
             return  # unchanged: the current tree already shows this feed
-        final = tree / str(now)
+        final, path = tree / str(now), tree / f"{now}.manifest.json"
         if not final.exists():
             tmp = tree / f".tmp-{now}-{os.getpid()}"
-            write_streams(tmp, feed)
+            signed = write_streams(tmp, feed, self.signer)
             (tmp / "files").symlink_to(Path("..", "..", "files", channel.value))
-            manifest = {"etag": feed.etag, "files": sorted(feed.files)}
-            atomic_write(tree / f"{now}.manifest.json", orjson.dumps(manifest))
+            manifest = {"etag": self._shows(feed, signed), "files": sorted(feed.files)}
+            atomic_write(path, orjson.dumps(manifest))
             os.rename(tmp, final)
+        elif self._manifest(tree, now)[0] != self._shows(feed, True):
+            # This generation, written unsigned: its signed forms join it (the .json are the
+            # same bytes).
+            signed = write_streams(final, feed, self.signer)
+            manifest = {"etag": self._shows(feed, signed), "files": sorted(feed.files)}
+            atomic_write(path, orjson.dumps(manifest))
+            self._manifests.pop(path, None)
         link = tree / f".tmp-{CURRENT}-{os.getpid()}"
         link.unlink(missing_ok=True)
         link.symlink_to(str(now))
         os.replace(link, tree / CURRENT)
+
+    def _shows(self, feed: Feed, signed: bool) -> str:
+        """What a tree's manifest says it shows: the feed's ETag, and the key that signed it."""
+        key = self.signer.key
+        if not signed or self.signer.refused or key is None:
+            return feed.etag
+        return f"{feed.etag} {key.fingerprint}"
 
     @staticmethod
     def _current(tree: Path) -> int | None:

@@ -1,7 +1,8 @@
 """Feeds and the files they list; LXD and Incus pull from here.
 
-The same three routes answer under several base URLs, each resolving to a
-(channel, flavour) on every request:
+The same routes (index.json, images.json, their signed forms index.sjson and images.sjson,
+the key that signs them, icefloe.asc, and files) answer under several base URLs, each
+resolving to a (channel, flavour) on every request:
 - `/channels/<channel>/` and `/channels/<channel>/fresh/<tag>/`: public channel feeds
   (both flavours). LXD caches a feed per base URL for an hour, so a test that must see
   a version published seconds ago uses a base URL of its own.
@@ -30,7 +31,8 @@ from core.catalog import Channel, Flavour
 from server_api.deps import ServicesDep
 from server_api.feeds import Feed, left_within
 from server_api.services import Services
-from server_api.static import StaticTrees, tree_name
+from server_api.sjson import KEY_NAME, SigningRefused
+from server_api.static import CURRENT, STREAMS, StaticTrees, tree_name
 from server_api.tokens import find_credential
 
 
@@ -107,12 +109,40 @@ def _json(services: Services, request: Request, source: Source, feed: Feed, name
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _sjson(services: Services, request: Request, source: Source, feed: Feed, name: str) -> Response:
+    """A signed form: from the static trees behind nginx (unless gpg failed when the tree was
+    written), else signed once per feed here."""
+    static, tree = _accel(services), tree_name(source.channel, source.flavour)
+    if static is not None and source.deltas and services.streams.refused is None:
+        written = static.root / tree / CURRENT / STREAMS / name
+        if static.shown() >= feed.generation and written.exists():
+            uri = f"{ACCEL_STATIC}/{tree}/{CURRENT}/{STREAMS}/{name}"
+            return Response(headers={"X-Accel-Redirect": uri})
+    try:
+        body = services.streams.signed(feed, name, source.deltas)
+    except SigningRefused as exc:
+        raise HTTPException(503, str(exc)) from None
+    # Signed again (a restart) the bytes differ, the signed feed not: a weak ETag.
+    etag = (feed.etag if source.deltas else feed.without_deltas[1]).replace('"', '"s', 1)
+    headers = {"ETag": f"W/{etag}", "Cache-Control": "no-cache"}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
+
+
 def _feed(services: Services, request: Request, resolved: Source | str, name: str) -> Response:
     """One worker-thread hop with one session: a hop costs more than the lookups."""
     with Session(services.engine) as session:
         source = _source(session, resolved)
         feed = services.feeds.get(session, source.channel, source.flavour)
+    if name.endswith(".sjson"):
+        return _sjson(services, request, source, feed, name)
     return _json(services, request, source, feed, name)
+
+
+def _check(services: Services, secret: str) -> None:
+    with Session(services.engine) as session:
+        _source(session, secret)
 
 
 def _file(services: Services, request: Request, resolved: Source | str, sha256: str) -> Response:
@@ -161,6 +191,30 @@ def feed_router(resolve: Callable[..., Awaitable[Source | str]], tag: str) -> AP
     @router.head("/streams/v1/images.json", include_in_schema=False)
     async def images(source: SourceDep, services: ServicesDep, request: Request):
         return await anyio.to_thread.run_sync(_feed, services, request, source, "images.json")
+
+    @router.get("/streams/v1/index.sjson", operation_id=f"{resolve.__name__}_index_signed")
+    @router.head("/streams/v1/index.sjson", include_in_schema=False)
+    async def index_signed(source: SourceDep, services: ServicesDep, request: Request):
+        """index.json clear-signed (OpenPGP), its paths naming the `.sjson` forms; 503 when
+        the server's key is missing from its host."""
+        return await anyio.to_thread.run_sync(_feed, services, request, source, "index.sjson")
+
+    @router.get("/streams/v1/images.sjson", operation_id=f"{resolve.__name__}_images_signed")
+    @router.head("/streams/v1/images.sjson", include_in_schema=False)
+    async def images_signed(source: SourceDep, services: ServicesDep, request: Request):
+        """images.json clear-signed (OpenPGP); 503 when the server's key is missing."""
+        return await anyio.to_thread.run_sync(_feed, services, request, source, "images.sjson")
+
+    @router.get(f"/streams/v1/{KEY_NAME}", operation_id=f"{resolve.__name__}_signing_key")
+    @router.head(f"/streams/v1/{KEY_NAME}", include_in_schema=False)
+    async def signing_key(source: SourceDep, services: ServicesDep) -> Response:
+        """The public key the `.sjson` are signed with, ASCII-armored. Fetched from here it
+        proves nothing: pin it on the mirror out of band (README: signed streams)."""
+        if not isinstance(source, Source):  # a private feed's credential is checked
+            await anyio.to_thread.run_sync(_check, services, source)
+        if (key := services.streams.key) is None:
+            raise HTTPException(503, "this server has no streams signing key")
+        return Response(key.public_key, media_type="application/pgp-keys")
 
     @router.get("/files/{sha256}", operation_id=f"{resolve.__name__}_file")
     @router.head("/files/{sha256}", include_in_schema=False)

@@ -24,7 +24,8 @@ DEV_PACKAGES = {
 DEV_WORDS = ("chromium", "npm", "incus", "postgres", "[dev]", "libnginx-mod-stream", "prometheus")
 RUNS = {
     "control": {"python3", "ca-certificates"},
-    "server": {"python3", "ca-certificates", "nginx", "libnginx-mod-http-js", "xdelta3"},
+    "server": {"python3", "ca-certificates", "nginx", "libnginx-mod-http-js", "xdelta3"}
+    | {"gnupg", "gpgv"},
     "arch": {"python3", "ca-certificates", "lxd", "dnsmasq-base", "iptables", "iproute2"}
     | {"squashfs-tools", "xz-utils", "debootstrap"},
 }

@@ -13,7 +13,6 @@ mirror seeded by `icefloe export` that another nginx serves.
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,30 +20,13 @@ import httpx
 import pytest
 
 from clients.catalog import CatalogClient
-from core.config import REPO_DIR
 from deploy import nginx
-from harness.front import Front, credential, listed, wait_written
+from harness.front import Front, credential, export, listed, wait_written
 from harness.lxd import Lxc
 from harness.processes import free_port
 from harness.publish import move, new_image, next_serial, pass_all, publish
 from harness.servers import RunningServer, client, tls, token
 from server_api.tls import ensure_self_signed
-
-
-def export(
-    server: RunningServer, channel: str, dest: Path, code: int = 0
-) -> subprocess.CompletedProcess:
-    """`icefloe export --channel <channel> <dest>` on the server's host, exiting `code`."""
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "export", "--channel", channel, str(dest)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=os.environ | {"ICEFLOE_STATE_DIR": str(server.server_settings.state_dir)},
-        timeout=120,
-    )
-    assert done.returncode == code, done.stderr
-    return done
 
 
 def test_each_change_writes_every_channel_and_flavour_as_the_server_serves_it(tmp_path: Path):
