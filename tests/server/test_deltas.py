@@ -355,7 +355,12 @@ def test_two_servers_sharing_a_catalog_and_store_make_each_delta_once(
     store = tmp_path / "store"
     with postgres_database("icefloe_deltas") as url:
         monkeypatch.setenv("ICEFLOE_SERVER_DATABASE_URL", url)
-        shared = {"store_dir": store, "delta_poll_s": 0.2, "channel_file_grace_s": 0}
+        shared = {
+            "store_dir": store,
+            "delta_poll_s": 0.2,
+            "channel_file_grace_s": 0,
+            "provenance_key": tmp_path / "provenance.key",  # servers of one catalog share it
+        }
         with (
             gated_xdelta3(tmp_path, store, monkeypatch) as gate,
             RunningServer(tmp_path / "a", **shared) as a,
