@@ -27,6 +27,7 @@ from core.catalog import AssessmentReport, BuildRecord, TransitionRequest
 from core.config import REPO_DIR
 from core.inputs import ArchInputs, VersionInputs, spec_digest
 from core.provenance import icefloe_version
+from core.sbom import SbomFormat
 from harness.publish import (
     NEW_MANIFEST,
     move,
@@ -90,6 +91,7 @@ def feed_subjects(anonymous: httpx.Client, image: str, serial: str) -> dict[str,
         arch, items = product["arch"], product["versions"][serial]["items"]
         names = {"lxd.tar.xz": "lxd.tar.xz", "squashfs": "rootfs.squashfs"}
         names["manifest"] = "rootfs.manifest"
+        names |= {fmt.ftype: fmt.ftype for fmt in SbomFormat}
         for item in items.values():
             if item["ftype"] in names:
                 out[f"{arch}/{names[item['ftype']]}"] = item["sha256"]
@@ -119,8 +121,13 @@ def test_a_publish_signs_a_build_statement_of_the_served_files_and_fingerprints(
     said = statement(build["envelope"], active_key(anonymous))
     assert said["predicateType"] == BUILD
     subjects = {s["name"]: s["digest"]["sha256"] for s in said["subject"]}
-    assert len(subjects) == len(said["subject"]) == 8, "3 files and a fingerprint per arch"
+    assert len(subjects) == len(said["subject"]) == 12, "5 files and a fingerprint per arch"
     assert subjects == feed_subjects(anonymous, image.name, serial)
+    for fmt in SbomFormat:  # the documents the API serves are the ones signed for
+        served = anonymous.get(
+            f"/api/v1/images/{image.name}/versions/{serial}/sbom/x86_64", params={"format": fmt}
+        )
+        assert hashlib.sha256(served.content).hexdigest() == subjects[f"amd64/{fmt.ftype}"]
     view = catalog.version(image.name, serial)
     fingerprints = {a.fingerprint for a in view.arches}
     assert {subjects["amd64/lxd-fingerprint"], subjects["i386/lxd-fingerprint"]} == fingerprints
