@@ -21,6 +21,7 @@ from in_toto.models.metadata import Envelope as InTotoEnvelope
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
+from sqlmodel import Session, select
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, BuildRecord, TransitionRequest
@@ -38,6 +39,7 @@ from harness.publish import (
     upload,
 )
 from harness.servers import RunningServer, client, http, token
+from server_api.models import Blob
 from tests.support import postgres_database
 
 BUILD = "https://slsa.dev/provenance/v1"
@@ -305,9 +307,13 @@ def test_a_server_without_its_key_file_refuses_to_sign_and_makes_none(
         )
         assert says in caplog.text, "said at start"
         with pytest.raises(httpx.HTTPStatusError) as refused:  # 5xx: a pipeline retries
-            publish(again, image, tmp=tmp_path)
+            publish(again, image, tmp=tmp_path, manifest=NEW_MANIFEST)
         assert refused.value.response.status_code == 503
         assert refused.value.response.json() == {"detail": says}
+        stored = {p.name for p in again.services.store.root.glob("??/*")}
+        with Session(again.services.engine) as session:
+            rows = set(session.exec(select(Blob.sha256)).all())
+        assert stored == rows, "the refused publish stored no SBOM (nor any file without a row)"
         listed = client(again, again.token).versions(image=image.name)
         assert [v.serial for v in listed] == [before.serial], "nothing published unsigned"
         ops = client(again, token(again, "operator", "ops"))
