@@ -9,6 +9,7 @@ Debian's. Run from the repo: `.venv/bin/python bench/sbom.py [--status FILE] [--
 """
 
 import argparse
+import functools
 import hashlib
 import tempfile
 import time
@@ -53,7 +54,7 @@ def main() -> None:
     print(f"{len(packages)} packages, manifest {len(format_manifest(packages))} bytes")
     for fmt in SbomFormat:
         body = sbom_json(bom, fmt)
-        median, best = median_ms(args.runs, lambda fmt=fmt: sbom_json(bom, fmt))
+        median, best = median_ms(args.runs, functools.partial(sbom_json, bom, fmt))
         print(
             f"{fmt.value}: {len(body)} bytes; made in {median:.1f} ms "
             f"(median of {args.runs}, best {best:.1f} ms)"
