@@ -45,7 +45,8 @@ class AttestationKind(StrEnum):
 
 @dataclass(frozen=True)
 class ArchSubjects:
-    """One arch's files (name -> sha256, e.g. `lxd.tar.xz`) and its LXD fingerprint."""
+    """One arch's files (name -> sha256, e.g. `lxd.tar.xz`, `sbom.spdx.json`) and its LXD
+    fingerprint."""
 
     arch: str  # LXD's name; subjects carry Debian's, as the feeds do
     files: Mapping[str, str]

@@ -37,6 +37,13 @@ class SbomFormat(StrEnum):
     def media_type(self) -> str:
         return SPDX_MEDIA_TYPE if self is SbomFormat.spdx else CYCLONEDX_MEDIA_TYPE
 
+    @property
+    def ftype(self) -> str:
+        """The document's name as a stored file of a version arch: its feed item's key and
+        ftype (LXD and Incus take only the ftypes they know, `shared/simplestreams`) and its
+        name among the build statement's subjects (`amd64/sbom.spdx.json`)."""
+        return "sbom.spdx.json" if self is SbomFormat.spdx else "sbom.cdx.json"
+
 
 @dataclass(frozen=True)
 class DebPackage:

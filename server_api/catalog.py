@@ -5,6 +5,7 @@ Routes stay thin; every rule that decides what an image's state may become lives
 so the server (not the client) is the one that decides.
 """
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
@@ -30,6 +31,7 @@ from core.inputs import spec_digest
 from core.manifest import MANIFEST_MAX_BYTES, ManifestError, Packages
 from core.notices import NoticeKind
 from core.provenance import AttestationKind, build_statement
+from core.sbom import ImageBom, SbomFormat, sbom_json
 from server_api.gate import gate, revoked_at
 from server_api.locks import locked
 from server_api.manifests import read_manifest
@@ -177,9 +179,15 @@ def _publish(
             )
         return existing, False
 
-    # Hashing gigabytes comes before any lock is taken.
+    # Hashing gigabytes comes before any lock is taken, and so does making the SBOMs.
     packages = {arch: _check_manifest(store, arch, f.manifest) for arch, f in pairs.items()}
     fingerprints = {arch: _fingerprint(store, arch, f.meta, f.root) for arch, f in pairs.items()}
+    created_at = utcnow()
+    sboms = {
+        arch: _sboms(ImageBom(spec.name, req.serial, arch, created_at, found, fingerprints[arch]))
+        for arch, found in packages.items()
+        if found is not None
+    }
     # The files' rows are held until the commit: a gc that comes later sees this version
     # list them and keeps them; one that came first took them, and this publish is refused.
     _check_stored(locked(session, blobs.order_by(col(Blob.sha256))), store, files)
@@ -202,6 +210,7 @@ def _publish(
     version = Version(
         image=spec.name,
         serial=req.serial,
+        created_at=created_at,
         required_checks=spec.required_checks,
         spec_digest=digest,
         inputs=req.inputs.model_dump(mode="json") if req.inputs else None,
@@ -217,19 +226,20 @@ def _publish(
             raise CatalogError(
                 409, f"arch {arch}: these files are already published as another version"
             )
-        session.add(
-            VersionArch(
-                version_id=version.pk,
-                arch=arch,
-                fingerprint=fingerprint,
-                metadata_sha256=meta.sha256,
-                metadata_size=meta.size,
-                rootfs_sha256=root.sha256,
-                rootfs_size=root.size,
-                manifest_sha256=manifest.sha256 if manifest else None,
-                manifest_size=manifest.size if manifest else None,
-            )
+        varch = VersionArch(
+            version_id=version.pk,
+            arch=arch,
+            fingerprint=fingerprint,
+            metadata_sha256=meta.sha256,
+            metadata_size=meta.size,
+            rootfs_sha256=root.sha256,
+            rootfs_size=root.size,
+            manifest_sha256=manifest.sha256 if manifest else None,
+            manifest_size=manifest.size if manifest else None,
         )
+        for fmt, body in sboms.get(arch, {}).items():
+            varch.set_sbom_file(fmt, hashlib.sha256(body).hexdigest(), len(body))
+        session.add(varch)
     session.add(
         Event(
             version_id=version.pk,
@@ -240,11 +250,41 @@ def _publish(
             workflow_id=req.workflow_id,
         )
     )
+    made = {hashlib.sha256(body).hexdigest(): body for b in sboms.values() for body in b.values()}
+    new = _hold_made(session, made)
     session.flush()
+    # The statement's subjects are the VersionArch rows' files, the SBOMs among them.
     statement = build_statement(build_facts(session, version, req, digest))
     key.attest(session, version, AttestationKind.build, statement)
-    session.commit()
+    # Their bytes last, while their rows are held (no gc takes them, no other publish
+    # writes them): a refused publish wrote none, a failed commit leaves none.
+    try:
+        for body in made.values():
+            store.write(body)
+        session.commit()
+    except BaseException:
+        for sha256 in new:
+            store.delete(sha256)
+        raise
     return version, True
+
+
+def _sboms(bom: ImageBom) -> dict[SbomFormat, bytes]:
+    """Both documents of one arch, stored with its files: the route serves these bytes, the
+    feeds list them, the build statement names their digests."""
+    return {fmt: sbom_json(bom, fmt) for fmt in SbomFormat}
+
+
+def _hold_made(session: Session, made: dict[str, bytes]) -> list[str]:
+    """The Blob rows of files the server made (sha256 -> bytes), held until the commit: a
+    row already there is locked (gc waits), one missing is added. The sha256s added."""
+    if not made:
+        return []
+    query = select(Blob).where(col(Blob.sha256).in_(made)).order_by(col(Blob.sha256))
+    have = {b.sha256 for b in locked(session, query)}
+    new = sorted(made.keys() - have)
+    session.add_all(Blob(sha256=sha256, size=len(made[sha256])) for sha256 in new)
+    return new
 
 
 def transition(

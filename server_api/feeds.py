@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from core.arch import to_debian
 from core.catalog import Channel, Flavour, VersionState
+from core.sbom import SbomFormat
 from server_api.models import Event, Image, Version, VersionArch, utcnow
 
 
@@ -143,6 +144,10 @@ def render_parts(
             col(VersionArch.delta_size),
             col(VersionArch.manifest_sha256),
             col(VersionArch.manifest_size),
+            col(VersionArch.sbom_spdx_sha256),
+            col(VersionArch.sbom_spdx_size),
+            col(VersionArch.sbom_cdx_sha256),
+            col(VersionArch.sbom_cdx_size),
         )
         .join(VersionArch, col(VersionArch.version_id) == col(Version.id))
         .where(col(Version.state) == VersionState(channel.value))
@@ -191,6 +196,19 @@ def render_parts(
                     "size": varch.manifest_size,
                 }
                 kinds[varch.manifest_sha256] = "manifest"
+            # Its bills of materials (server_api.sbom), of ftypes LXD and Incus pass over too.
+            for ftype, sha256, size in (
+                (SbomFormat.spdx.ftype, varch.sbom_spdx_sha256, varch.sbom_spdx_size),
+                (SbomFormat.cyclonedx.ftype, varch.sbom_cdx_sha256, varch.sbom_cdx_size),
+            ):
+                if sha256:
+                    items[ftype] = {
+                        "ftype": ftype,
+                        "path": f"files/{sha256}",
+                        "sha256": sha256,
+                        "size": size,
+                    }
+                    kinds[sha256] = ftype
             # Rows come by serial, so an earlier base is already listed; a base not in this
             # feed (another channel, collected) is no use to a host of it: no item then.
             if varch.delta_sha256 and varch.delta_base in product["versions"]:
@@ -260,6 +278,8 @@ def revoked_files(session: Session) -> set[str]:
             col(VersionArch.rootfs_sha256),
             col(VersionArch.delta_sha256),
             col(VersionArch.manifest_sha256),
+            col(VersionArch.sbom_spdx_sha256),
+            col(VersionArch.sbom_cdx_sha256),
         )
         .join(Version, col(Version.id) == col(VersionArch.version_id))
         .where(col(Version.state) == VersionState.revoked)
@@ -335,6 +355,8 @@ def left_within(session: Session, channel: Channel, sha256: str, seconds: int) -
                     col(VersionArch.rootfs_sha256) == sha256,
                     col(VersionArch.delta_sha256) == sha256,
                     col(VersionArch.manifest_sha256) == sha256,
+                    col(VersionArch.sbom_spdx_sha256) == sha256,
+                    col(VersionArch.sbom_cdx_sha256) == sha256,
                 ),
             )
             .limit(1)

@@ -8,6 +8,7 @@ comes first and the publish finds the file gone and is refused."""
 
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
@@ -61,17 +62,19 @@ def collect_garbage(
         session, select(Blob).where(Blob.created_at <= cutoff).order_by(col(Blob.sha256))
     )
     kept: set[str] = set()
-    for listed in session.exec(
-        select(
-            VersionArch.metadata_sha256,
-            VersionArch.rootfs_sha256,
-            VersionArch.delta_sha256,
-            VersionArch.manifest_sha256,
+    for listed in session.execute(
+        sa.select(
+            col(VersionArch.metadata_sha256),
+            col(VersionArch.rootfs_sha256),
+            col(VersionArch.delta_sha256),
+            col(VersionArch.manifest_sha256),
+            col(VersionArch.sbom_spdx_sha256),
+            col(VersionArch.sbom_cdx_sha256),
         )
         .join(Version, col(Version.id) == col(VersionArch.version_id))
         .where(col(Version.files_deleted_at).is_(None))
     ):
-        kept.update(f for f in listed if f)  # a delta and a manifest go with their version
+        kept.update(f for f in listed if f)  # a delta, a manifest, SBOMs go with their version
     blobs = [b for b in candidates if b.sha256 not in kept]
     for blob in blobs:
         session.delete(blob)

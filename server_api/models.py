@@ -9,6 +9,7 @@ from sqlmodel import Field, SQLModel
 
 from core.catalog import AssessmentState, Channel, DeltaState, Flavour, VersionState
 from core.notices import DeliveryState, HookFormat
+from core.sbom import SbomFormat
 from server_api.schemas import TokenScope
 
 
@@ -90,6 +91,26 @@ class VersionArch(SQLModel, table=True):
     # The packages in the rootfs (core.manifest); None for a version published without one.
     manifest_sha256: str | None = None
     manifest_size: int | None = None
+    # Its bills of materials (server_api.sbom), made and stored at publish from the manifest;
+    # None without a manifest, or for a version published before they were stored.
+    sbom_spdx_sha256: str | None = None
+    sbom_spdx_size: int | None = None
+    sbom_cdx_sha256: str | None = None
+    sbom_cdx_size: int | None = None
+
+    def sbom_file(self, fmt: SbomFormat) -> tuple[str, int] | None:
+        """(sha256, size) of its stored document in `fmt`, if one was stored."""
+        if fmt is SbomFormat.spdx:
+            sha256, size = self.sbom_spdx_sha256, self.sbom_spdx_size
+        else:
+            sha256, size = self.sbom_cdx_sha256, self.sbom_cdx_size
+        return (sha256, size) if sha256 is not None and size is not None else None
+
+    def set_sbom_file(self, fmt: SbomFormat, sha256: str, size: int) -> None:
+        if fmt is SbomFormat.spdx:
+            self.sbom_spdx_sha256, self.sbom_spdx_size = sha256, size
+        else:
+            self.sbom_cdx_sha256, self.sbom_cdx_size = sha256, size
 
 
 class ImageCheck(SQLModel, table=True):

@@ -39,6 +39,7 @@ from core.provenance import (
     icefloe_version,
     test_statement,
 )
+from core.sbom import SbomFormat
 from server_api.locks import locked
 from server_api.models import Assessment, Attestation, SigningKey, Version, VersionArch, utcnow
 
@@ -227,6 +228,9 @@ def subjects_of(session: Session, version: Version) -> list[ArchSubjects]:
         }
         if r.manifest_sha256:
             files[FILE_NAMES[FileType.manifest]] = r.manifest_sha256
+        for fmt in SbomFormat:
+            if stored := r.sbom_file(fmt):
+                files[fmt.ftype] = stored[0]
         out.append(ArchSubjects(arch=r.arch, files=files, fingerprint=r.fingerprint))
     return out
 

@@ -89,7 +89,13 @@ def _restorable(session: Session, store: FileStore, version: Version) -> bool:
     files = [
         sha
         for a in arches
-        for sha in (a.metadata_sha256, a.rootfs_sha256, a.manifest_sha256)
+        for sha in (
+            a.metadata_sha256,
+            a.rootfs_sha256,
+            a.manifest_sha256,
+            a.sbom_spdx_sha256,
+            a.sbom_cdx_sha256,
+        )
         if sha is not None
     ]
     return bool(files) and all(store.exists(sha) for sha in files)

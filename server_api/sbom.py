@@ -1,5 +1,7 @@
-"""A version's bills of materials, one per arch, made from its package manifest when asked
-(core.sbom): never stored, so they go with the manifest when gc collects the files."""
+"""A version's bills of materials, one per arch and format (core.sbom): the files its publish
+made from the package manifest and stored (`catalog.publish`; feeds list them, gc collects
+them with the version's other files), or, for a version published before they were stored,
+made from the manifest when asked: the same bytes either way."""
 
 from sqlmodel import Session, select
 
@@ -30,6 +32,8 @@ def version_sbom(
     if varch.manifest_sha256 is None:
         raise CatalogError(404, f"{where} was published without a package manifest of {arch}")
     try:
+        if stored := varch.sbom_file(fmt):
+            return store.path(stored[0]).read_bytes()
         packages = read_manifest(store, varch.manifest_sha256)
     except FileNotFoundError:
         raise CatalogError(404, f"the files of {where} were deleted, its manifest too") from None

@@ -91,6 +91,12 @@ class FileStore:
         os.replace(made, target)
         return sha256, target.stat().st_size
 
+    def write(self, data: bytes) -> str:
+        """Store bytes the server made itself (a bill of materials): their sha256."""
+        made = self.incoming_path()
+        made.write_bytes(data)
+        return self.add(made)[0]
+
     def clean_incoming(self, idle_s: float) -> None:
         """Remove the files under `.incoming/` that no live writer holds: those untouched for
         longer than twice `idle_s`, the body idle timeout. An upload touches its file with

@@ -142,7 +142,9 @@ def read_sbom(
 ) -> Response:
     """Every package with its version, Debian architecture and purl
     (`pkg:deb/debian/<name>@<version>?arch=<arch>`); the image (name, serial, arch, LXD
-    fingerprint) is the described component. The same version gives the same bytes."""
+    fingerprint) is the described component. The same version gives the same bytes: those
+    its publish stored, which the feeds list (items `sbom.spdx.json`, `sbom.cdx.json`) and
+    the build statement names; made from the manifest for a version published before."""
     version = get_version(session, image, serial)
     body = version_sbom(session, services.store, version, arch, format)
     return Response(body, media_type=format.media_type)

@@ -32,7 +32,7 @@ from server_api.models import Assessment, Image, Version, VersionArch
 from server_api.views import view
 from tests.support import postgres_database
 
-HEAD = "0011"
+HEAD = "0012"
 
 
 def _drift(url: str) -> list:

@@ -1,9 +1,9 @@
 """The Incus flavour as the real `incus` client and daemon see it (deploy/setup-host runs
 Incus beside LXD, on a bridge of its own): `incus remote add` of a private Incus feed,
 `incus image list` shows the image, its alias and requirements, `incus launch` by alias runs
-it and it gets an address on Incus's bridge; the same from the public channel tree nginx
-serves. An LXD feed lists nothing Incus can use
-(Incus takes only `incus.tar.xz` metadata).
+it (its feed lists the SBOMs too, items Incus passes over) and it gets an address on Incus's
+bridge; the same from the public channel tree nginx serves. An LXD feed lists nothing Incus
+can use (Incus takes only `incus.tar.xz` metadata).
 
 Everything it creates goes, on failure too: the instance, the images the launches cached
 in Incus, and the remotes (they live in a throwaway INCUS_CONF).
@@ -24,11 +24,12 @@ import pytest
 
 from clients.catalog import CatalogClient
 from core.config import REPO_DIR
+from core.sbom import SbomFormat
 from harness.deltas import refresh, two_busyboxes
 from harness.front import Front, credential, wait_written
 from harness.lxd import Lxc
 from harness.publish import new_image, publish
-from harness.servers import RunningServer
+from harness.servers import RunningServer, http
 from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.lxd, pytest.mark.incus, pytest.mark.debs]
@@ -104,13 +105,19 @@ def test_incus_lists_and_launches_from_a_private_incus_feed(
 ):
     alias = f"icefloe-incus-{uuid.uuid4().hex[:8]}"
     image = new_image(arches=["x86_64"], aliases=[alias], requirements={"secureboot": "false"})
-    fingerprint = publish(
-        image_server, image, build_in=tmp_path, to=("testing", "active")
-    ).fingerprint
+    published = publish(image_server, image, build_in=tmp_path, to=("testing", "active"))
+    fingerprint = published.fingerprint
     cert = image_server.server_settings.cert_path
     for remote, flavour in (("inc", "incus"), ("lxd", "lxd")):
         path, _ = credential(image_server, "active", flavour)
         incus.add_remote(remote, image_server.url + path, cert)
+        if flavour == "incus":  # the feed Incus launches from lists the SBOMs: it passes over them
+            with http(image_server) as anonymous:
+                feed = anonymous.get(f"{path}/streams/v1/images.json").json()
+            product = feed["products"][f"{image.os}:{image.release}:amd64:default"]
+            items = product["versions"][published.serial]["items"]
+            listed = {key: item["ftype"] for key, item in items.items()}
+            assert all(listed[fmt.ftype] == fmt.ftype for fmt in SbomFormat)
 
     assert alias in incus.images("inc")[fingerprint]
     listed = json.loads(incus("image", "list", "inc:", "--format", "json"))

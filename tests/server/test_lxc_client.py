@@ -1,5 +1,6 @@
 """The feeds as the real `lxc` client sees them: `lxc remote add` of a private feed,
-`lxc image list` shows the active image with its alias, `lxc launch` by alias works,
+`lxc image list` shows the active image with its alias, `lxc launch` by alias works (its
+feed lists the image's package manifest and SBOMs too, items of ftypes LXD passes over),
 and a version only in testing shows on the testing feed and never on the active one.
 
 Every run uses new credentials, so every feed URL is new to LXD's one-hour cache.
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from clients.catalog import CatalogClient
+from core.sbom import SbomFormat
 from harness.lxd import Lxc
 from harness.publish import move, new_image, next_serial, pass_all, publish
 from harness.servers import RunningServer, client, token
@@ -45,10 +47,13 @@ def test_lxc_lists_and_launches_the_active_image_and_sees_testing_only_on_testin
         paths[remote] = operator._http.post("/api/v1/credentials", json=body).json()["feed_path"]
         lxc.add_remote(remote, image_server.url + paths[remote], cert)
     operator.close()
-    # The feed LXD launches from lists the rootfs's package manifest too: an ftype it passes over.
+    # The feed LXD launches from lists the rootfs's package manifest and its two SBOMs too:
+    # ftypes it passes over.
     feed = catalog._http.get(f"{paths['act']}/streams/v1/images.json").json()
     items = feed["products"][f"{image.os}:{image.release}:amd64:default"]["versions"][active]
-    assert items["items"]["manifest"]["ftype"] == "manifest"
+    listed = {key: item["ftype"] for key, item in items["items"].items()}
+    assert listed["manifest"] == "manifest"
+    assert all(listed[fmt.ftype] == fmt.ftype for fmt in SbomFormat)
 
     on_active, on_testing = lxc.images("act"), lxc.images("tst")
     assert alias in on_active[active_fp] and testing_fp not in on_active

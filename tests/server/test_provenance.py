@@ -21,12 +21,14 @@ from in_toto.models.metadata import Envelope as InTotoEnvelope
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
+from sqlmodel import Session, select
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, BuildRecord, TransitionRequest
 from core.config import REPO_DIR
 from core.inputs import ArchInputs, VersionInputs, spec_digest
 from core.provenance import icefloe_version
+from core.sbom import SbomFormat
 from harness.publish import (
     NEW_MANIFEST,
     move,
@@ -37,6 +39,7 @@ from harness.publish import (
     upload,
 )
 from harness.servers import RunningServer, client, http, token
+from server_api.models import Blob
 from tests.support import postgres_database
 
 BUILD = "https://slsa.dev/provenance/v1"
@@ -90,6 +93,7 @@ def feed_subjects(anonymous: httpx.Client, image: str, serial: str) -> dict[str,
         arch, items = product["arch"], product["versions"][serial]["items"]
         names = {"lxd.tar.xz": "lxd.tar.xz", "squashfs": "rootfs.squashfs"}
         names["manifest"] = "rootfs.manifest"
+        names |= {fmt.ftype: fmt.ftype for fmt in SbomFormat}
         for item in items.values():
             if item["ftype"] in names:
                 out[f"{arch}/{names[item['ftype']]}"] = item["sha256"]
@@ -119,8 +123,13 @@ def test_a_publish_signs_a_build_statement_of_the_served_files_and_fingerprints(
     said = statement(build["envelope"], active_key(anonymous))
     assert said["predicateType"] == BUILD
     subjects = {s["name"]: s["digest"]["sha256"] for s in said["subject"]}
-    assert len(subjects) == len(said["subject"]) == 8, "3 files and a fingerprint per arch"
+    assert len(subjects) == len(said["subject"]) == 12, "5 files and a fingerprint per arch"
     assert subjects == feed_subjects(anonymous, image.name, serial)
+    for fmt in SbomFormat:  # the documents the API serves are the ones signed for
+        served = anonymous.get(
+            f"/api/v1/images/{image.name}/versions/{serial}/sbom/x86_64", params={"format": fmt}
+        )
+        assert hashlib.sha256(served.content).hexdigest() == subjects[f"amd64/{fmt.ftype}"]
     view = catalog.version(image.name, serial)
     fingerprints = {a.fingerprint for a in view.arches}
     assert {subjects["amd64/lxd-fingerprint"], subjects["i386/lxd-fingerprint"]} == fingerprints
@@ -300,9 +309,13 @@ def test_a_server_without_its_key_file_refuses_to_sign_and_makes_none(
         )
         assert says in caplog.text, "said at start"
         with pytest.raises(httpx.HTTPStatusError) as refused:  # 5xx: a pipeline retries
-            publish(again, image, tmp=tmp_path)
+            publish(again, image, tmp=tmp_path, manifest=NEW_MANIFEST)
         assert refused.value.response.status_code == 503
         assert refused.value.response.json() == {"detail": says}
+        stored = {p.name for p in again.services.store.root.glob("??/*")}
+        with Session(again.services.engine) as session:
+            rows = set(session.exec(select(Blob.sha256)).all())
+        assert stored == rows, "the refused publish stored no SBOM (nor any file without a row)"
         listed = client(again, again.token).versions(image=image.name)
         assert [v.serial for v in listed] == [before.serial], "nothing published unsigned"
         ops = client(again, token(again, "operator", "ops"))

@@ -1,7 +1,11 @@
 """A version's bills of materials over real HTTPS: one per arch from its package manifest,
 SPDX 2.3 (the default) or CycloneDX 1.5, valid by the formats' own validators, as public as
-the manifest route, and linked per arch from the version page."""
+the manifest route, and linked per arch from the version page. Made and stored at publish:
+listed in every feed as two items (the bytes at their path are the API's), linked into the
+static trees, collected by gc with the version; made on request for a version published
+before they were stored, the same bytes."""
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,11 +17,17 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from clients.catalog import CatalogClient
+from core.catalog import TransitionRequest
 from core.manifest import parse_manifest
+from core.sbom import SbomFormat
+from harness.front import credential
 from harness.publish import NEW_MANIFEST, move, new_image, next_serial, publish
-from harness.servers import RunningServer, http, token
+from harness.servers import RunningServer, client, http, token
+from server_api.models import VersionArch
 from tests.support import sign_in
 
 SPDX = "application/spdx+json"
@@ -26,6 +36,27 @@ CYCLONEDX = "application/vnd.cyclonedx+json"
 
 def api(image: str, serial: str, arch: str) -> str:
     return f"/api/v1/images/{image}/versions/{serial}/sbom/{arch}"
+
+
+def assert_valid(fmt: SbomFormat, body: bytes) -> None:
+    """By the format's own validator: spdx-tools' or cyclonedx-python-lib's strict schema."""
+    if fmt is SbomFormat.spdx:
+        document = JsonLikeDictParser().parse(json.loads(body))
+        assert validate_full_spdx_document(document, "SPDX-2.3") == []
+    else:
+        assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(body.decode()) is None
+
+
+def sbom_items(feed: httpx.Response, image: str, serial: str) -> dict[str, dict]:
+    """Debian arch -> the version's items in `feed` (an images.json) whose ftype is an SBOM's."""
+    os, release, _ = image.split(":")
+    found = {}
+    for product in feed.json()["products"].values():
+        if (product["os"], product["release"]) == (os, release) and serial in product["versions"]:
+            items = product["versions"][serial]["items"]
+            ftypes = {fmt.ftype for fmt in SbomFormat}
+            found[product["arch"]] = {k: i for k, i in items.items() if i["ftype"] in ftypes}
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +117,101 @@ def test_each_arch_has_an_spdx_and_a_cyclonedx_document_of_its_packages(
         assert {(c["name"], c["version"]) for c in bom["components"]} == set(packages.items())
         arches = {PackageURL.from_string(c["purl"]).qualifiers["arch"] for c in bom["components"]}
         assert arches == {debian}
+
+
+def test_every_feed_lists_both_documents_of_each_arch_with_a_manifest_and_serves_them(
+    versions: tuple, image_server: RunningServer, anonymous: httpx.Client
+):
+    """The public feed and a private one of each flavour: two items per arch, their bytes
+    (at their path, and in the static trees) the API's, valid; none without a manifest."""
+    image, serial, bare = versions
+    feeds = ["/channels/testing"] + [
+        credential(image_server, "testing", f)[0] for f in ("lxd", "incus")
+    ]
+    with Session(image_server.services.engine) as session:
+        image_server.services.static.write(session, image_server.services.feeds)
+    trees = [
+        image_server.services.static.root / t / "current"
+        for t in ("testing", "testing-lxd", "testing-incus")
+    ]
+    for base, tree in zip(feeds, trees, strict=True):
+        feed = anonymous.get(f"{base}/streams/v1/images.json")
+        listed = sbom_items(feed, image, serial)
+        assert sorted(listed) == ["amd64", "i386"], base
+        for debian, items in listed.items():
+            assert sorted(items) == ["sbom.cdx.json", "sbom.spdx.json"], base
+            for fmt in SbomFormat:
+                body = anonymous.get(api(image, serial, debian), params={"format": fmt}).content
+                sha256 = hashlib.sha256(body).hexdigest()
+                assert items[fmt.ftype] == {
+                    "ftype": fmt.ftype,
+                    "path": f"files/{sha256}",
+                    "sha256": sha256,
+                    "size": len(body),
+                }, (base, debian)
+                served = anonymous.get(f"{base}/{items[fmt.ftype]['path']}")
+                assert served.status_code == 200 and served.content == body, (base, debian)
+                assert (tree / items[fmt.ftype]["path"]).read_bytes() == body, tree
+                assert_valid(fmt, served.content)
+        assert sbom_items(feed, image, bare) == {"amd64": {}, "i386": {}}, "no manifest, no SBOM"
+
+
+def test_a_version_published_before_they_were_stored_gets_them_made_the_same(
+    image_server: RunningServer, catalog: CatalogClient, anonymous: httpx.Client, tmp_path: Path
+):
+    """Its rows name no stored document (as the migration leaves them): the route makes them
+    from the manifest when asked, byte for byte what the publish stored."""
+    image, serial = new_image(arches=["x86_64"]), next_serial()
+    publish(catalog, image, serial, tmp=tmp_path, manifest=NEW_MANIFEST, to=["testing"])
+    path = api(image.name, serial, "x86_64")
+    stored = {fmt: anonymous.get(path, params={"format": fmt}).content for fmt in SbomFormat}
+    (arch,) = catalog.version(image.name, serial).arches
+    fingerprint = arch.fingerprint
+    # The stored files are what the route serves: it reads no manifest for them.
+    manifest = image_server.services.store.path(hashlib.sha256(NEW_MANIFEST).hexdigest())
+    aside = manifest.rename(manifest.with_name("aside"))
+    try:
+        for fmt, body in stored.items():
+            assert anonymous.get(path, params={"format": fmt}).content == body, fmt
+    finally:
+        aside.rename(manifest)
+    columns = ("sbom_spdx_sha256", "sbom_spdx_size", "sbom_cdx_sha256", "sbom_cdx_size")
+    with Session(image_server.services.engine) as session:
+        session.execute(
+            update(VersionArch)
+            .where(col(VersionArch.fingerprint) == fingerprint)
+            .values(dict.fromkeys(columns))
+        )
+        session.commit()
+    for fmt, body in stored.items():
+        made = anonymous.get(path, params={"format": fmt})
+        assert made.status_code == 200 and made.content == body, fmt
+        assert image_server.services.store.exists(hashlib.sha256(body).hexdigest())
+
+
+def test_gc_collects_the_documents_with_their_version_and_not_before(tmp_path: Path):
+    """Own server: collecting with grace 0 would take other tests' files."""
+    with RunningServer(tmp_path / "server", channel_file_grace_s=0) as server:
+        publisher = client(server, server.token)
+        operator = client(server, token(server, "operator"))
+        image, serial = new_image(arches=["x86_64"]), next_serial()
+        publish(publisher, image, serial, tmp=tmp_path, manifest=NEW_MANIFEST, to=["testing"])
+        path = api(image.name, serial, "x86_64")
+        with http(server) as anonymous:
+            documents = {
+                hashlib.sha256(anonymous.get(path, params={"format": fmt}).content).hexdigest()
+                for fmt in SbomFormat
+            }
+            collected = set(operator.gc(grace_s=0).files)
+            assert not documents & collected, "a listed version keeps them"
+            assert all(server.services.store.exists(sha) for sha in documents)
+            publisher.transition(image.name, serial, TransitionRequest(to="inactive", reason="old"))
+            assert documents <= set(operator.gc(grace_s=0).files)
+            assert not any(server.services.store.exists(sha) for sha in documents)
+            gone = anonymous.get(path)
+            assert gone.status_code == 404 and "were deleted" in gone.json()["detail"]
+        publisher.close()
+        operator.close()
 
 
 def test_an_unknown_image_version_or_arch_and_an_arch_without_a_manifest_are_404(
