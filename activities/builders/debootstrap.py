@@ -171,9 +171,9 @@ def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
     if image.os not in DISTROS:
         raise BuildError(f"debootstrap builds {', '.join(DISTROS)}, not {image.os!r}")
     qemu = foreign_arch_check(arch)
-    vm = "virtual-machine" in image.instance_types
+    # LXD runs VMs of some arches only (not i686): the others build their containers alone.
+    vm = "virtual-machine" in image.instance_types and arch in vm_disk.KERNELS
     if vm:  # before any work: a host that cannot finish the build says so at once
-        vm_extra = vm_disk.vm_packages(arch)
         vm_disk.require_tools()
     default_mirror, components = DISTROS[image.os]
     mirror = image.mirror or default_mirror
@@ -217,7 +217,7 @@ def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
         if vm:
             # A tree of its own: the kernel, boot loader and sshd stay out of the container.
             vm_root = work / "vm-rootfs"
-            debootstrap(vm_root, packages + vm_extra)
+            debootstrap(vm_root, packages + vm_disk.vm_packages(arch))
             vm_disk.configure_vm(vm_root, image, serial)
             vm_disk.make_disk(
                 vm_root,

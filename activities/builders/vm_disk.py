@@ -9,8 +9,9 @@ and qemu-img converts it. The kernel command line names the first NIC eth0
 (`net.ifnames=0`, so ifupdown's DHCP on eth0 applies) and puts the console on ttyS0.
 UUIDs come from the image and serial, so a rebuild gives the same ones.
 
+LXD's agent units are installed as lxd-imagebuilder installs them (Incus' are not yet).
 Not yet: a kernel upgraded inside the VM is not copied to the ESP (the entry keeps the
-build's kernel), and LXD's agent units are not installed.
+build's kernel).
 """
 
 import os
@@ -51,10 +52,91 @@ ExecStartPre=/usr/bin/ssh-keygen -A
 """
 
 
+# LXD's agent, as lxd-imagebuilder installs it (generators/lxd-agent.go): udev starts the unit
+# when LXD's virtio port is there (so never under plain QEMU); its set-up script copies the
+# agent LXD ships on the config drive (9p, virtiofs or a CD-ROM) into /run/lxd_agent.
+LXD_AGENT_SETUP = """\
+#!/bin/sh
+# Written by Icefloe's VM disk builder, after lxd-imagebuilder's.
+set -eu
+PREFIX="/run/lxd_agent"
+CDROM="/dev/disk/by-id/scsi-0QEMU_QEMU_CD-ROM_lxd_agent"
+
+mount_virtiofs() {
+    mount -t virtiofs config "${PREFIX}.mnt" >/dev/null 2>&1
+}
+
+mount_9p() {
+    modprobe 9pnet_virtio >/dev/null 2>&1 || true
+    mount -t 9p config "${PREFIX}.mnt" -o access=0,trans=virtio,size=1048576 >/dev/null 2>&1
+}
+
+mount_cdrom() {
+    mount "${CDROM}" "${PREFIX}.mnt" >/dev/null 2>&1
+}
+
+fail() {
+    if [ -x "${PREFIX}/lxd-agent" ]; then
+        echo "${1}, re-using existing agent"
+        exit 0
+    fi
+    umount -l "${PREFIX}" >/dev/null 2>&1 || true
+    eject "${CDROM}" >/dev/null 2>&1 || true
+    rmdir "${PREFIX}" >/dev/null 2>&1 || true
+    echo "${1}, failing"
+    exit 1
+}
+
+mkdir -p "${PREFIX}.mnt"
+mount_9p || mount_virtiofs || mount_cdrom || fail "Couldn't mount 9p or cdrom"
+umount -l "${PREFIX}" >/dev/null 2>&1 || true
+mkdir -p "${PREFIX}"
+mount -t tmpfs tmpfs "${PREFIX}" -o mode=0700,size=50M
+cp -Ra "${PREFIX}.mnt/"* "${PREFIX}"
+umount "${PREFIX}.mnt"
+rmdir "${PREFIX}.mnt"
+eject "${CDROM}" >/dev/null 2>&1 || true
+chown -R root:root "${PREFIX}"
+exit 0
+"""
+LXD_AGENT_UNIT = """\
+[Unit]
+Description=LXD - agent
+Documentation=https://documentation.ubuntu.com/lxd
+Before=multi-user.target cloud-init.target cloud-init.service cloud-init-local.service
+DefaultDependencies=no
+
+[Service]
+Type=notify
+WorkingDirectory=-/run/lxd_agent
+ExecStartPre=/usr/lib/systemd/lxd-agent-setup
+ExecStart=/run/lxd_agent/lxd-agent
+Restart=on-failure
+RestartSec=5s
+StartLimitInterval=60
+StartLimitBurst=10
+"""
+LXD_AGENT_RULES = "".join(
+    f'SYMLINK=="virtio-ports/{port}", TAG+="systemd", ENV{{SYSTEMD_WANTS}}+="lxd-agent.service"\n'
+    for port in ("com.canonical.lxd", "org.linuxcontainers.lxd")  # the second: older LXD
+)
+
+
+def install_lxd_agent(root: Path) -> None:
+    """The units that mount LXD's config drive and start its agent, in the VM tree."""
+    for rel, text, mode in (
+        ("usr/lib/systemd/system/lxd-agent.service", LXD_AGENT_UNIT, 0o644),
+        ("usr/lib/systemd/lxd-agent-setup", LXD_AGENT_SETUP, 0o755),
+        ("usr/lib/udev/rules.d/99-lxd-agent.rules", LXD_AGENT_RULES, 0o644),
+    ):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+
+
 def vm_packages(arch: LxdArch) -> list[str]:
-    """The packages a VM tree of this arch adds; BuildError for an arch LXD has no VMs of."""
-    if arch not in KERNELS:
-        raise BuildError(f"virtual-machine images are built for {', '.join(KERNELS)}, not {arch}")
+    """The packages a VM tree of this arch (one of KERNELS) adds."""
     return [KERNELS[arch][0], *VM_PACKAGES]
 
 
@@ -75,7 +157,8 @@ def _esp_volume_id(ids: dict[str, str]) -> str:
 
 
 def configure_vm(root: Path, image: ImageSpec, serial: str) -> None:
-    """What the VM tree needs beyond the container's: fstab, ESP mount point, sshd keys."""
+    """What the VM tree needs beyond the container's: fstab, ESP mount point, sshd keys
+    made on first boot, LXD's agent units."""
     ids = _uuids(image, serial)
     vol = _esp_volume_id(ids)
     (root / "etc/fstab").write_text(
@@ -90,6 +173,7 @@ def configure_vm(root: Path, image: ImageSpec, serial: str) -> None:
         drop_in = root / "etc/systemd/system/ssh.service.d"
         drop_in.mkdir(parents=True, exist_ok=True)
         (drop_in / "icefloe-host-keys.conf").write_text(_SSH_KEYS_DROP_IN)
+    install_lxd_agent(root)
 
 
 def _in_tree(root: Path, link: str) -> Path:

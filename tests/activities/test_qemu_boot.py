@@ -112,7 +112,7 @@ def test_qemu_failing_to_start_is_a_machinery_fault(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\necho 'qemu-system-x86_64: -drive: Could not open' >&2\nexit 1\n")
     fake.chmod(0o755)
     disk = loaderless_disk(tmp_path)
-    with pytest.raises(QemuFault, match=r"^QEMU: .*qemu-system-x86_64 exited 1: .*Could not open"):
+    with pytest.raises(QemuFault, match=r"^QEMU: QEMU exited 1: .*Could not open"):
         boot_test(disk, tmp_path / "boot", accel="tcg", qemu=str(fake))
 
 
@@ -127,3 +127,14 @@ def test_a_vm_build_without_its_tools_fails_at_once_naming_them(
         build_debootstrap(BuildJob(SPEC, "x86_64", SERIAL, tmp_path / "out"), dirs)
     assert time.monotonic() - started < 1
     assert not (tmp_path / "cache").exists(), "nothing was started"
+
+
+def test_an_arch_without_lxd_vms_builds_its_container_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """i686 has no LXD VMs: its build of a VM definition asks for no VM tool (here it gets
+    as far as debootstrap, which this PATH lacks too)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    dirs = HostDirs(debs=tmp_path, cache=tmp_path / "cache")
+    with pytest.raises(BuildError, match=r"^i686: debootstrap: debootstrap is not installed"):
+        build_debootstrap(BuildJob(SPEC, "i686", SERIAL, tmp_path / "out"), dirs)
