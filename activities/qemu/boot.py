@@ -43,6 +43,8 @@ DEAD_ENDS = (
     "Dropping to a shell",  # the initramfs did not find the root filesystem
 )
 CONSOLE_LINES = 20
+# systemd-coredump's journal message: a process of the image crashed.
+COREDUMP_MESSAGE = "fc2e22bc6ee647b6b90729ab34a250b1"
 _ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]")
 
 
@@ -255,8 +257,15 @@ def _checks(guest: Guest, dns_name: str) -> list[Outcome]:
     else:
         code, text = guest.run("cloud-init status --wait --long", timeout_s=timeout)
         said("cloud-init", code == 0 and "status: done" in text, text)
-    code, text = guest.run("journalctl -b --no-pager -q -n 3 -o short-monotonic")
-    said("journal", code == 0 and bool(text), text or "the journal of this boot is empty")
+    code, text = guest.run(
+        "journalctl -b -q --no-pager -o cat | wc -l;"
+        f" journalctl -b -q --no-pager -o cat MESSAGE_ID={COREDUMP_MESSAGE}"
+    )
+    entries, _, dumps = text.partition("\n")
+    ok = code == 0 and entries.isdigit() and int(entries) > 0 and not dumps
+    said(
+        "journal", ok, f"{entries} entries this boot" + (f"; core dumps: {dumps}" if dumps else "")
+    )
     return out
 
 
