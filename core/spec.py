@@ -51,6 +51,10 @@ Name = Annotated[str, Field(pattern=_NAME)]
 CheckKey = Annotated[str, Field(pattern=_NAME[:-1] + "(@privileged)?$")]
 
 
+# The LXD instance types an image may be built for.
+InstanceType = Literal["container", "virtual-machine"]
+
+
 class Privilege(StrEnum):
     """How a test container runs. Privileged results are recorded as `<check>@privileged`."""
 
@@ -167,6 +171,9 @@ class ImageSpec(BaseModel):
     checks: Annotated[list[CheckSpec], BeforeValidator(_expand_checks)] = Field(
         default_factory=_default_suite, min_length=1
     )
+    # What LXD instances the image is for: `virtual-machine` adds a bootable `disk-kvm.img`
+    # (debootstrap builder; activities/builders/vm_disk.py). Containers always.
+    instance_types: list[InstanceType] = Field(default=["container"], min_length=1, max_length=2)
     # Also run the whole suite in a privileged container (unprivileged always runs).
     privileged: bool = False
     # cloud-init user data every test instance gets (LXD's `cloud-init.user-data`), so the
@@ -190,6 +197,11 @@ class ImageSpec(BaseModel):
             raise ValueError(f"`distrobuilder` is for builder distrobuilder, not {self.builder}")
         if self.builder != "debootstrap" and (self.packages or self.mirror):
             raise ValueError(f"`packages`/`mirror` are for builder debootstrap, not {self.builder}")
+        types = self.instance_types
+        if "container" not in types or len(set(types)) != len(types):
+            raise ValueError("instance_types: container, and at most once each")
+        if "virtual-machine" in self.instance_types and self.builder != "debootstrap":
+            raise ValueError(f"virtual-machine images are built by debootstrap, not {self.builder}")
         if self.builder == "busybox" and self.cloud_init_user_data is not None:
             raise ValueError("`cloud_init_user_data` needs cloud-init, which busybox images lack")
         return self

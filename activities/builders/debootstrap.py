@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from activities.builders import vm_disk
 from activities.builders.base import BuildJob, Built, HostDirs
 from activities.builders.errors import BuildError
 from activities.builders.image_files import checked_inputs, dpkg_packages, package, stream_tool
@@ -77,10 +78,10 @@ network: {config: disabled}
 # minbase generates no locales; C.UTF-8 is built into the C library (en_US.UTF-8, the
 # default, fails the locale module and with it cloud-config.service).
 locale: C.UTF-8
-# No openssh-server, so no host keys to make: cloud-init 25.1 (trixie) and 26.2 (sid) report
-# each key it cannot generate as a recoverable error, and the cloud-init check fails.
-ssh_genkeytypes: []
 """
+# Without openssh-server, no host keys to make: cloud-init 25.1 (trixie) and 26.2 (sid) report
+# each key it cannot generate as a recoverable error, and the cloud-init check fails.
+_NO_SSH_KEYS = "ssh_genkeytypes: []\n"
 
 
 def foreign_arch_check(arch: LxdArch, machine: str | None = None) -> str | None:
@@ -128,7 +129,10 @@ def _configure(root: Path, image: ImageSpec, mirror: str, components: str) -> No
             "// Written by Icefloe's debootstrap builder.\n" + release.apt_conf
         )
     if (etc / "cloud/cloud.cfg.d").is_dir():
-        (etc / "cloud/cloud.cfg.d/99-icefloe.cfg").write_text(_CLOUD_CFG)
+        sshd = (root / "usr/sbin/sshd").is_file()
+        (etc / "cloud/cloud.cfg.d/99-icefloe.cfg").write_text(
+            _CLOUD_CFG + ("" if sshd else _NO_SSH_KEYS)
+        )
     (etc / "apt/sources.list").write_text(
         f"deb {mirror} {image.release} {components.replace(',', ' ')}\n"
     )
@@ -159,12 +163,18 @@ def borrowed_cache(shared: Path) -> Iterator[Path]:
 
 def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
     """Build `lxd.tar.xz`, `rootfs.squashfs` and the manifest of the packages dpkg
-    installed for one arch into out_dir (see busybox)."""
+    installed for one arch into out_dir (see busybox); for a `virtual-machine` image also
+    `disk-kvm.img` there, from a second tree with a kernel (vm_disk). The disk is not in the
+    returned list yet: the catalog and feeds do not serve VM items."""
     image, arch, serial, progress = job.spec, job.arch, job.serial, job.progress
     debian_arch = checked_inputs(arch, serial)
     if image.os not in DISTROS:
         raise BuildError(f"debootstrap builds {', '.join(DISTROS)}, not {image.os!r}")
     qemu = foreign_arch_check(arch)
+    # LXD runs VMs of some arches only (not i686): the others build their containers alone.
+    vm = "virtual-machine" in image.instance_types and arch in vm_disk.KERNELS
+    if vm:  # before any work: a host that cannot finish the build says so at once
+        vm_disk.require_tools()
     default_mirror, components = DISTROS[image.os]
     mirror = image.mirror or default_mirror
     dhcp = ["ifupdown", release_of(image).dhcp_client] if image.network == "dhcp" else []
@@ -179,27 +189,45 @@ def build_debootstrap(job: BuildJob, dirs: HostDirs) -> Built:
         borrowed_cache(cache) as own_cache,
     ):
         work = Path(tmp)
+
+        def debootstrap(root: Path, include: list[str]) -> None:
+            via = f" via {qemu}" if qemu else ""
+            progress(f"{arch}: debootstrap {image.release} into {root.name} from {mirror}{via}")
+            stream_tool(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--arch={debian_arch}",
+                    f"--components={components}",
+                    f"--include={','.join(include)}",
+                    f"--cache-dir={own_cache}",
+                    image.release,
+                    str(root),
+                    mirror,
+                ],
+                f"{arch}: debootstrap",
+                progress,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
+            progress(f"{arch}: configuring {root.name}")
+            _configure(root, image, mirror, components)
+
         root = work / "rootfs"
-        progress(
-            f"{arch}: debootstrap {image.release} from {mirror}{' via ' + qemu if qemu else ''}"
-        )
-        stream_tool(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--arch={debian_arch}",
-                f"--components={components}",
-                f"--include={','.join(packages)}",
-                f"--cache-dir={own_cache}",
-                image.release,
-                str(root),
-                mirror,
-            ],
-            f"{arch}: debootstrap",
-            progress,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        progress(f"{arch}: configuring the rootfs")
-        _configure(root, image, mirror, components)
+        debootstrap(root, packages)
+        if vm:
+            # A tree of its own: the kernel, boot loader and sshd stay out of the container.
+            vm_root = work / "vm-rootfs"
+            debootstrap(vm_root, packages + vm_disk.vm_packages(arch))
+            vm_disk.configure_vm(vm_root, image, serial)
+            vm_disk.make_disk(
+                vm_root,
+                vm_disk.boot_files(vm_root, arch),
+                out_dir / vm_disk.DISK_NAME,
+                work,
+                image,
+                arch,
+                serial,
+                progress,
+            )
         installed = dpkg_packages(root)
         return package(image, arch, serial, root, work, out_dir, progress, installed)

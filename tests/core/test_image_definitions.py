@@ -83,6 +83,14 @@ def write(tmp: Path, text: str) -> Path:
         ("builder: debootstrap\ncloud_init_user_data: ''\n", "cloud_init_user_data", "at least 1"),
         ("builder: debootstrap\nmirror: ftp://x\n", "mirror", "should match pattern"),
         ("arches: [sparc]\n", "arches.0", "Input should be 'x86_64'"),
+        ("instance_types: [vm]\n", "instance_types.0", "'container' or 'virtual-machine'"),
+        ("instance_types: [virtual-machine]\n", "definition", "container, and at most once"),
+        ("instance_types: [container, container]\n", "definition", "at most once each"),
+        (
+            "instance_types: [container, virtual-machine]\n",
+            "definition",
+            "virtual-machine images are built by debootstrap, not busybox",
+        ),
         ("colour: blue\n", "colour", "Extra inputs are not permitted"),
     ],
 )

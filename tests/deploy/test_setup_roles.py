@@ -2,6 +2,7 @@
 (install-host --role server|control|arch) gets no browser, npm, Incus, Postgres or [dev] venv;
 --role dev (deploy/test, deploy/run-local) gets them. Read from the dry runs, as `nobody`."""
 
+import platform
 import re
 
 import pytest
@@ -27,7 +28,9 @@ RUNS = {
     "server": {"python3", "ca-certificates", "nginx", "libnginx-mod-http-js", "xdelta3"}
     | {"gnupg", "gpgv"},
     "arch": {"python3", "ca-certificates", "lxd", "dnsmasq-base", "iptables", "iproute2"}
-    | {"squashfs-tools", "xz-utils", "debootstrap"},
+    | {"squashfs-tools", "xz-utils", "debootstrap"}
+    | {"e2fsprogs", "dosfstools", "mtools", "fdisk", "qemu-utils"}
+    | ({"qemu-system-x86", "ovmf", "openssh-client"} if platform.machine() == "x86_64" else set()),
 }
 
 
