@@ -5,6 +5,7 @@ statement each check's result with the LXD daemon it ran on."""
 import base64
 import json
 import socket
+import ssl
 
 import httpx
 import pytest
@@ -22,7 +23,8 @@ pytestmark = [pytest.mark.lxd, pytest.mark.temporal]
 
 def statements(settings: Settings, image: str, serial: str) -> dict[str, dict]:
     path = f"/api/v1/images/{image}/versions/{serial}/attestations"
-    with httpx.Client(base_url=settings.server.url, verify=str(settings.server.ca)) as c:
+    ca = ssl.create_default_context(cafile=str(settings.server.ca))
+    with httpx.Client(base_url=settings.server.url, verify=ca) as c:
         answer = c.get(path).json()["attestations"]
     return {a["kind"]: json.loads(base64.b64decode(a["envelope"]["payload"])) for a in answer}
 
