@@ -56,6 +56,11 @@ class DebianRepo:
         gpg = ("gpg", "--batch", "--homedir", str(self._gnupg), "--passphrase", "")
         _run(*gpg, "--quick-gen-key", f"{self.suite}@icefloe.test", "ed25519", "sign", "never")
         self._gpg = gpg
+        self._stop_agent()
+
+    def _stop_agent(self) -> None:
+        """gpg starts an agent that outlives the test: stop it after each use."""
+        _run("gpgconf", "--homedir", str(self._gnupg), "--kill", "gpg-agent")
 
     def add(self, *debs: Path) -> None:
         pool = self.root / "pool" / COMPONENT
@@ -96,6 +101,7 @@ class DebianRepo:
         (dists / "Release").write_text(release)
         (dists / "InRelease").unlink(missing_ok=True)
         _run(*self._gpg, "--clearsign", "-o", str(dists / "InRelease"), str(dists / "Release"))
+        self._stop_agent()
 
     def serve(self) -> "ServedRepo":
         return ServedRepo(self)
