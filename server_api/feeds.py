@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from core.arch import to_debian
 from core.catalog import Channel, Flavour, VersionState
 from core.sbom import SbomFormat
-from server_api.models import Event, Image, Version, VersionArch, utcnow
+from server_api.models import Event, Image, Version, VersionArch, listed_files, utcnow
 
 
 @dataclass(frozen=True)
@@ -273,14 +273,7 @@ def render(session: Session, channel: Channel, flavour: Flavour | None, generati
 def revoked_files(session: Session) -> set[str]:
     """The sha256 of every file a revoked version lists: no channel serves them."""
     rows = session.execute(
-        sa.select(
-            col(VersionArch.metadata_sha256),
-            col(VersionArch.rootfs_sha256),
-            col(VersionArch.delta_sha256),
-            col(VersionArch.manifest_sha256),
-            col(VersionArch.sbom_spdx_sha256),
-            col(VersionArch.sbom_cdx_sha256),
-        )
+        sa.select(*listed_files())
         .join(Version, col(Version.id) == col(VersionArch.version_id))
         .where(col(Version.state) == VersionState.revoked)
     )
@@ -350,14 +343,7 @@ def left_within(session: Session, channel: Channel, sha256: str, seconds: int) -
                 col(Event.from_state) == listed,
                 col(Event.to_state) != listed,
                 col(Event.at) >= utcnow() - timedelta(seconds=seconds),
-                or_(
-                    col(VersionArch.metadata_sha256) == sha256,
-                    col(VersionArch.rootfs_sha256) == sha256,
-                    col(VersionArch.delta_sha256) == sha256,
-                    col(VersionArch.manifest_sha256) == sha256,
-                    col(VersionArch.sbom_spdx_sha256) == sha256,
-                    col(VersionArch.sbom_cdx_sha256) == sha256,
-                ),
+                or_(*(column == sha256 for column in listed_files())),
             )
             .limit(1)
         ).first()

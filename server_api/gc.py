@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from core.catalog import GcResult, VersionState
 from server_api.locks import locked
-from server_api.models import Blob, Version, VersionArch, utcnow
+from server_api.models import Blob, Version, VersionArch, listed_files, utcnow
 from server_api.store import FileStore
 
 
@@ -63,14 +63,7 @@ def collect_garbage(
     )
     kept: set[str] = set()
     for listed in session.execute(
-        sa.select(
-            col(VersionArch.metadata_sha256),
-            col(VersionArch.rootfs_sha256),
-            col(VersionArch.delta_sha256),
-            col(VersionArch.manifest_sha256),
-            col(VersionArch.sbom_spdx_sha256),
-            col(VersionArch.sbom_cdx_sha256),
-        )
+        sa.select(*listed_files())
         .join(Version, col(Version.id) == col(VersionArch.version_id))
         .where(col(Version.files_deleted_at).is_(None))
     ):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, String, UniqueConstraint, false
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from core.catalog import AssessmentState, Channel, DeltaState, Flavour, VersionState
 from core.notices import DeliveryState, HookFormat
@@ -111,6 +111,19 @@ class VersionArch(SQLModel, table=True):
             self.sbom_spdx_sha256, self.sbom_spdx_size = sha256, size
         else:
             self.sbom_cdx_sha256, self.sbom_cdx_size = sha256, size
+
+
+def listed_files() -> tuple[Any, ...]:
+    """The sha256 column of every file a version arch lists (gc keeps them, a revocation
+    withdraws them, the channel grace covers them)."""
+    return (
+        col(VersionArch.metadata_sha256),
+        col(VersionArch.rootfs_sha256),
+        col(VersionArch.delta_sha256),
+        col(VersionArch.manifest_sha256),
+        col(VersionArch.sbom_spdx_sha256),
+        col(VersionArch.sbom_cdx_sha256),
+    )
 
 
 class ImageCheck(SQLModel, table=True):
