@@ -60,7 +60,13 @@ def borrow_debootstrap_cache(state_dir: Path) -> None:
     shared = REPO_DIR / ".state" / "cache" / "debootstrap"
     if shared.is_dir():
         ours = state_dir / "cache" / "debootstrap"
-        shutil.copytree(shared, ours, copy_function=os.link, dirs_exist_ok=True)
+        shutil.copytree(shared, ours, copy_function=_link_new, dirs_exist_ok=True)
+
+
+def _link_new(source: str, dest: str) -> None:
+    """A hard link, unless an earlier borrow (or a build) already put the file there."""
+    if not os.path.exists(dest):
+        os.link(source, dest)
 
 
 async def assert_no_failed_attempts(handle: WorkflowHandle) -> None:
