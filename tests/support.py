@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,17 +167,35 @@ def outside_env(**extra: str) -> dict[str, str]:
     return env | {"ICEFLOE_LOG_LEVEL": "WARNING"} | extra
 
 
+def run_icefloe(
+    *args: str, env: Mapping[str, str], timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`icefloe ARGS` as a user runs it: a process of its own in the checkout, with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        timeout=timeout_s,
+        env=dict(env),
+    )
+
+
 def icefloe_token(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
     """`icefloe token ...` against the server state in `state_dir`, as an operator runs it."""
     env = os.environ | {"ICEFLOE_STATE_DIR": str(state_dir), "ICEFLOE_LOG_LEVEL": "ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "token", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_DIR,
-        timeout=60,
-    )
+    return run_icefloe("token", *args, env=env)
+
+
+def rotate_keys(server: RunningServer) -> str:
+    """`icefloe keys rotate` on the server's host (its state dir and catalog); what it said."""
+    settings = server.server_settings
+    env = {"ICEFLOE_STATE_DIR": str(settings.state_dir)}
+    if settings.database_url:
+        env["ICEFLOE_SERVER_DATABASE_URL"] = settings.database_url
+    done = run_icefloe("keys", "rotate", env=os.environ | env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 FORM_TOKEN = re.compile(r'name="form_token" value="([0-9a-f]{64})"')
@@ -208,12 +226,8 @@ def icefloe_cli(server: RunningServer, *args: str, **env: str) -> subprocess.Com
     base = {
         k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE_") or k == "ICEFLOE_HOME"
     }
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        timeout=60,
+    return run_icefloe(
+        *args,
         env=base
         | {
             "ICEFLOE_SERVER_URL": server.url,

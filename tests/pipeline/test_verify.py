@@ -9,9 +9,7 @@ still verify what was re-signed, a version signed after the rotation says re-pin
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,12 +22,12 @@ from sqlmodel import Session, select
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, TransitionRequest
-from core.config import REPO_DIR
 from core.pipeline import PipelineInput
 from harness.lxd import Lxc
 from harness.publish import busybox_spec, publish
 from harness.servers import RunningServer, client, token
 from server_api.models import Attestation, Version
+from tests.support import rotate_keys, run_icefloe
 from workflows.trigger import new_serial, start_pipeline
 
 pytestmark = [pytest.mark.lxd, pytest.mark.temporal, pytest.mark.debs]
@@ -43,14 +41,7 @@ class Icefloe:
         self.env |= env
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO_DIR,
-            env=self.env,
-        )
+        done = run_icefloe(*args, env=self.env, timeout_s=120)
         assert "Traceback" not in done.stderr, done.stderr
         return done
 
@@ -222,18 +213,6 @@ async def test_verify_passes_on_the_launched_image_and_refuses_the_altered_revok
     assert "REVOKED: revoked by ops-alice" in said and "CVE-2026-0001 in busybox" in said, said
 
 
-def rotate(server: RunningServer) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "keys", "rotate"],
-        env=os.environ | {"ICEFLOE_STATE_DIR": str(server.server_settings.state_dir)},
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
 def test_a_rotated_key_old_pins_verify_what_was_re_signed_and_new_statements_say_re_pin(
     tmp_path: Path, lxc: Lxc
 ) -> None:
@@ -253,7 +232,7 @@ def test_a_rotated_key_old_pins_verify_what_was_re_signed_and_new_statements_say
         (old_key,) = keyids(server)
         assert "VERIFIED" in icefloe.verify(f"rot:{alias}", 0)
 
-        rotate(server)
+        rotate_keys(server)
         (new_key,) = set(keyids(server)) - {old_key}
         # What was signed before is signed by both keys now: the old pin still verifies it.
         said = icefloe.verify(old.fingerprint, 0)

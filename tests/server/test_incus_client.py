@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from clients.catalog import CatalogClient
-from core.config import REPO_DIR
 from core.sbom import SbomFormat
 from harness.deltas import refresh, two_busyboxes
 from harness.front import Front, credential, wait_written
@@ -31,6 +29,7 @@ from harness.lxd import Lxc
 from harness.publish import new_image, publish
 from harness.servers import RunningServer, http
 from harness.waiting import wait_until
+from tests.support import run_icefloe
 
 pytestmark = [pytest.mark.lxd, pytest.mark.incus, pytest.mark.debs]
 
@@ -171,14 +170,7 @@ def test_icefloe_verify_on_an_image_incus_copied_from_a_private_feed(
     env = incus.env | {"ICEFLOE_PINNED_KEYS": str(tmp_path / "pins.json")}
 
     def icefloe(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO_DIR,
-            env=env,
-        )
+        return run_icefloe(*args, env=env, timeout_s=120)
 
     assert icefloe("pin", "--incus", "--remote", "inc").returncode == 0
     incus("image", "copy", f"inc:{alias}", "local:")

@@ -7,9 +7,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
@@ -25,7 +22,6 @@ from sqlmodel import Session, select
 
 from clients.catalog import CatalogClient
 from core.catalog import AssessmentReport, BuildRecord, TransitionRequest
-from core.config import REPO_DIR
 from core.inputs import ArchInputs, VersionInputs, spec_digest
 from core.provenance import icefloe_version
 from core.sbom import SbomFormat
@@ -40,7 +36,7 @@ from harness.publish import (
 )
 from harness.servers import RunningServer, client, http, token
 from server_api.models import Blob
-from tests.support import postgres_database
+from tests.support import postgres_database, rotate_keys
 
 BUILD = "https://slsa.dev/provenance/v1"
 TEST = "https://icefloe.dev/attestations/test-results/v1"
@@ -231,23 +227,6 @@ def test_unknown_versions_and_fingerprints_are_404_a_malformed_one_422(
         assert anonymous.get(f"/api/v1/attestations/{bad}").status_code == 422, bad
 
 
-def rotate(server: RunningServer) -> str:
-    """`icefloe keys rotate` on the server host: its output."""
-    settings = server.server_settings
-    env = {"ICEFLOE_STATE_DIR": str(settings.state_dir)}
-    if settings.database_url:
-        env["ICEFLOE_SERVER_DATABASE_URL"] = settings.database_url
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "keys", "rotate"],
-        env=os.environ | env,
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
 def key_file(server: RunningServer) -> Path:
     return server.server_settings.provenance_key_path
 
@@ -269,7 +248,7 @@ def test_a_rotation_adds_the_new_keys_signature_and_lists_the_old_key_retired(
         image = new_image()
         old = publish(server, image, tmp=tmp_path, to=("testing", "active"))
         (old_key,) = keys(anonymous).values()
-        said = rotate(server)
+        said = rotate_keys(server)
         new = publish(server, image, tmp=tmp_path, to=("testing",))
         listed = [
             k for k in anonymous.get("/api/v1/keys").json()["keys"] if k["purpose"] == "provenance"
@@ -325,7 +304,7 @@ def test_a_server_without_its_key_file_refuses_to_sign_and_makes_none(
         assert refused.value.response.json() == {"detail": says}
         assert ops.version(image.name, before.serial).state == "testing", "not promoted"
 
-        rotate(again)  # the way back: a new key, the running server signs with it
+        rotate_keys(again)  # the way back: a new key, the running server signs with it
         after = publish(again, image, tmp=tmp_path, to=("testing", "active"))
         (build,) = attestations(anon, image.name, after.serial)["attestations"][:1]
         statement(build["envelope"], active_key(anon))
